@@ -1,0 +1,224 @@
+"""KV caches: the batch's per-row cache and the prefix cache kept across calls.
+
+``BatchCache`` is a transformers ``Cache`` whose layers write new keys and values
+into preallocated buffers in place and hand attention views of the filled part,
+so a decoding step copies nothing; buffers grow geometrically when a batch
+outlives its capacity. Rows are (request, bucket) pairs: keys are stored after
+rotation, so every bucket keeps its own cache.
+
+``PrefixCache`` keeps, per base set, the keys and values of recent token
+sequences, and finds the longest cached prefix of a new prompt, so an agent's
+next turn only prefills what is new. Memory is bounded in bytes with
+least-recently-used eviction.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: (rows, kv_heads, seq, head_dim)
+
+
+class BufferLayer(CacheLayerMixin):
+    """One layer's keys and values in a buffer of shape (rows, kv_heads, capacity, head_dim)."""
+
+    is_sliding = False
+    is_croppable = False
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
+        super().__init__()
+        self.keys, self.values = keys, values
+        self.length = length
+        self.is_initialized = True
+        self.device = keys.device
+
+    def lazy_initialization(self, key_states, value_states) -> None:  # buffers exist from the start
+        pass
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> KV:
+        # key_states: (rows, kv_heads, new, head_dim)
+        end = self.length + key_states.shape[-2]
+        if end > self.keys.shape[-2]:
+            self.grow(end)
+        self.keys[:, :, self.length : end] = key_states
+        self.values[:, :, self.length : end] = value_states
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def grow(self, needed: int) -> None:
+        capacity = max(needed, 2 * self.keys.shape[-2])
+        self.keys = _resized(self.keys, capacity, self.length)
+        self.values = _resized(self.values, capacity, self.length)
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.length + query_length, 0
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def get_max_length(self) -> int:
+        return -1
+
+
+def _resized(buf: torch.Tensor, capacity: int, length: int) -> torch.Tensor:
+    out = buf.new_zeros(*buf.shape[:2], capacity, buf.shape[-1])
+    out[:, :, :length] = buf[:, :, :length]
+    return out
+
+
+class BatchCache(Cache):
+    """Per-layer buffers for all rows of a running batch."""
+
+    def __init__(self, layers: list[BufferLayer]):
+        super().__init__(layers=layers)
+
+    @classmethod
+    def empty(cls, n_layers: int, rows: int, kv_heads: int, head_dim: int, capacity: int, dtype, device):
+        shape = (rows, kv_heads, capacity, head_dim)
+        return cls(
+            [
+                BufferLayer(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device), 0)
+                for _ in range(n_layers)
+            ]
+        )
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
+
+    def reserve(self, length: int) -> None:
+        """Make room for ``length`` positions in every layer (one copy now instead of several later)."""
+        for layer in self.layers:
+            if layer.keys.shape[-2] < length:
+                layer.grow(length)
+
+    def write(self, kv: Sequence[KV], rows: slice, start: int) -> None:
+        """Copy per-layer (rows, kv_heads, n, head_dim) tensors into ``rows`` at positions start..start+n."""
+        for layer, (k, v) in zip(self.layers, kv):
+            n = k.shape[-2]
+            layer.keys[rows, :, start : start + n] = k
+            layer.values[rows, :, start : start + n] = v
+
+    def gather(self, row: int, positions: torch.Tensor) -> list[KV]:
+        """Per-layer copies of one row's keys and values at the given physical positions."""
+        return [(layer.keys[row, :, positions].clone(), layer.values[row, :, positions].clone()) for layer in self.layers]
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        for layer in self.layers:
+            layer.keys = layer.keys.index_select(0, rows)
+            layer.values = layer.values.index_select(0, rows)
+
+    def shift_right(self, pad: int) -> None:
+        """Insert ``pad`` empty positions on the left of every row (to align with a longer batch)."""
+        for layer in self.layers:
+            capacity = max(layer.keys.shape[-2], layer.length + pad)
+            for name in ("keys", "values"):
+                buf = getattr(layer, name)
+                out = buf.new_zeros(*buf.shape[:2], capacity, buf.shape[-1])
+                out[:, :, pad : pad + layer.length] = buf[:, :, : layer.length]
+                setattr(layer, name, out)
+            layer.length += pad
+
+    def concat_rows(self, other: "BatchCache") -> None:
+        """Append the rows of ``other`` (same length) below this cache's rows."""
+        assert other.length == self.length
+        for a, b in zip(self.layers, other.layers):
+            n = a.length
+            a.keys = torch.cat([a.keys[:, :, :n], b.keys[:, :, :n]])
+            a.values = torch.cat([a.values[:, :, :n], b.values[:, :, :n]])
+
+    def nbytes(self) -> int:
+        return sum(layer.keys.nbytes + layer.values.nbytes for layer in self.layers)
+
+
+@dataclass
+class _Entry:
+    tokens: np.ndarray  # (n,) int64
+    kv: list[KV]  # per layer: (n_buckets, kv_heads, n, head_dim)
+    nbytes: int
+
+
+class PrefixCache:
+    """Keys and values of recent token sequences, per base set, bounded in bytes (LRU).
+
+    Exactness: a prefix's keys and values depend only on the prefix tokens, the
+    weights and the row's base, so reusing them gives the same result as
+    recomputing them (up to floating-point summation order).
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[tuple[Hashable, int], _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self.hits = 0
+        self.hit_tokens = 0
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(e.nbytes for e in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def lookup(self, key: Hashable, tokens: Sequence[int], limit: int) -> tuple[int, list[KV] | None]:
+        """Longest cached prefix of ``tokens`` (at most ``limit`` tokens) for this key.
+
+        Returns the prefix length and per-layer views (n_buckets, kv_heads, n, head_dim).
+        """
+        query = np.asarray(tokens, dtype=np.int64)
+        best_len, best_id = 0, None
+        with self._lock:
+            for entry_id, entry in self._entries.items():
+                if entry_id[0] != key:
+                    continue
+                n = _common_prefix(entry.tokens, query, limit)
+                if n > best_len:
+                    best_len, best_id = n, entry_id
+            if best_id is None:
+                return 0, None
+            self._entries.move_to_end(best_id)
+            entry = self._entries[best_id]
+            self.hits += 1
+            self.hit_tokens += best_len
+            return best_len, [(k[:, :, :best_len], v[:, :, :best_len]) for k, v in entry.kv]
+
+    def store(self, key: Hashable, tokens: Sequence[int], kv: list[KV]) -> None:
+        """Keep ``kv`` for ``tokens``; entries that are prefixes of it are dropped as redundant."""
+        arr = np.asarray(tokens, dtype=np.int64)
+        nbytes = sum(k.nbytes + v.nbytes for k, v in kv)
+        if nbytes > self.max_bytes or len(arr) == 0:
+            return
+        with self._lock:
+            for entry_id in [i for i, e in self._entries.items() if i[0] == key and _is_prefix(e.tokens, arr)]:
+                del self._entries[entry_id]
+            self._next_id += 1
+            self._entries[(key, self._next_id)] = _Entry(arr, kv, nbytes)
+            total = sum(e.nbytes for e in self._entries.values())
+            while total > self.max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                total -= evicted.nbytes
+
+
+def _common_prefix(a: np.ndarray, b: np.ndarray, limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if diff.size else n
+
+
+def _is_prefix(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(a) <= len(b) and bool(np.array_equal(a, b[: len(a)]))

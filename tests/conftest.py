@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny random models (fast tier) and the embedded model (end-to-end tier)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+from langchain_attention_buckets.loading import LoadedModel
+
+
+class CharTokenizer:
+    """Token i is one character: 'a' + i % 26 (ids 0 and 1 decode to nothing: pad and eos)."""
+
+    eos_token_id = 1
+
+    def decode(self, ids, **kwargs):
+        return "".join(chr(ord("a") + i % 26) for i in ids if i > 1)
+
+
+def tiny_config(model_type: str = "llama", rope: dict | None = None, max_positions: int = 256, **overrides):
+    from transformers import AutoConfig
+
+    kwargs = dict(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        rope_parameters=rope or {"rope_type": "default", "rope_theta": 10000.0},
+        attn_implementation="sdpa",
+        tie_word_embeddings=False,
+    )
+    kwargs.update(overrides)
+    return AutoConfig.for_model(model_type, **kwargs)
+
+
+def tiny_model(model_type: str = "llama", seed: int = 0, **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(model_type, **kwargs), attn_implementation="sdpa")
+    return model.eval()
+
+
+def as_loaded(model, tokenizer=None) -> LoadedModel:
+    cfg = model.config
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer or CharTokenizer(),
+        name=f"tiny-{cfg.model_type}",
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        eos_token_ids=frozenset({1}),
+        max_positions=cfg.max_position_embeddings,
+        head_dim=cfg.hidden_size // cfg.num_attention_heads,
+        base=float(cfg.rope_parameters["rope_theta"]),
+        vocab_size=cfg.vocab_size,
+    )
+
+
+@pytest.fixture
+def tiny():
+    return tiny_model()
+
+
+@pytest.fixture
+def tiny_loaded(tiny):
+    return as_loaded(tiny)
+
+
+def random_prompt(n: int, seed: int = 0, vocab: int = 64) -> tuple[int, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randint(2, vocab, (n,), generator=g).tolist())
