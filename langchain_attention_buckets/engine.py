@@ -71,6 +71,8 @@ class Request:
         stop: stop strings; the text ends before the first one generated.
         constraint: a grammar (``apply_mask / accept / is_terminated``), or None.
         prefix_cache: reuse and store keys/values of shared prompt prefixes.
+        ignore_eos: keep generating past end-of-sequence tokens (benchmarks).
+        logit_bias: (token id, bias) pairs added to the merged logits before the grammar mask.
     """
 
     prompt: tuple[int, ...]
@@ -81,6 +83,8 @@ class Request:
     stop: tuple[str, ...] = ()
     constraint: Any = field(default=None, compare=False)
     prefix_cache: bool = True
+    ignore_eos: bool = False
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ class Generation:
         self._q: queue.Queue | asyncio.Queue = asyncio.Queue() if loop is not None else queue.Queue()
         self._cancel = threading.Event()
         self._result: Result | None = None
+        self.final: Result | None = None  # set by the engine when the request ends, read or not
 
     @property
     def cancelled(self) -> bool:
@@ -343,7 +348,8 @@ class Engine:
         for g in self._pending:
             n = len(g.request.bases)
             if g.cancelled:
-                g._put(Result([], "", "cancelled", len(g.request.prompt), 0))
+                g.final = Result([], "", "cancelled", len(g.request.prompt), 0)
+                g._put(g.final)
             elif rows + n <= self.max_batch_rows or (not taken and not self._active):
                 taken.append(g)
                 rows += n
@@ -432,7 +438,7 @@ class Engine:
         if not req.sampling.greedy:
             generator = torch.Generator()
             generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
-        step = StepRequest(n, req.aggregation, req.sampling, generator, req.constraint)
+        step = StepRequest(n, req.aggregation, req.sampling, generator, req.constraint, req.logit_bias)
         detok = IncrementalDetokenizer(self.loaded.tokenizer, req.stop)
         return _Active(gen, n, len(req.prompt), cached, detok, step, t_start)
 
@@ -502,7 +508,7 @@ class Engine:
         a.tokens.append(token)
         if req.constraint is not None:
             req.constraint.accept(token)
-        if token in self.loaded.eos_token_ids:
+        if token in self.loaded.eos_token_ids and not req.ignore_eos:
             a.finish = "stop"
             return
         text = a.detok.add(token)
@@ -546,25 +552,25 @@ class Engine:
                 a.gen._put(TokenEvent(-1, tail))
         if req.prefix_cache and self.prefix_cache.max_bytes > 0 and a.finish != "cancelled":
             self._store_prefix(a, row)
-        a.gen._put(
-            Result(
-                token_ids=list(a.tokens),
-                text=a.detok.text,
-                finish_reason=a.finish,
-                prompt_tokens=a.prompt_len,
-                completion_tokens=len(a.tokens),
-                cached_tokens=a.cached,
-                time_to_first_token=a.t_first,
-                total_seconds=time.perf_counter() - a.t_start,
-            )
+        result = Result(
+            token_ids=list(a.tokens),
+            text=a.detok.text,
+            finish_reason=a.finish,
+            prompt_tokens=a.prompt_len,
+            completion_tokens=len(a.tokens),
+            cached_tokens=a.cached,
+            time_to_first_token=a.t_first,
+            total_seconds=time.perf_counter() - a.t_start,
         )
+        a.gen.final = result
+        a.gen._put(result)
 
     def _store_prefix(self, a: _Active, row: int) -> None:
-        # The cache holds the prompt and every generated token but the last (never fed back).
-        tokens = list(a.request.prompt) + a.tokens[:-1]
-        valid = self._valid_mask()[row]
-        positions = torch.nonzero(valid).flatten()[: len(tokens)]
-        if positions.numel() != len(tokens):
+        # The cache holds the prompt and the generated tokens fed back so far
+        # (all but the last one sampled, unless the request ended without sampling).
+        positions = torch.nonzero(self._valid_mask()[row]).flatten()
+        tokens = (list(a.request.prompt) + a.tokens)[: positions.numel()]
+        if len(tokens) != positions.numel():
             return
         per_row = [self._cache.gather(row + i, positions) for i in range(a.n)]
         kv = [

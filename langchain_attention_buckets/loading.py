@@ -39,8 +39,20 @@ DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
-# Chosen from measurements on the embedded model (docs/engine.md, "dtype on CPU").
-CPU_DEFAULT_DTYPE = torch.bfloat16
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); without it torch emulates bf16."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def cpu_default_dtype() -> torch.dtype:
+    """bf16 where the CPU has it natively, else fp32 (measurements: docs/engine.md, "dtype on CPU")."""
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 def cache_dir() -> Path:
@@ -77,7 +89,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """'auto': bf16 on CUDA (fp16 where bf16 is missing), CPU_DEFAULT_DTYPE on CPU."""
+    """'auto': bf16 on CUDA (fp16 where bf16 is missing); on CPU bf16 where it is native, else fp32."""
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
             raise ValueError(f"dtype={dtype!r} is not allowed; use 'auto', 'float32', 'bfloat16' or 'float16'")
@@ -85,7 +97,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     if dtype == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return CPU_DEFAULT_DTYPE
+        return cpu_default_dtype()
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not allowed; use 'auto', 'float32', 'bfloat16' or 'float16'")
     return DTYPES[dtype]

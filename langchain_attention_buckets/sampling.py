@@ -2,7 +2,7 @@
 
 ``process_logits`` fixes the order of logit processing for a decoding step:
 
-    merge -> grammar mask -> temperature -> top-k / top-p -> pick
+    merge -> logit bias -> grammar mask -> temperature -> top-k / top-p -> pick
 
 All requests of a batch go through each step together; only the grammar mask
 (one matcher per request) and the draw of each request's random number (one
@@ -62,6 +62,7 @@ class StepRequest:
     sampling: SamplingParams
     generator: torch.Generator | None = None
     constraint: TokenConstraint | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
 
 def merge_requests(logits: torch.Tensor, requests: Sequence[StepRequest]) -> torch.Tensor:
@@ -76,6 +77,14 @@ def merge_requests(logits: torch.Tensor, requests: Sequence[StepRequest]) -> tor
         out.append(merge(logits[None, start : start + r.n_buckets], r.aggregation))
         start += r.n_buckets
     return torch.cat(out)
+
+
+def apply_logit_bias(logits: torch.Tensor, requests: Sequence[StepRequest]) -> None:
+    """Add each request's (token id, bias) pairs to its row, in place."""
+    for b, r in enumerate(requests):
+        if r.logit_bias:
+            ids, bias = zip(*r.logit_bias)
+            logits[b, list(ids)] += torch.tensor(bias, dtype=logits.dtype, device=logits.device)
 
 
 def apply_constraints(logits: torch.Tensor, requests: Sequence[StepRequest]) -> list[bool]:
@@ -128,10 +137,11 @@ def process_logits(
     """One decoding step's logit processing, in this order:
 
     1. merge: each request's N bucket rows -> one row (its aggregation rule);
-    2. grammar mask: disallowed tokens -> -inf (one mask for all of a request's rows);
-    3. temperature;
-    4. top-k, then top-p;
-    5. pick: argmax (temperature 0) or a draw from the request's own generator.
+    2. logit bias: the request's per-token additions;
+    3. grammar mask: disallowed tokens -> -inf (one mask for all of a request's rows);
+    4. temperature;
+    5. top-k, then top-p;
+    6. pick: argmax (temperature 0) or a draw from the request's own generator.
 
     Args:
         logits: (rows, V) next-token logits; each request's rows are contiguous.
@@ -142,6 +152,7 @@ def process_logits(
         (False: a dead end; its token is meaningless).
     """
     merged = merge_requests(logits, requests)
+    apply_logit_bias(merged, requests)
     alive = apply_constraints(merged, requests)
     merged = apply_temperature_top_k_top_p(merged, requests)
     return pick(merged, requests), alive
