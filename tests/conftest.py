@@ -79,3 +79,36 @@ def tiny_loaded(tiny):
 def random_prompt(n: int, seed: int = 0, vocab: int = 64) -> tuple[int, ...]:
     g = torch.Generator().manual_seed(seed)
     return tuple(torch.randint(2, vocab, (n,), generator=g).tolist())
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_dir(tmp_path_factory):
+    """A folder holding a tiny random Llama with the embedded model's tokenizer and chat template.
+
+    Fast chat-model tests load it like any local model folder.
+    """
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from langchain_attention_buckets.loading import _converted, embedded_model_path
+
+    folder = tmp_path_factory.mktemp("tiny-chat")
+    AutoTokenizer.from_pretrained(str(_converted(embedded_model_path()))).save_pretrained(folder)
+    cfg = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    return str(folder)
+
+
+TINY_BASES = [10000.0, 17500.0, 25000.0]

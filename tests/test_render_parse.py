@@ -1,0 +1,206 @@
+"""Rendering messages through chat templates, and parsing generated text into tool calls."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from langchain_attention_buckets.parse import ToolCallParser, coerce, parse
+from langchain_attention_buckets.render import render, template_renders_tools, tools_system_text
+from langchain_attention_buckets.tool_format import format_tool_call
+
+SMOL_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+TOOLS_TEMPLATE = (
+    "{% if tools %}TOOLS:{{ tools | tojson }}\n{% endif %}"
+    "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] or '' }}"
+    "{% if m.tool_calls %}{% for c in m.tool_calls %}<call {{ c.function.name }} {{ c.function.arguments | tojson }}>{% endfor %}{% endif %}"
+    "\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+)
+STRICT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] not in ['user', 'assistant', 'system'] %}"
+    "{{ raise_exception('bad role ' + m['role']) }}{% endif %}"
+    "{% if loop.index0 > 0 and m['role'] == messages[loop.index0 - 1]['role'] %}"
+    "{{ raise_exception('roles must alternate') }}{% endif %}"
+    "<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+)
+
+
+class TemplateTokenizer:
+    """Just enough of a tokenizer to render with a Jinja chat template (transformers' renderer)."""
+
+    def __init__(self, template: str):
+        self.chat_template = template
+
+    def apply_chat_template(self, messages, tools=None, tokenize=False, add_generation_prompt=False, **kw):
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        rendered, _ = render_jinja_template(
+            conversations=[messages], tools=tools, chat_template=self.chat_template, add_generation_prompt=add_generation_prompt
+        )
+        return rendered[0]
+
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def test_without_tools_the_prompt_is_exactly_the_template():
+    tok = TemplateTokenizer(SMOL_TEMPLATE)
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "x"}]
+    assert render(tok, msgs) == tok.apply_chat_template(msgs, add_generation_prompt=True)
+
+
+def test_fallback_format_puts_schemas_in_the_system_turn():
+    tok = TemplateTokenizer(SMOL_TEMPLATE)
+    assert not template_renders_tools(tok)
+    out = render(tok, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"}], [TOOL])
+    assert out.startswith("<|im_start|>system\nBe brief.\n\n# Tools")
+    assert json.dumps(TOOL) in out
+    assert "<tool_call>" in out and "Weather in Paris?" in out
+
+
+def test_fallback_round_trip_of_calls_and_results():
+    tok = TemplateTokenizer(SMOL_TEMPLATE)
+    msgs = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "name": "get_weather", "arguments": {"city": "Paris"}}]},
+        {"role": "tool", "content": "sunny", "name": "get_weather", "tool_call_id": "1"},
+    ]
+    out = render(tok, msgs, [TOOL])
+    assert format_tool_call("get_weather", {"city": "Paris"}) in out
+    assert '<|im_start|>tool\n<tool_response>\n{"name": "get_weather", "content": "sunny"}\n</tool_response>' in out
+    assert out.index("Weather in Paris?") < out.index('<tool_call>{"name": "get_weather"') < out.index("<tool_response>")
+
+
+def test_tool_results_become_user_turns_where_the_template_refuses_a_tool_role():
+    tok = TemplateTokenizer(STRICT_TEMPLATE)
+    msgs = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "name": "get_weather", "arguments": {"city": "Oslo"}}]},
+        {"role": "tool", "content": "rain", "name": "get_weather"},
+    ]
+    out = render(tok, msgs, [TOOL])
+    assert "<user><tool_response>" in out and "rain" in out
+
+
+def test_same_roles_are_joined_only_where_the_template_refuses_them():
+    strict = TemplateTokenizer(STRICT_TEMPLATE)
+    msgs = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]
+    assert render(strict, msgs, add_generation_prompt=False) == "<user>a\n\nb<assistant>c"
+    smol = TemplateTokenizer(SMOL_TEMPLATE)
+    out = render(smol, msgs)
+    assert out.count("<|im_start|>user") == 2
+
+
+def test_several_system_messages_and_an_ai_first_conversation_keep_their_order():
+    tok = TemplateTokenizer(SMOL_TEMPLATE)
+    msgs = [
+        {"role": "assistant", "content": "first"},
+        {"role": "system", "content": "s1"},
+        {"role": "system", "content": "s2"},
+        {"role": "user", "content": "u"},
+    ]
+    out = render(tok, msgs)
+    positions = [out.index(x) for x in ("first", "s1", "s2", "\nu<")]
+    assert positions == sorted(positions)
+
+
+def test_templates_that_render_tools_get_them_and_structured_calls():
+    tok = TemplateTokenizer(TOOLS_TEMPLATE)
+    assert template_renders_tools(tok)
+    msgs = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "name": "get_weather", "arguments": {"city": "Rome"}}]},
+    ]
+    out = render(tok, msgs, [TOOL])
+    assert out.startswith("TOOLS:") and '<call get_weather {"city": "Rome"}>' in out
+
+
+def test_tool_instruction_is_added():
+    assert tools_system_text([TOOL], "Call get_weather.").endswith("Call get_weather.")
+
+
+# ---- parse ------------------------------------------------------------------------------------
+
+SCHEMAS = {"get_weather": TOOL["function"]["parameters"]}
+
+
+def test_parse_text_and_calls():
+    text = 'Let me check.\n<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "days": "3"}}</tool_call>'
+    content, calls = parse(text, SCHEMAS)
+    assert content == "Let me check."
+    assert calls[0].valid and calls[0].arguments == {"city": "Paris", "days": 3}  # "3" typed as the schema says
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ('{"name": "get_weather", "arguments": {"city": "Paris"', "not valid JSON"),
+        ('{"name": "nope", "arguments": {}}', "unknown tool 'nope'"),
+        ('{"name": "get_weather", "arguments": {"days": 2}}', "'city' is a required property"),
+        ('{"name": "get_weather", "arguments": {"city": "X", "days": "many"}}', "days"),
+        ('["get_weather"]', 'string "name"'),
+        ('{"name": "get_weather", "arguments": [1]}', "not a JSON object"),
+    ],
+)
+def test_broken_calls_become_invalid_never_exceptions(body, reason):
+    content, calls = parse(f"<tool_call>{body}</tool_call>", SCHEMAS)
+    assert len(calls) == 1 and not calls[0].valid
+    assert reason in calls[0].error
+    assert calls[0].raw == body
+
+
+def test_an_unclosed_call_is_invalid_and_kept():
+    _, calls = parse('<tool_call>{"name": "get_weather", "arguments": {"city": "Pa', SCHEMAS)
+    assert not calls[0].valid and "not closed" in calls[0].error and calls[0].raw.endswith('"Pa')
+
+
+def test_streamed_parse_equals_whole_parse_for_every_split():
+    text = 'Hi <tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>\n<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call> done <tool'
+    whole = parse(text, SCHEMAS)
+    for size in (1, 2, 3, 7, 13):
+        parser = ToolCallParser(SCHEMAS)
+        events = []
+        for i in range(0, len(text), size):
+            events += list(parser.feed(text[i : i + size]))
+        events += list(parser.finish())
+        content = "".join(e.text for e in events if hasattr(e, "text"))
+        calls = [e for e in events if hasattr(e, "raw")]
+        assert (content, calls) == whole, size
+    assert whole[0] == "Hi done <tool"
+
+
+def test_coerce_follows_the_schema():
+    schema = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer"},
+            "x": {"type": "number"},
+            "ok": {"type": "boolean"},
+            "s": {"type": "string"},
+            "xs": {"type": "array", "items": {"type": "integer"}},
+        },
+    }
+    assert coerce({"n": "3", "x": "2.5", "ok": "true", "s": "4", "xs": ["1", 2]}, schema) == {
+        "n": 3,
+        "x": 2.5,
+        "ok": True,
+        "s": "4",
+        "xs": [1, 2],
+    }
