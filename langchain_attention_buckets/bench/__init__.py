@@ -1,0 +1,1 @@
+"""Benchmarks: `accuracy` (accuracy by position of the essential item) and `speed`."""

@@ -1,0 +1,111 @@
+"""Configurations compared by the accuracy benchmark, and how models are made for them."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+from langchain_core.language_models import BaseChatModel
+
+from .tasks import Item
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One way of running the model.
+
+    Attributes:
+        name: Label in tables, plots and the cache key.
+        bases: RoPE bases as `ChatAttentionBuckets` takes them ("paper", "auto", a
+            number, a list); None means the model's own base (one row, the plain model).
+        aggregation: How the rows' logits are merged ("confidence", "mean", "max").
+        reorder: Apply LangChain's `LongContextReorder` to the items before the
+            prompt is built (the baseline a LangChain user already has).
+    """
+
+    name: str
+    bases: str | float | tuple[float, ...] | None = None
+    aggregation: str = "confidence"
+    reorder: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bases, list):  # keep the dataclass hashable
+            object.__setattr__(self, "bases", tuple(self.bases))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if isinstance(self.bases, tuple):
+            d["bases"] = list(self.bases)
+        return d
+
+
+ModelFactory = Callable[[BenchConfig], BaseChatModel]
+
+DEFAULT_CONFIGS: tuple[BenchConfig, ...] = (
+    BenchConfig("plain"),
+    BenchConfig("paper", bases="paper"),
+    BenchConfig("auto", bases="auto"),
+    BenchConfig("paper-mean", bases="paper", aggregation="mean"),
+    BenchConfig("paper-max", bases="paper", aggregation="max"),
+    BenchConfig("plain+reorder", reorder=True),
+)
+CONFIGS: dict[str, BenchConfig] = {c.name: c for c in DEFAULT_CONFIGS}
+BASELINE = "plain"
+
+
+def parse_configs(spec: str | Sequence[str | BenchConfig]) -> list[BenchConfig]:
+    """Configs from "plain,paper" or a list of names / BenchConfig objects."""
+    names = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else spec
+    out: list[BenchConfig] = []
+    for c in names:
+        if isinstance(c, str):
+            if c not in CONFIGS:
+                raise ValueError(f"unknown config {c!r}; choose from {', '.join(CONFIGS)}")
+            c = CONFIGS[c]
+        out.append(c)
+    if not out:
+        raise ValueError("no configurations given")
+    seen = [c.name for c in out]
+    if len(set(seen)) != len(seen):
+        raise ValueError(f"config names must be unique, got {seen}")
+    return out
+
+
+def default_factory(model: str | None = None, *, max_tokens: int = 64) -> ModelFactory:
+    """A factory of `ChatAttentionBuckets` chat models, greedy, with `max_tokens`.
+
+    `bases=None` becomes the model's own rope base (one row: the plain model);
+    omitting `bases` would give the chat model's default, "paper". Instances with
+    the same `model` share weights, so one per config is cheap.
+    """
+
+    def make(config: BenchConfig) -> BaseChatModel:
+        from langchain_attention_buckets import ChatAttentionBuckets  # lazy: torch, transformers
+
+        kwargs: dict[str, Any] = dict(
+            model=model, aggregation=config.aggregation, temperature=0, max_tokens=max_tokens
+        )
+        if config.bases is None:
+            kwargs["bases"] = float(ChatAttentionBuckets(**kwargs).load().base)
+        else:
+            kwargs["bases"] = list(config.bases) if isinstance(config.bases, tuple) else config.bases
+        return ChatAttentionBuckets(**kwargs)
+
+    return make
+
+
+def reorder_items(items: Sequence[Item]) -> list[int]:
+    """The order `LongContextReorder` gives `items`, as indices into `items`.
+
+    `LongContextReorder` expects documents sorted by relevance, most relevant
+    first, and moves the most relevant ones to the two ends. The benchmark's item
+    order plays the role of a retriever's ranking: position i means "ranked i-th".
+    """
+    with warnings.catch_warnings():  # langchain_community warns about its own sunset on import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from langchain_community.document_transformers import LongContextReorder
+    from langchain_core.documents import Document
+
+    docs = [Document(page_content=it.text, metadata={"index": j}) for j, it in enumerate(items)]
+    return [d.metadata["index"] for d in LongContextReorder().transform_documents(docs)]

@@ -1,0 +1,379 @@
+"""``attention-buckets bench speed``: what buckets cost, measured against one row in the same run.
+
+Four measurements, each a median over repeats after a warm-up run:
+
+- ``buckets``: for N in --buckets and each prompt length, time to first token
+  (prefill), decode step time and KV-cache bytes, as ratios to N = 1;
+- ``sequential``: the N bases run one after another as separate single-row
+  passes at every step (what the reference implementation does), against the
+  same N as rows of one batch;
+- ``hf``: N = 1 against plain transformers ``generate`` on the same prompt;
+- ``agent``: time to first token of the 2nd and 3rd turns of a three-turn tool
+  loop over a ~2,000-token tool context, with and without the prefix cache.
+
+Results go to the terminal (a table), ``speed.json`` and ``speed.png`` in --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..engine import Engine, Request
+from ..loading import LoadedModel, ModelSpec, load_model
+from ..merge import merge
+from ..rope import BucketedRotaryEmbedding, bucket_frequencies, bucketed_rotary, rotary_module
+
+PAPER_RATIOS = (1.0, 1.75, 1.8, 1.9, 2.0, 2.5, 2.25, 2.75)  # the paper's set, then two more for N = 8
+
+
+def bases_for(n: int, base: float) -> tuple[float, ...]:
+    return tuple(base * r for r in PAPER_RATIOS[:n])
+
+
+def make_prompt(loaded: LoadedModel, length: int, seed: int = 0) -> tuple[int, ...]:
+    """``length`` token ids of ordinary text (a fixed passage repeated), deterministic."""
+    text = (
+        "The committee met on Tuesday to review the quarterly inventory figures, the shipping "
+        "schedule for the northern warehouses and the new supplier contracts. "
+    )
+    ids = loaded.tokenizer.encode(text * (length // 20 + 2), add_special_tokens=False)
+    return tuple(ids[seed : seed + length])
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA allocator peak, or resident-set growth on CPU (sampled)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            return self
+        self._base = _rss()
+        self._stop = threading.Event()
+        self._max = self._base
+
+        def sample():
+            while not self._stop.wait(0.005):
+                self._max = max(self._max, _rss())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self._max, _rss()) - self._base
+        return False
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+# ---- the engine: N rows of one batch -------------------------------------------------------
+
+
+def run_engine(engine: Engine, prompt, bases, decode_tokens: int, repeats: int) -> dict:
+    ttft, step, peak = [], [], []
+    for i in range(repeats + 1):
+        req = Request(prompt, tuple(bases), max_tokens=decode_tokens, prefix_cache=False, ignore_eos=True)
+        with PeakMemory(engine.loaded.device) as mem:
+            res = engine.generate(req)
+        if i == 0:
+            continue  # warm-up
+        ttft.append(res.time_to_first_token)
+        step.append((res.total_seconds - res.time_to_first_token) / max(1, res.completion_tokens - 1))
+        peak.append(mem.peak)
+    n, length = len(bases), len(prompt)
+    return {
+        "ttft_s": _median(ttft),
+        "decode_step_s": _median(step),
+        "prefill_tok_s": length / _median(ttft),
+        "decode_tok_s": 1.0 / _median(step),
+        "kv_bytes": n * (length + decode_tokens) * engine.loaded.kv_bytes_per_token(),
+        "peak_bytes": int(_median(peak)),
+    }
+
+
+# ---- the reference approach: one row at a time --------------------------------------------
+
+
+@torch.inference_mode()
+def run_sequential(loaded: LoadedModel, prompt, bases, decode_tokens: int, repeats: int) -> dict:
+    """Each base a separate single-row pass with its own transformers cache, bases one after another."""
+    from transformers import DynamicCache
+
+    model, dev = loaded.model, loaded.device
+    freqs, scales = bucket_frequencies(model.config, tuple(bases), dev, rotary_module(model))
+    rotaries = [BucketedRotaryEmbedding(freqs[i : i + 1], scales[i : i + 1], model.config, [b]) for i, b in enumerate(bases)]
+    ids = torch.tensor([prompt], device=dev)
+    ttft, step = [], []
+    for rep in range(repeats + 1):
+        t0 = time.perf_counter()
+        caches, rows = [], []
+        for rot in rotaries:
+            cache = DynamicCache(config=model.config)
+            with bucketed_rotary(model, rot):
+                rows.append(model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1])
+            caches.append(cache)
+        token = merge(torch.stack(rows, dim=1), "confidence").argmax(-1)
+        _sync(dev)
+        t1 = time.perf_counter()
+        for k in range(decode_tokens - 1):
+            pos = torch.tensor([[len(prompt) + k]], device=dev)
+            rows = []
+            for rot, cache in zip(rotaries, caches):
+                with bucketed_rotary(model, rot):
+                    out = model(input_ids=token[:, None], position_ids=pos, cache=cache, use_cache=True)
+                rows.append(out.logits[:, -1])
+            token = merge(torch.stack(rows, dim=1), "confidence").argmax(-1)
+            token.item()
+        t2 = time.perf_counter()
+        if rep:
+            ttft.append(t1 - t0)
+            step.append((t2 - t1) / max(1, decode_tokens - 1))
+    return {"ttft_s": _median(ttft), "decode_step_s": _median(step)}
+
+
+@torch.inference_mode()
+def run_hf_generate(loaded: LoadedModel, prompt, decode_tokens: int, repeats: int) -> dict:
+    """Plain transformers greedy ``generate`` (the model unmodified)."""
+    model, dev = loaded.model, loaded.device
+    ids = torch.tensor([prompt], device=dev)
+    kw = dict(do_sample=False, pad_token_id=0)
+    first, full = [], []
+    for rep in range(repeats + 1):
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, **kw)
+        _sync(dev)
+        t1 = time.perf_counter()
+        model.generate(ids, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **kw)
+        _sync(dev)
+        t2 = time.perf_counter()
+        if rep:
+            first.append(t1 - t0)
+            full.append(t2 - t1)
+    step = (_median(full) - _median(first)) / max(1, decode_tokens - 1)
+    return {"ttft_s": _median(first), "decode_step_s": step}
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ---- an agent loop: the prefix cache ------------------------------------------------------
+
+
+def _agent_tools(n: int = 14) -> list[dict]:
+    topics = [
+        ("get_order", "Look up an order in the shop database by its id", {"order_id": "The order id, like A1001"}),
+        ("convert_currency", "Convert an amount of money between two currencies", {"amount": "The amount", "from_currency": "ISO code", "to_currency": "ISO code"}),
+        ("add_days", "Add a number of days to a date", {"date": "ISO date", "days": "Days to add"}),
+        ("get_weather", "Current weather for a city", {"city": "City name"}),
+        ("search_products", "Search the product catalog by keyword", {"query": "Search words"}),
+        ("track_package", "Tracking status of a parcel", {"tracking_number": "Carrier tracking number"}),
+        ("list_events", "Calendar events on a date", {"date": "ISO date"}),
+        ("stock_level", "Units in stock for a product", {"product_id": "Product id"}),
+        ("send_email", "Send an email message", {"to": "Address", "subject": "Subject line", "body": "Text"}),
+        ("translate", "Translate text into another language", {"text": "Text", "target_language": "Language code"}),
+        ("geocode", "Coordinates of an address", {"address": "Street address"}),
+        ("word_count", "Count the words of a text", {"text": "The text"}),
+        ("compound_interest", "Future value with compound interest", {"principal": "Amount", "rate": "Yearly rate in percent", "years": "Years"}),
+        ("time_in_zone", "Convert a time into another time zone", {"datetime": "ISO datetime", "timezone": "IANA zone"}),
+    ]
+    filler = (
+        " It is meant for customer-support agents and returns a compact JSON object. Use it only when the "
+        "request clearly asks for this information, and pass every argument exactly as the user gave it; "
+        "never guess missing values, ask instead. Errors come back as an object with an 'error' field."
+    )
+    tools = []
+    for name, desc, params in topics[:n]:
+        props = {k: {"type": "string", "description": v + ". Required; no default."} for k, v in params.items()}
+        tools.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "description": desc + "." + filler * 2,
+                    "parameters": {"type": "object", "properties": props, "required": list(params)},
+                },
+            }
+        )
+    return tools
+
+
+def run_agent_loop(loaded: LoadedModel, model: str | None, dtype: str, bases_n: int, repeats: int) -> dict:
+    """TTFT of turns 2 and 3 of a tool loop, with and without the prefix cache (same outputs)."""
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    from ..chat_model import ChatAttentionBuckets
+
+    tools = _agent_tools()
+    results: dict[str, list[list[float]]] = {"cache": [], "no_cache": []}
+    for rep in range(repeats + 1):
+        for label, use_cache in (("cache", True), ("no_cache", False)):
+            bases = list(bases_for(bases_n, loaded.base))
+            llm = ChatAttentionBuckets(model=model, dtype=dtype, bases=bases, max_tokens=40, prefix_cache=use_cache)
+            llm.clear_prefix_cache()
+            bound = llm.bind_tools(tools, tool_choice="any")
+            messages = [HumanMessage("Look up order A1001, convert its price to EUR and tell me the delivery date.")]
+            ttfts = []
+            for turn in range(3):
+                ai = bound.invoke(messages)
+                ttfts.append(ai.response_metadata["time_to_first_token"])
+                messages.append(ai)
+                for call in ai.tool_calls:
+                    messages.append(ToolMessage(json.dumps({"ok": True, "turn": turn, "value": 129.99}), tool_call_id=call["id"]))
+            if rep:
+                results[label].append(ttfts)
+    prompt_tokens = len(loaded.tokenizer.encode(json.dumps(tools)))
+    out = {"tool_context_tokens_approx": prompt_tokens}
+    for label, runs in results.items():
+        out[label] = [_median([r[t] for r in runs]) for t in range(3)]
+    out["speedup"] = [out["no_cache"][t] / out["cache"][t] for t in range(3)]
+    return out
+
+
+# ---- command ---------------------------------------------------------------------------------
+
+
+def add_speed_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="hub id, folder or .gguf (default: the embedded model)")
+    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--buckets", default="1,2,4,6,8", help="numbers of buckets (default 1,2,4,6,8)")
+    p.add_argument("--lengths", default="256,1024,2048", help="prompt lengths in tokens (default 256,1024,2048)")
+    p.add_argument("--decode-tokens", type=int, default=32, help="tokens generated per run (default 32)")
+    p.add_argument("--repeats", type=int, default=3, help="counted runs per point, after one warm-up (default 3)")
+    p.add_argument("--parts", default="buckets,sequential,hf,agent", help="which measurements (default: all)")
+    p.add_argument("--output", default="bench-out/speed", help="folder for speed.json and speed.png")
+
+
+def speed_main(args: argparse.Namespace) -> int:
+    ns = [int(x) for x in args.buckets.split(",")]
+    lengths = [int(x) for x in args.lengths.split(",")]
+    parts = set(args.parts.split(","))
+    loaded = load_model(ModelSpec(args.model, args.device, args.dtype))
+    engine = Engine(loaded, prefix_cache_bytes=0)
+    out: dict[str, Any] = {
+        "model": loaded.name,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).replace("torch.", ""),
+        "torch_threads": torch.get_num_threads(),
+        "hardware": _hardware(loaded.device),
+        "settings": {"buckets": ns, "lengths": lengths, "decode_tokens": args.decode_tokens, "repeats": args.repeats},
+    }
+    if "buckets" in parts or "sequential" in parts:
+        out["buckets"] = []
+        for length in lengths:
+            prompt = make_prompt(loaded, length)
+            one = None
+            for n in ns:
+                row = {"n": n, "length": length, **run_engine(engine, prompt, bases_for(n, loaded.base), args.decode_tokens, args.repeats)}
+                one = one or row
+                row["ttft_ratio"] = row["ttft_s"] / one["ttft_s"]
+                row["decode_step_ratio"] = row["decode_step_s"] / one["decode_step_s"]
+                if "sequential" in parts and n > 1:
+                    seq = run_sequential(loaded, prompt, bases_for(n, loaded.base), args.decode_tokens, args.repeats)
+                    row["sequential"] = seq
+                    row["batched_speedup_ttft"] = seq["ttft_s"] / row["ttft_s"]
+                    row["batched_speedup_decode"] = seq["decode_step_s"] / row["decode_step_s"]
+                out["buckets"].append(row)
+                _print_row(row)
+    if "hf" in parts:
+        out["hf"] = []
+        for length in lengths:
+            prompt = make_prompt(loaded, length)
+            ours = run_engine(engine, prompt, (loaded.base,), args.decode_tokens, args.repeats)
+            hf = run_hf_generate(loaded, prompt, args.decode_tokens, args.repeats)
+            row = {"length": length, "ours": ours, "hf": hf, "decode_step_ratio": ours["decode_step_s"] / hf["decode_step_s"], "ttft_ratio": ours["ttft_s"] / hf["ttft_s"]}
+            out["hf"].append(row)
+            print(f"N=1 vs transformers generate, {length} tokens: TTFT x{row['ttft_ratio']:.3f}, decode step x{row['decode_step_ratio']:.3f}")
+    if "agent" in parts:
+        out["agent"] = run_agent_loop(loaded, args.model, args.dtype, 6, args.repeats)
+        a = out["agent"]
+        print(
+            "agent loop (6 buckets), TTFT per turn with / without prefix cache: "
+            + ", ".join(f"turn {t + 1}: {a['cache'][t]:.2f}s / {a['no_cache'][t]:.2f}s (x{a['speedup'][t]:.1f})" for t in range(3))
+        )
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "speed.json").write_text(json.dumps(out, indent=2))
+    if out.get("buckets"):
+        plot_speed(out, folder / "speed.png")
+    print(f"wrote {folder / 'speed.json'}")
+    return 0
+
+
+def _print_row(row: dict) -> None:
+    seq = ""
+    if "sequential" in row:
+        seq = f" | sequential bases: TTFT x{row['batched_speedup_ttft']:.2f} slower, decode x{row['batched_speedup_decode']:.2f} slower"
+    print(
+        f"N={row['n']} L={row['length']}: TTFT {row['ttft_s'] * 1e3:.0f} ms (x{row['ttft_ratio']:.2f}), "
+        f"decode step {row['decode_step_s'] * 1e3:.1f} ms (x{row['decode_step_ratio']:.2f}), "
+        f"KV {row['kv_bytes'] / 2**20:.0f} MiB, peak +{row['peak_bytes'] / 2**20:.0f} MiB{seq}"
+    )
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def plot_speed(out: dict, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    rows = out["buckets"]
+    for ax, key, title in ((fig.add_subplot(1, 2, 1), "ttft_ratio", "prefill (time to first token)"), (fig.add_subplot(1, 2, 2), "decode_step_ratio", "decode step")):
+        for length in sorted({r["length"] for r in rows}):
+            pts = [r for r in rows if r["length"] == length]
+            ax.plot([r["n"] for r in pts], [r[key] for r in pts], marker="o", label=f"{length} tokens")
+        ns = sorted({r["n"] for r in rows})
+        ax.plot(ns, ns, ls="--", color="grey", label="N x (no sharing)")
+        ax.set_xlabel("buckets N")
+        ax.set_ylabel("time / time at N = 1")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{out['model']} on {out['device']} ({out['dtype']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

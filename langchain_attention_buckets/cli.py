@@ -1,0 +1,95 @@
+"""The ``attention-buckets`` command.
+
+    attention-buckets demo                      the main job: a question answered with one base and with buckets
+    attention-buckets bases [--plot FILE]       the base set chosen for a model, and its waveforms
+    attention-buckets bench accuracy ...        accuracy against the position of the essential information
+    attention-buckets bench speed ...           prefill/decode throughput, time to first token, memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _model_facts(model: str | None) -> tuple[str, int, float, int]:
+    """(name, head_dim, rope base, context length) of a model, reading only its config."""
+    from transformers import AutoConfig
+
+    from .loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path
+    from .rope import head_dim, model_base
+
+    if model is None or model.endswith(".gguf"):
+        path = embedded_model_path() if model is None else os.path.expanduser(model)
+        from pathlib import Path
+
+        folder, name = _converted(Path(path)), EMBEDDED_MODEL_NAME if model is None else Path(path).stem
+    else:
+        folder, name = model, model
+    cfg = AutoConfig.from_pretrained(str(folder))
+    return name, head_dim(cfg), model_base(cfg), int(cfg.max_position_embeddings)
+
+
+def cmd_bases(args: argparse.Namespace) -> int:
+    from .bases import auto_distance_range, coverage, plot_bases, resolve_bases
+
+    name, d, base, ctx = _model_facts(args.model)
+    ctx = args.context or ctx
+    bases = resolve_bases(args.set, head_dim=d, base=base, context_length=ctx, n=args.n if args.set == "auto" else None)
+    lo, hi = auto_distance_range(ctx)
+    cov = coverage(bases, head_dim=d, min_distance=lo, max_distance=hi)
+    print(f"model {name}: head_dim {d}, rope base {base:g}, context {ctx}")
+    print(f"{args.set} bases ({len(bases)}): " + ", ".join(f"{b:g}" for b in bases))
+    print(f"ratios to the model's base: " + ", ".join(f"{b / base:.3g}" for b in bases))
+    print(
+        f"coverage over distances {lo}-{hi}: worst {cov['worst']:.2f} (one base alone: {cov['single_worst']:.2f}), "
+        f"mean {cov['mean']:.2f} (one base: {cov['single_mean']:.2f})"
+    )
+    if args.plot:
+        plot_bases(bases, head_dim=d, min_distance=lo, max_distance=hi, path=args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(model=args.model, fast=args.fast)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="attention-buckets", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="the agent demo: one base against buckets, side by side")
+    p.add_argument("--model", default=None, help="hub id, folder or .gguf (default: the embedded model)")
+    p.add_argument("--fast", action="store_true", help="fewer questions (what CI runs)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bases", help="print (and plot) the base set chosen for a model")
+    p.add_argument("--model", default=None, help="hub id, folder or .gguf (default: the embedded model)")
+    p.add_argument("--set", default="auto", choices=["auto", "paper"], help="which set (default: auto)")
+    p.add_argument("--n", type=int, default=6, help="number of bases for 'auto' (default 6)")
+    p.add_argument("--context", type=int, default=None, help="context length to cover (default: the model's)")
+    p.add_argument("--plot", default=None, metavar="FILE", help="write the waveforms and their envelope to a PNG")
+    p.set_defaults(func=cmd_bases)
+
+    p = sub.add_parser("bench", help="benchmarks")
+    bench = p.add_subparsers(dest="bench", required=True)
+    from .bench.accuracy import accuracy_main, add_accuracy_arguments
+    from .bench.speed import add_speed_arguments, speed_main
+
+    add_accuracy_arguments(bench.add_parser("accuracy", help="accuracy against the position of the key item"))
+    bench.choices["accuracy"].set_defaults(func=accuracy_main)
+    add_speed_arguments(bench.add_parser("speed", help="throughput, latency and memory against the number of buckets"))
+    bench.choices["speed"].set_defaults(func=speed_main)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
