@@ -73,6 +73,9 @@ class Request:
         prefix_cache: reuse and store keys/values of shared prompt prefixes.
         ignore_eos: keep generating past end-of-sequence tokens (benchmarks).
         logit_bias: (token id, bias) pairs added to the merged logits before the grammar mask.
+        speculative_tokens: for greedy requests, check up to this many drafted tokens in one
+            forward pass (drafts: what followed the same prompt before, or an n-gram of the
+            context); 0 turns it off. The output is the same either way.
     """
 
     prompt: tuple[int, ...]
@@ -85,6 +88,7 @@ class Request:
     prefix_cache: bool = True
     ignore_eos: bool = False
     logit_bias: tuple[tuple[int, float], ...] = ()
+    speculative_tokens: int = 8
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,8 @@ class EngineStats:
     decode_passes: int = 0
     max_rows: int = 0  # the most rows seen in one forward pass
     max_requests: int = 0  # the most requests decoded in one step
+    drafted_tokens: int = 0  # speculative tokens checked
+    accepted_tokens: int = 0  # of them, the ones the model agreed with
 
 
 class Generation:
@@ -206,6 +212,7 @@ class _Active:
     tokens: list[int] = field(default_factory=list)
     t_first: float = 0.0
     finish: str | None = None
+    replay: list[int] = field(default_factory=list)  # what followed this prompt last time (a draft)
 
     @property
     def request(self) -> Request:
@@ -383,7 +390,8 @@ class Engine:
     def _admit(self, gens: list[Generation]) -> None:
         lm = self.loaded
         t_start = time.perf_counter()
-        prefixes = [self._lookup(g.request) for g in gens]
+        looked = [self._lookup(g.request) for g in gens]
+        prefixes = [(p, kv) for p, kv, _ in looked]
         n_rows = [len(g.request.bases) for g in gens]
         P = max(p for p, _ in prefixes)
         S = max(len(g.request.prompt) - p for g, (p, _) in zip(gens, prefixes))
@@ -421,6 +429,8 @@ class Engine:
             logits = self._forward(ids[:, c0:c1], pos[:, c0:c1], mask, cache, freqs, scales, row_bases)
             self.stats.prefill_passes += 1
         actives = [self._activate(g, n, p, t_start) for g, n, (p, _) in zip(gens, n_rows, prefixes)]
+        for a, (_, _, follow) in zip(actives, looked):
+            a.replay = follow
         tokens, alive = process_logits(logits, [a.step for a in actives])
         next_pos = torch.tensor([len(g.request.prompt) for g, n in zip(gens, n_rows) for _ in range(n)], device=dev)
         self._join(actives, cache, valid if padded else None, next_pos, freqs, scales, row_bases)
@@ -428,8 +438,8 @@ class Engine:
 
     def _lookup(self, request: Request):
         if not request.prefix_cache or self.prefix_cache.max_bytes <= 0:
-            return 0, None
-        return self.prefix_cache.lookup(request.bases, request.prompt, len(request.prompt) - 1)
+            return 0, None, []
+        return self.prefix_cache.lookup_with_continuation(request.bases, request.prompt, len(request.prompt) - 1)
 
     def _activate(self, gen: Generation, n: int, cached: int, t_start: float) -> _Active:
         req = gen.request
@@ -440,7 +450,9 @@ class Engine:
             generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
         step = StepRequest(n, req.aggregation, req.sampling, generator, req.constraint, req.logit_bias)
         detok = IncrementalDetokenizer(self.loaded.tokenizer, req.stop)
-        return _Active(gen, n, len(req.prompt), cached, detok, step, t_start)
+        active = _Active(gen, n, len(req.prompt), cached, detok, step, t_start)
+        step.generated = active.tokens  # the same list: the penalty sees every new token
+        return active
 
     def _join(self, actives, cache, valid, next_pos, freqs, scales, row_bases) -> None:
         """Merge a prefilled group into the running batch, aligning lengths with left padding."""
@@ -472,6 +484,12 @@ class Engine:
 
     # Phase 2: one lockstep decoding step for every row.
     def _step(self) -> None:
+        if len(self._active) == 1:
+            a = self._active[0]
+            draft = self._draft(a)
+            if draft:
+                self._speculative_step(a, draft)
+                return
         dev = self.loaded.device
         last = torch.tensor([a.tokens[-1] for a in self._active for _ in range(a.n)], device=dev)
         mask = None
@@ -487,6 +505,62 @@ class Engine:
         self.stats.max_requests = max(self.stats.max_requests, len(self._active))
         tokens, alive = process_logits(logits, [a.step for a in self._active])
         self._deliver(self._active, tokens.tolist(), alive)
+
+    # Phase 2b: a speculative step for a lone greedy request.
+    def _draft(self, a: _Active) -> list[int]:
+        """Tokens the request is likely to generate next, or [] (then decode one token)."""
+        req = a.request
+        k = req.speculative_tokens
+        if k <= 0 or not req.sampling.greedy:
+            return []
+        done = len(a.tokens)
+        if a.replay and a.replay[:done] == a.tokens and len(a.replay) > done:
+            return a.replay[done : done + k]
+        history = list(req.prompt) + a.tokens
+        return _ngram_draft(history, k)
+
+    def _speculative_step(self, a: _Active, draft: list[int]) -> None:
+        """Feed the last token and the draft in one pass; keep the draft up to the first token the
+        model would not have picked, plus the model's own token there."""
+        dev = self.loaded.device
+        inputs = torch.tensor([a.tokens[-1], *draft], device=dev)  # (S,)
+        S = inputs.shape[0]
+        ids = inputs.expand(a.n, S)
+        pos = self._pos[:, None] + torch.arange(S, device=dev)
+        mask = None
+        if self._valid is not None:
+            self._valid = torch.cat([self._valid, torch.ones(a.n, S, dtype=torch.bool, device=dev)], dim=1)
+            mask = self._valid
+        rotary = BucketedRotaryEmbedding(self._freqs, self._scales, self.model.config, self._row_bases)
+        with bucketed_rotary(self.model, rotary):
+            logits = self.model(
+                input_ids=ids, position_ids=pos, attention_mask=mask, cache=self._cache, use_cache=True, logits_to_keep=S
+            ).logits  # (n, S, V)
+        self.stats.decode_passes += 1
+        self.stats.drafted_tokens += len(draft)
+        now, matched = time.perf_counter(), 0
+        for j in range(S):
+            if a.gen.cancelled:
+                a.finish = "cancelled"
+                break
+            tokens, alive = process_logits(logits[:, j], [a.step])
+            if not alive[0]:
+                a.finish = "grammar_dead_end"
+                break
+            token = int(tokens[0])
+            self._accept(a, token, now)
+            if a.finish or j == S - 1 or token != draft[j]:
+                break
+            matched += 1
+        self.stats.accepted_tokens += matched
+        unused = S - (matched + 1)  # positions fed but not part of the output
+        if unused:
+            self._cache.rollback(unused)
+            if self._valid is not None:
+                self._valid = self._valid[:, : self._valid.shape[1] - unused]
+        self._pos = self._pos + matched + 1
+        if a.finish:
+            self._retire()
 
     # Phase 3: hand each token to its request; retire finished requests.
     def _deliver(self, actives: Sequence[_Active], tokens: list[int], alive: list[bool]) -> None:
@@ -591,6 +665,21 @@ def forward_buckets(model: torch.nn.Module, input_ids: Sequence[int], bases: Seq
     rotary = BucketedRotaryEmbedding(freqs, scales, model.config, list(bases))
     with torch.inference_mode(), bucketed_rotary(model, rotary):
         return model(input_ids=ids, position_ids=pos, use_cache=False).logits
+
+
+def _ngram_draft(history: list[int], k: int, sizes: tuple[int, ...] = (3, 2)) -> list[int]:
+    """Prompt-lookup drafting: the tokens that followed the latest earlier occurrence of the
+    history's last n-gram (tool arguments and JSON keys are often copied from the context)."""
+    for n in sizes:
+        if len(history) <= n:
+            continue
+        tail = history[-n:]
+        for start in range(len(history) - n - 1, -1, -1):
+            if history[start : start + n] == tail:
+                follow = history[start + n : start + n + k]
+                if follow:
+                    return follow
+    return []
 
 
 def _pad_left(valid: torch.Tensor, n: int) -> torch.Tensor:

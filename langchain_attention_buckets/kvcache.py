@@ -66,6 +66,10 @@ class BufferLayer(CacheLayerMixin):
     def get_max_length(self) -> int:
         return -1
 
+    def rollback(self, n: int) -> None:
+        """Forget the last ``n`` positions (rejected speculative tokens); the buffer stays."""
+        self.length -= n
+
 
 def _resized(buf: torch.Tensor, capacity: int, length: int) -> torch.Tensor:
     out = buf.new_zeros(*buf.shape[:2], capacity, buf.shape[-1])
@@ -109,6 +113,10 @@ class BatchCache(Cache):
     def gather(self, row: int, positions: torch.Tensor) -> list[KV]:
         """Per-layer copies of one row's keys and values at the given physical positions."""
         return [(layer.keys[row, :, positions].clone(), layer.values[row, :, positions].clone()) for layer in self.layers]
+
+    def rollback(self, n: int) -> None:
+        for layer in self.layers:
+            layer.rollback(n)
 
     def select_rows(self, rows: torch.Tensor) -> None:
         for layer in self.layers:
@@ -178,6 +186,15 @@ class PrefixCache:
 
         Returns the prefix length and per-layer views (n_buckets, kv_heads, n, head_dim).
         """
+        n, kv, _ = self.lookup_with_continuation(key, tokens, limit)
+        return n, kv
+
+    def lookup_with_continuation(
+        self, key: Hashable, tokens: Sequence[int], limit: int
+    ) -> tuple[int, list[KV] | None, list[int]]:
+        """``lookup``, plus the tokens that followed ``tokens`` in the matched entry when all of
+        ``tokens`` is a prefix of it (what was generated after this very prompt before: a draft).
+        """
         query = np.asarray(tokens, dtype=np.int64)
         best_len, best_id = 0, None
         with self._lock:
@@ -188,12 +205,14 @@ class PrefixCache:
                 if n > best_len:
                     best_len, best_id = n, entry_id
             if best_id is None:
-                return 0, None
+                return 0, None, []
             self._entries.move_to_end(best_id)
             entry = self._entries[best_id]
             self.hits += 1
             self.hit_tokens += best_len
-            return best_len, [(k[:, :, :best_len], v[:, :, :best_len]) for k, v in entry.kv]
+            n = len(query)
+            follow = entry.tokens[n:].tolist() if _is_prefix(query, entry.tokens) else []
+            return best_len, [(k[:, :, :best_len], v[:, :, :best_len]) for k, v in entry.kv], follow
 
     def store(self, key: Hashable, tokens: Sequence[int], kv: list[KV]) -> None:
         """Keep ``kv`` for ``tokens``; entries that are prefixes of it are dropped as redundant."""

@@ -448,3 +448,70 @@ async def test_async_iteration_and_cancellation(tiny_loaded):
         if n == 3:
             gen.cancel()
     assert gen._result.finish_reason == "cancelled"
+
+
+# ---- speculative decoding ---------------------------------------------------------------
+
+
+def _spec_pair(loaded, prompt, **kw):
+    plain = Engine(loaded, prefix_cache_bytes=0).generate(Request(prompt, BASES, speculative_tokens=0, **kw))
+    eng = Engine(loaded, prefix_cache_bytes=0)
+    fast = eng.generate(Request(prompt, BASES, speculative_tokens=8, **kw))
+    return plain, fast, eng.stats
+
+
+def test_speculative_decoding_gives_the_same_tokens(tiny_loaded):
+    # a random tiny model loops quickly, so n-gram drafts get accepted
+    for seed in range(3):
+        plain, fast, stats = _spec_pair(tiny_loaded, random_prompt(30, seed=70 + seed), max_tokens=40)
+        assert fast.token_ids == plain.token_ids and fast.text == plain.text
+    assert stats.drafted_tokens > 0
+
+
+def test_speculation_accepts_drafts_and_saves_forward_passes(tiny_loaded):
+    prompt = random_prompt(30, seed=71)
+    plain, fast, stats = _spec_pair(tiny_loaded, prompt, max_tokens=60, ignore_eos=True)
+    assert fast.token_ids == plain.token_ids
+    assert stats.accepted_tokens > 0
+    assert stats.decode_passes < len(fast.token_ids) - 1
+
+
+def test_a_repeated_prompt_replays_its_earlier_answer_as_the_draft(tiny_loaded):
+    eng = Engine(tiny_loaded)
+    prompt = random_prompt(25, seed=72)
+    first = eng.generate(Request(prompt, BASES, max_tokens=30, ignore_eos=True, speculative_tokens=0))
+    before = eng.stats.decode_passes
+    again = eng.generate(Request(prompt, BASES, max_tokens=30, ignore_eos=True))
+    assert again.token_ids == first.token_ids
+    assert eng.stats.decode_passes - before <= 30 // 8 + 2  # drafts of 8, nearly all accepted
+
+
+def test_speculation_respects_stop_strings_max_tokens_and_grammars(tiny_loaded):
+    prompt = random_prompt(30, seed=73)
+    full = Engine(tiny_loaded, prefix_cache_bytes=0).generate(Request(prompt, BASES, max_tokens=30, speculative_tokens=0))
+    stop = full.text[5:7]
+
+    class EvenOnly:
+        def apply_mask(self, logits):
+            logits[1::2] = float("-inf")
+            return True
+
+        def accept(self, token):
+            assert token % 2 == 0
+
+        def is_terminated(self):
+            return False
+
+    for kw in ({"stop": (stop,)}, {"max_tokens": 7}):
+        plain, fast, _ = _spec_pair(tiny_loaded, prompt, **{"max_tokens": 30, **kw})
+        assert (fast.token_ids, fast.text, fast.finish_reason) == (plain.token_ids, plain.text, plain.finish_reason)
+    plain = Engine(tiny_loaded, prefix_cache_bytes=0).generate(Request(prompt, BASES, max_tokens=25, constraint=EvenOnly(), speculative_tokens=0))
+    fast = Engine(tiny_loaded, prefix_cache_bytes=0).generate(Request(prompt, BASES, max_tokens=25, constraint=EvenOnly()))
+    assert fast.token_ids == plain.token_ids
+
+
+def test_ngram_draft():
+    from langchain_attention_buckets.engine import _ngram_draft
+
+    assert _ngram_draft([5, 6, 7, 8, 9, 1, 5, 6, 7], 3) == [8, 9, 1]
+    assert _ngram_draft([1, 2, 3], 4) == []
