@@ -15,6 +15,7 @@ invalid call carrying the raw text, so nothing is lost.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,7 @@ class ToolCallParser:
         self._buf += text
         while True:
             if self._in_call:
-                end = self._buf.find(TOOL_CALL_CLOSE)
+                end = _call_end(self._buf)
                 if end < 0:
                     return
                 raw, self._buf = self._buf[:end], self._buf[end + len(TOOL_CALL_CLOSE) :]
@@ -83,6 +84,14 @@ class ToolCallParser:
     def finish(self) -> Iterator[Event]:
         """The end of the text: an unterminated call is invalid; held text is flushed."""
         if self._in_call:
+            end = self._buf.find(TOOL_CALL_CLOSE)
+            if end >= 0:  # closed inside what looked like a string: take the first marker
+                raw, rest = self._buf[:end], self._buf[end + len(TOOL_CALL_CLOSE) :]
+                self._buf, self._in_call = "", False
+                yield self._call(raw)
+                yield from self.feed(rest)
+                yield from self.finish()
+                return
             raw, self._buf, self._in_call = self._buf, "", False
             yield self._invalid(None, raw, f"the call was not closed with {TOOL_CALL_CLOSE}")
         else:
@@ -128,6 +137,9 @@ class ToolCallParser:
         return self._next(name, args, raw, None)
 
     def _invalid(self, name: str | None, raw: str, error: str) -> ParsedCall:
+        if name is None:  # keep what can be read of the name
+            found = _NAME.search(raw)
+            name = found.group(1) if found else None
         return self._next(name, None, raw, error)
 
     def _next(self, name, args, raw, error) -> ParsedCall:
@@ -142,6 +154,35 @@ def parse(text: str, schemas: Mapping[str, dict]) -> tuple[str, list[ParsedCall]
     events = [*parser.feed(text), *parser.finish()]
     content = "".join(e.text for e in events if isinstance(e, TextPiece))
     return content, [e for e in events if isinstance(e, ParsedCall)]
+
+
+_NAME = re.compile(r'"name"\s*:\s*"([^"\\]+)"')
+
+
+def _call_end(buf: str) -> int:
+    """Where the call's closing marker starts, or -1 while the call may still go on.
+
+    A closing marker inside a JSON string (an argument may contain the text) does not end
+    the call; any other marker does.
+    """
+    start = 0
+    while True:
+        end = buf.find(TOOL_CALL_CLOSE, start)
+        if end < 0 or not _ends_inside_string(buf[:end]):
+            return end
+        start = end + 1
+
+
+def _ends_inside_string(text: str) -> bool:
+    inside = escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\" and inside:
+            escaped = True
+        elif ch == '"':
+            inside = not inside
+    return inside
 
 
 def _partial_marker(text: str) -> int:

@@ -150,6 +150,15 @@ def _fallback_message(message: dict) -> dict:
         content = f"{message['content']}\n{calls}" if message.get("content") else calls
         return {"role": "assistant", "content": content}
     if role == "tool":
-        body = json.dumps({"name": message.get("name"), "content": message["content"]}, ensure_ascii=False)
+        body = json.dumps({"name": message.get("name"), "content": _json_or_text(message["content"])}, ensure_ascii=False)
         return {"role": "tool", "content": f"<tool_response>\n{body}\n</tool_response>"}
     return {k: v for k, v in message.items() if k != "tool_calls"}
+
+
+def _json_or_text(content: str):
+    """A tool result that is JSON is embedded as JSON, not as an escaped string."""
+    try:
+        value = json.loads(content)
+    except (TypeError, ValueError):
+        return content
+    return value if isinstance(value, (dict, list)) else content

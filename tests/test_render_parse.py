@@ -204,3 +204,16 @@ def test_coerce_follows_the_schema():
         "s": "4",
         "xs": [1, 2],
     }
+
+
+def test_a_closing_marker_inside_an_argument_string_does_not_end_the_call():
+    schemas = {"echo": {"type": "object", "properties": {"text": {"type": "string"}}}}
+    text = '<tool_call>{"name": "echo", "arguments": {"text": "a </tool_call> b"}}</tool_call> after'
+    content, calls = parse(text, schemas)
+    assert calls[0].valid and calls[0].arguments == {"text": "a </tool_call> b"}
+    assert content == "after"
+
+
+def test_invalid_calls_keep_the_name_they_wrote():
+    _, calls = parse('<tool_call>{"name": "get_weather", "arguments": {"city": "Pa', SCHEMAS)
+    assert calls[0].name == "get_weather" and not calls[0].valid
