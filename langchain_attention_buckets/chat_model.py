@@ -117,6 +117,15 @@ class ChatAttentionBuckets(BaseChatModel):
     seed: int | None = None
     """Seed for sampling (temperature > 0); calls with the same seed give the same text. Default None."""
 
+    repetition_penalty: float | None = None
+    """Penalty > 0 for tokens already generated in this answer (1 = none; 1.1-1.3 curbs the loops small
+    models fall into). Prompt tokens are not penalised, so values can still be copied from it.
+    Default None: off."""
+
+    parallel_tool_calls: bool = False
+    """Default for bind_tools: allow several tool calls in one answer. Default False: one call per
+    answer, then the answer ends (small models tend to repeat a call)."""
+
     logit_bias: dict[int, float] | None = None
     """Added to the merged logits of the given token ids before sampling (and before the grammar
     mask). Default None."""
@@ -127,6 +136,11 @@ class ChatAttentionBuckets(BaseChatModel):
     constrained_decoding: bool = True
     """Guarantee the shape of forced tool calls and structured output with a grammar (xgrammar),
     and constrain a call in "auto" mode once it opens. Default True."""
+
+    speculative_tokens: int = 8
+    """Greedy decoding checks up to this many drafted tokens per forward pass (drafts: what followed
+    the same prompt before, or text copied from the context); the output is unchanged. 0: off.
+    Default 8."""
 
     prefix_cache: bool = True
     """Reuse the keys/values of a prompt prefix seen in an earlier call. Default True."""
@@ -177,8 +191,10 @@ class ChatAttentionBuckets(BaseChatModel):
 
     @model_validator(mode="after")
     def _check_sampling(self):
-        SamplingParams(self.temperature, self.top_k, self.top_p, self.seed)
+        SamplingParams(self.temperature, self.top_k, self.top_p, self.seed, self.repetition_penalty)
         _check_max_tokens(self.max_tokens)
+        if not isinstance(self.speculative_tokens, int) or self.speculative_tokens < 0:
+            raise ValueError(f"speculative_tokens={self.speculative_tokens!r} must be an integer >= 0")
         if self.prefix_cache_bytes < 0:
             raise ValueError(f"prefix_cache_bytes={self.prefix_cache_bytes!r} must be >= 0")
         if self.stop is not None and not all(isinstance(s, str) for s in self.stop):
@@ -301,7 +317,8 @@ class ChatAttentionBuckets(BaseChatModel):
             tools: the tools.
             tool_choice: None or "auto" (the model decides), "none" (no call), "any" / "required" /
                 True (some call), a tool name or {"type": "function", "function": {"name": ...}}.
-            parallel_tool_calls: allow several calls in one answer. Default: allowed.
+            parallel_tool_calls: allow several calls in one answer. Default: the model's
+                ``parallel_tool_calls`` field (False).
             strict: passed to the OpenAI-format conversion.
             **kwargs: bound as call options (e.g. ``response_format`` from ``create_agent``).
         """
@@ -320,6 +337,7 @@ class ChatAttentionBuckets(BaseChatModel):
         *,
         method: Literal["function_calling", "json_schema", "json_mode"] = "json_schema",
         include_raw: bool = False,
+        strict: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, dict | Any]:
         """Output parsed into ``schema`` (pydantic model, TypedDict or JSON schema).
@@ -330,9 +348,11 @@ class ChatAttentionBuckets(BaseChatModel):
                 a grammar), "function_calling" (a forced call of a tool with that schema) or
                 "json_mode" (any JSON object; describe the shape in the prompt).
             include_raw: return {"raw", "parsed", "parsing_error"} instead of raising on parse errors.
+            strict: accepted for compatibility; with constrained decoding on, the output always
+                follows the schema exactly.
         """
         if kwargs:
-            raise ValueError(f"unexpected arguments {sorted(kwargs)}; allowed: method, include_raw")
+            raise ValueError(f"unexpected arguments {sorted(kwargs)}; allowed: method, include_raw, strict")
         is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
         if method == "function_calling":
             tool = convert_to_openai_tool(schema)
@@ -341,6 +361,7 @@ class ChatAttentionBuckets(BaseChatModel):
                 [schema],
                 tool_choice=name,
                 parallel_tool_calls=False,
+                strict=strict,
                 ls_structured_output_format={"kwargs": {"method": method}, "schema": tool},
             )
             parser: Runnable = (
@@ -349,7 +370,7 @@ class ChatAttentionBuckets(BaseChatModel):
                 else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
             )
         elif method == "json_schema":
-            json_schema = schema.model_json_schema() if is_pydantic else convert_to_json_schema(schema)
+            json_schema = convert_to_json_schema(schema)
             llm = self.bind(
                 response_format={"type": "json_schema", "json_schema": {"name": json_schema.get("title", "output"), "schema": json_schema}},
                 ls_structured_output_format={"kwargs": {"method": method}, "schema": json_schema},
@@ -382,7 +403,7 @@ class ChatAttentionBuckets(BaseChatModel):
         names = [t["function"]["name"] for t in tools]
         choice = normalize_tool_choice(kwargs.get("tool_choice"), names)
         parallel = kwargs.get("parallel_tool_calls")
-        parallel = True if parallel is None else bool(parallel)
+        parallel = self.parallel_tool_calls if parallel is None else bool(parallel)
         response_format = _check_response_format(kwargs.get("response_format"))
         chat = to_chat_dicts(messages)
         prompt = render(
@@ -403,6 +424,7 @@ class ChatAttentionBuckets(BaseChatModel):
             kwargs.get("top_k", self.top_k),
             kwargs.get("top_p", self.top_p),
             kwargs.get("seed", self.seed),
+            kwargs.get("repetition_penalty", self.repetition_penalty),
         )
         max_tokens = kwargs.get("max_tokens", self.max_tokens)
         _check_max_tokens(max_tokens)
@@ -419,6 +441,7 @@ class ChatAttentionBuckets(BaseChatModel):
             constraint=constraint,
             prefix_cache=self.prefix_cache,
             logit_bias=bias,
+            speculative_tokens=self.speculative_tokens,
         )
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
         parser = ToolCallParser(schemas) if tools and choice.kind != "none" else None
@@ -496,6 +519,7 @@ _CALL_OPTIONS = {
     "ls_structured_output_format",
     "strict",
     "logit_bias",
+    "repetition_penalty",
 }
 
 

@@ -2,7 +2,7 @@
 
 ``process_logits`` fixes the order of logit processing for a decoding step:
 
-    merge -> logit bias -> grammar mask -> temperature -> top-k / top-p -> pick
+    merge -> logit bias -> repetition penalty -> grammar mask -> temperature -> top-k / top-p -> pick
 
 All requests of a batch go through each step together; only the grammar mask
 (one matcher per request) and the draw of each request's random number (one
@@ -29,6 +29,7 @@ class SamplingParams:
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = None
+    repetition_penalty: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.temperature, (int, float)) and 0.0 <= self.temperature < float("inf")):
@@ -37,6 +38,9 @@ class SamplingParams:
             raise ValueError(f"top_k={self.top_k!r} must be None or an integer >= 1")
         if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0.0 < self.top_p <= 1.0):
             raise ValueError(f"top_p={self.top_p!r} must be None or a number in (0, 1]")
+        rp = self.repetition_penalty
+        if rp is not None and not (isinstance(rp, (int, float)) and 0.0 < rp < float("inf")):
+            raise ValueError(f"repetition_penalty={rp!r} must be None or a positive number")
 
     @property
     def greedy(self) -> bool:
@@ -63,6 +67,7 @@ class StepRequest:
     generator: torch.Generator | None = None
     constraint: TokenConstraint | None = None
     logit_bias: tuple[tuple[int, float], ...] = ()
+    generated: list[int] | None = None  # the request's tokens so far (for the repetition penalty)
 
 
 def merge_requests(logits: torch.Tensor, requests: Sequence[StepRequest]) -> torch.Tensor:
@@ -85,6 +90,16 @@ def apply_logit_bias(logits: torch.Tensor, requests: Sequence[StepRequest]) -> N
         if r.logit_bias:
             ids, bias = zip(*r.logit_bias)
             logits[b, list(ids)] += torch.tensor(bias, dtype=logits.dtype, device=logits.device)
+
+
+def apply_repetition_penalty(logits: torch.Tensor, requests: Sequence[StepRequest]) -> None:
+    """Make tokens already generated less likely (HF semantics: divide positive logits, multiply negative)."""
+    for b, r in enumerate(requests):
+        penalty = r.sampling.repetition_penalty
+        if penalty and penalty != 1.0 and r.generated:
+            ids = torch.tensor(sorted(set(r.generated)), device=logits.device)
+            seen = logits[b, ids]
+            logits[b, ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
 
 
 def apply_constraints(logits: torch.Tensor, requests: Sequence[StepRequest]) -> list[bool]:
@@ -138,10 +153,11 @@ def process_logits(
 
     1. merge: each request's N bucket rows -> one row (its aggregation rule);
     2. logit bias: the request's per-token additions;
-    3. grammar mask: disallowed tokens -> -inf (one mask for all of a request's rows);
-    4. temperature;
-    5. top-k, then top-p;
-    6. pick: argmax (temperature 0) or a draw from the request's own generator.
+    3. repetition penalty: over the tokens the request has generated;
+    4. grammar mask: disallowed tokens -> -inf (one mask for all of a request's rows);
+    5. temperature;
+    6. top-k, then top-p;
+    7. pick: argmax (temperature 0) or a draw from the request's own generator.
 
     Args:
         logits: (rows, V) next-token logits; each request's rows are contiguous.
@@ -153,6 +169,7 @@ def process_logits(
     """
     merged = merge_requests(logits, requests)
     apply_logit_bias(merged, requests)
+    apply_repetition_penalty(merged, requests)
     alive = apply_constraints(merged, requests)
     merged = apply_temperature_top_k_top_p(merged, requests)
     return pick(merged, requests), alive

@@ -1,0 +1,113 @@
+"""LangChain's standard test suites, run against the embedded SmolLM2-135M-Instruct with six buckets.
+
+Every xfail below is about what a 135M-parameter model cannot do; each is listed with its
+reason in docs/chat-model.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+from langchain_tests.unit_tests import ChatModelUnitTests
+
+from langchain_attention_buckets import ChatAttentionBuckets
+from langchain_attention_buckets.loading import embedded_model_path
+
+pytestmark = pytest.mark.embedded
+
+# Two buckets (the model's own base and 1.8x, a ratio from the paper's set) keep the suite's ~60
+# model calls within the test budget on a 2-core CPU; the suite checks LangChain behaviour, which
+# does not depend on the number of buckets. A mild repetition penalty stops the greedy loops a
+# 135M model falls into ("I'm a cat, I'm a cat, ...") before they eat max_tokens.
+PARAMS = {"bases": [100000.0, 180000.0], "temperature": 0, "repetition_penalty": 1.2}
+# The integration suite may bound the answers (the unit suite sets max_tokens itself).
+INTEGRATION_PARAMS = {**PARAMS, "max_tokens": 96}
+
+SMALL_MODEL = "SmolLM2-135M-Instruct (135M parameters) "
+
+
+class TestChatAttentionBucketsUnit(ChatModelUnitTests):
+    @property
+    def chat_model_class(self):
+        return ChatAttentionBuckets
+
+    @property
+    def chat_model_params(self) -> dict:
+        return PARAMS
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def model_override_value(self) -> str:
+        return str(embedded_model_path())
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="langchain-core's load(..., allowed_objects='all') revives only the classes in its own "
+        "registry; ChatAttentionBuckets round-trips with allowed_objects=[ChatAttentionBuckets] "
+        "(test_chat_model.py). Adding it to the registry would let a serialized object switch on "
+        "trust_remote_code, so it is not done.",
+    )
+    def test_serdes(self, model, snapshot) -> None:
+        super().test_serdes(model, snapshot)
+
+
+class TestChatAttentionBucketsIntegration(ChatModelIntegrationTests):
+    @property
+    def chat_model_class(self):
+        return ChatAttentionBuckets
+
+    @property
+    def chat_model_params(self) -> dict:
+        return INTEGRATION_PARAMS
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def model_override_value(self) -> str:
+        return str(embedded_model_path())
+
+    @pytest.mark.xfail(
+        strict=False,
+        reason=SMALL_MODEL + "does not follow the keys asked for in the prompt: JSON mode guarantees "
+        "JSON, not its shape (json_schema mode guarantees the shape and passes)",
+    )
+    def test_json_mode(self, model) -> None:
+        super().test_json_mode(model)
+
+    @pytest.mark.xfail(
+        strict=False,
+        reason=SMALL_MODEL + "does not decide by itself to call a tool (tool_choice='auto'); it "
+        "answers in text. Forced tool choice works (test_tool_choice, tests/test_agents.py)",
+    )
+    def test_agent_loop(self, model) -> None:
+        super().test_agent_loop(model)
+
+    @pytest.mark.xfail(
+        strict=False,
+        reason=SMALL_MODEL + "fills the forced call's string argument with a placeholder such as "
+        "'<string>' instead of copying the Chinese or Japanese name from the request (the grammar "
+        "fixes the call's shape, not which characters the model chooses)",
+    )
+    def test_unicode_tool_call_integration(self, model, *args, **kwargs) -> None:
+        super().test_unicode_tool_call_integration(model, *args, **kwargs)
