@@ -6,11 +6,14 @@ documentation into the context, and calls them with the embedded SmolLM2-135M-In
 model, once with its own RoPE base and once with six buckets. The trace shows the
 retrieved tools, every call with its arguments and result, and the answer.
 
-A 135M-parameter model cannot plan a multi-step task by itself, so the agent follows
-the plan the question already states: ``StepByStep`` (below) splits the request into
-its clauses ("look up ...", "then convert ...") and asks for one tool call per clause
-(``tool_choice="any"``), then for the answer in text. Which tool to call, and with which
-arguments copied from the earlier results, is the model's own doing.
+A 135M-parameter model can neither plan a multi-step task nor pick reliably between
+tools, so the agent follows the plan the question already states: ``StepByStep`` (below)
+splits the request into its clauses ("look up ...", "then convert ..."), retrieves the
+best tool for each clause, keeps the documentation of all of them in the context, and
+at each step calls that step's tool (a named ``tool_choice``), then asks for the answer
+in text. The arguments, copied from the request and from earlier results, are the
+model's own doing, and that is where a long context can hurt. With a larger model,
+drop ``StepByStep`` and let ``ToolRetrievalMiddleware`` bind the retrieved tools.
 
     python examples/agent_demo.py            # three questions
     python examples/agent_demo.py --fast     # the first question only (what CI runs)
@@ -80,13 +83,14 @@ class StepByStep(AgentMiddleware):
         question = request.messages[human].text
         clauses = split_request(question)
         done = sum(isinstance(m, ToolMessage) for m in request.messages[human:])
+        per_clause = [self.retriever.select_names(c, k=self.per_clause) for c in clauses]
         names: list[str] = []
-        for clause in clauses:
-            names += [n for n in self.retriever.select_names(clause, k=self.per_clause) if n not in names]
+        for found in per_clause:
+            names += [n for n in found if n not in names]
         by_name = {t.name: t for t in request.tools}
         if done < len(clauses):
-            note, choice = f"Step {done + 1}: {clauses[done]}.", "any"
-            self.trace.append({"step": done + 1, "clause": clauses[done], "retrieved": names})
+            note, choice = f"Step {done + 1}: {clauses[done]}.", per_clause[done][0]
+            self.trace.append({"step": done + 1, "clause": clauses[done], "retrieved": names, "tool": choice})
         else:
             note, choice = f"Using the tool results above, answer briefly: {question}", "none"
         request = request.override(
@@ -109,6 +113,8 @@ def run(question: str, llm: ChatAttentionBuckets, retriever: ToolRetriever, cata
     for m in state["messages"]:
         if isinstance(m, AIMessage):
             calls += [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in m.tool_calls]
+            # a call whose arguments did not parse is kept too (it ends the agent's loop)
+            calls += [{"name": c["name"], "args": c["args"], "id": c["id"], "invalid": True} for c in m.invalid_tool_calls]
             u = m.usage_metadata or {}
             model_calls.append(
                 (u.get("input_tokens", 0), u.get("input_token_details", {}).get("cache_read", 0),
@@ -117,19 +123,21 @@ def run(question: str, llm: ChatAttentionBuckets, retriever: ToolRetriever, cata
         if isinstance(m, ToolMessage):
             results[m.tool_call_id] = m.content
     for c in calls:
-        c["result"] = results.get(c.pop("id"), "")
-    answer = state["messages"][-1].text if isinstance(state["messages"][-1], AIMessage) else ""
+        c["result"] = results.get(c.pop("id"), "(not run: the arguments did not parse)")
+    last = state["messages"][-1]
+    answer = last.text if isinstance(last, AIMessage) and not (last.tool_calls or last.invalid_tool_calls) else ""
     return {"calls": calls, "answer": answer, "seconds": seconds, "trace": steps.trace, "model_calls": model_calls}
 
 
 def show(label: str, out: dict, expected: list[str]) -> None:
     print(f"\n--- {label} ({out['seconds']:.1f} s)")
     for step in out["trace"]:
-        print(f"  step {step['step']}: {step['clause']!r}; tools in context: {', '.join(step['retrieved'])}")
+        print(f"  step {step['step']}: {step['clause']!r} -> {step['tool']} (in context: {', '.join(step['retrieved'])})")
     for c in out["calls"]:
         result = c["result"] if len(c["result"]) < 160 else c["result"][:157] + "..."
-        print(f"  call {c['name']}({json.dumps(c['args'], ensure_ascii=False)})\n    -> {result}")
-    print(f"  answer: {out['answer']}")
+        args = c["args"] if c.get("invalid") else json.dumps(c["args"], ensure_ascii=False)
+        print(f"  call {c['name']}({args}){'  [invalid]' if c.get('invalid') else ''}\n    -> {result}")
+    print(f"  answer: {out['answer'] or '(none)'}")
     print(
         "  model calls (prompt tokens, of them from the prefix cache, time to first token): "
         + "; ".join(f"{n} / {c} / {t:.1f} s" for n, c, t in out["model_calls"])
@@ -138,7 +146,7 @@ def show(label: str, out: dict, expected: list[str]) -> None:
     print(f"  tools called: {got}; expected {expected}: {'right' if got == expected else 'different'}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> list[tuple]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fast", action="store_true", help="the first question only")
     parser.add_argument("--model", default=None, help="hub id, folder or .gguf (default: the embedded model)")
@@ -147,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     catalog = build_catalog()
     cache = Path(os.environ.get("ATTENTION_BUCKETS_CACHE", Path.home() / ".cache" / "langchain-attention-buckets"))
     retriever = ToolRetriever(catalog, cache_path=cache / "tool-catalog-embeddings.json")
-    plain = ChatAttentionBuckets(model=args.model, bases=1.0, max_tokens=48)
+    plain = ChatAttentionBuckets(model=args.model, bases=1.0, max_tokens=96)
     own = plain.load().base
     configs = {
-        f"one base ({own:g})": ChatAttentionBuckets(model=args.model, bases=own, max_tokens=48),
-        "6 buckets (paper set)": ChatAttentionBuckets(model=args.model, bases="paper", max_tokens=48),
+        f"one base ({own:g})": ChatAttentionBuckets(model=args.model, bases=own, max_tokens=96),
+        "6 buckets (paper set)": ChatAttentionBuckets(model=args.model, bases="paper", max_tokens=96),
     }
     print(f"{len(catalog)} tools in the catalog; model {plain.model_name} on {plain.load().device}")
     summary = []
@@ -160,12 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         for label, llm in configs.items():
             out = run(question, llm, retriever, catalog)
             show(label, out, expected)
-            summary.append((question[:40], label, [c["name"] for c in out["calls"]] == expected, out["seconds"]))
+            valid = sum(not c.get("invalid") for c in out["calls"])
+            right = [c["name"] for c in out["calls"]] == expected
+            summary.append((question[:40], label, right, valid, len(out["calls"]), out["seconds"]))
     print("\nsummary")
-    for q, label, right, seconds in summary:
-        print(f"  {q:<42} {label:<24} {'right tools' if right else 'other tools':<12} {seconds:6.1f} s")
-    return 0
+    for q, label, right, valid, n, seconds in summary:
+        tools = "right tools" if right else "other tools"
+        print(f"  {q:<42} {label:<24} {tools:<12} {valid}/{n} calls parsed {seconds:6.1f} s")
+    return summary
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -416,9 +416,7 @@ class ChatAttentionBuckets(BaseChatModel):
             chat_with_format = _with_format_instruction(chat, response_format)
             prompt = render(loaded.tokenizer, chat_with_format, None)
         ids = tuple(loaded.tokenizer.encode(prompt, add_special_tokens=False))
-        constraint = None
-        if self.constrained_decoding or choice.kind == "none":
-            constraint = _constraint(loaded, tools, choice, parallel, response_format, self.constrained_decoding)
+        constraint = _constraint(loaded, tools, choice, parallel, response_format, self.constrained_decoding)
         sampling = SamplingParams(
             kwargs.get("temperature", self.temperature),
             kwargs.get("top_k", self.top_k),
@@ -697,25 +695,29 @@ def _with_format_instruction(chat: list[dict], response_format: dict) -> list[di
 
 
 def _constraint(loaded: LoadedModel, tools, choice: Choice, parallel: bool, response_format, constrained: bool):
-    """The grammar of this call, or None when the output is free."""
+    """The grammar of this call, or None when the output is free.
+
+    Forced tool choice: calls only. Otherwise a response format makes the answer JSON (or, with
+    tools and "auto", calls or JSON). "none" never lets a call through, even without constrained
+    decoding. "auto" constrains a call once it opens.
+    """
     from .constrain import compiler_for
 
     compiler = compiler_for(loaded.tokenizer, vocab_size=loaded.vocab_size, stop_token_ids=sorted(loaded.eos_token_ids))
-    if tools:
-        if choice.kind == "none":
-            return compiler.tool_calls(tools, mode="none")
-        if not constrained:
-            return None
-        if response_format is not None and choice.kind == "auto":
-            return compiler.tool_calls_or_json(tools, _response_schema(response_format), parallel=parallel)
-        if choice.kind == "auto":
-            return compiler.tool_calls(tools, mode="auto", parallel=parallel)
+    forced = tools and choice.kind in ("required", "named")
+    if forced and constrained:
         allowed = [choice.name] if choice.kind == "named" else None
         return compiler.tool_calls(tools, mode="forced", allowed=allowed, parallel=parallel and choice.kind != "named")
-    if response_format is not None and constrained:
+    if response_format is not None and constrained and not forced:
+        if tools and choice.kind == "auto":
+            return compiler.tool_calls_or_json(tools, _response_schema(response_format), parallel=parallel)
         if response_format["type"] == "json_object":
             return compiler.json_object()
         return compiler.json_schema(response_format["json_schema"]["schema"])
+    if tools and choice.kind == "none":
+        return compiler.tool_calls(tools, mode="none")
+    if tools and choice.kind == "auto" and constrained:
+        return compiler.tool_calls(tools, mode="auto", parallel=parallel)
     return None
 
 

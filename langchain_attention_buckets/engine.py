@@ -28,10 +28,12 @@ a time.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -245,9 +247,11 @@ class Engine:
         self._pending: list[Generation] = []
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._closed = False
         self._freq_cache: dict[tuple[float, ...], tuple[torch.Tensor, torch.Tensor]] = {}
         self.stats = EngineStats()
         self._reset_batch()
+        _ALL_ENGINES.add(self)
 
     # ---- public -------------------------------------------------------------------
 
@@ -256,6 +260,8 @@ class Engine:
         self.check(request)
         gen = Generation(request, loop)
         with self._cond:
+            if self._closed:
+                raise RuntimeError("this engine is closed")
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._run, name="attention-buckets-engine", daemon=True)
                 self._worker.start()
@@ -318,6 +324,14 @@ class Engine:
     def clear_prefix_cache(self) -> None:
         self.prefix_cache.clear()
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the worker after the requests in flight (at interpreter exit, before torch goes away)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout)
+
     # ---- worker -------------------------------------------------------------------
 
     def _reset_batch(self) -> None:
@@ -332,8 +346,12 @@ class Engine:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._active:
+                while not self._pending and not self._active and not self._closed:
                     self._cond.wait()
+                if self._closed and not self._active:
+                    for g in self._pending:
+                        g._put(RuntimeError("the engine was closed"))
+                    return
                 new = self._take_pending()
             try:
                 with torch.inference_mode():
@@ -702,6 +720,13 @@ def _free_memory(device: torch.device) -> int | None:
 
 _ENGINES: dict[int, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
+_ALL_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for engine in list(_ALL_ENGINES):
+        engine.close(timeout=5.0)
 
 
 def get_engine(loaded: LoadedModel, prefix_cache_bytes: int | None = None) -> Engine:

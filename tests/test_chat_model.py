@@ -13,7 +13,7 @@ from typing import Literal
 
 import pytest
 import torch
-from conftest import TINY_BASES
+from conftest import CLOSING, TINY_BASES
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
@@ -24,11 +24,6 @@ import langchain_attention_buckets.loading as loading
 from langchain_attention_buckets import ChatAttentionBuckets
 from langchain_attention_buckets.chat_model import _Call, _collect, normalize_tool_choice, to_chat_dicts
 from langchain_attention_buckets.engine import Request, Result, TokenEvent
-
-
-# A random model rarely closes a JSON string; a bias on closing tokens (", }, ], "}, </ ...) makes
-# it finish its calls within a few dozen tokens, so the tests see complete outputs.
-CLOSING = {3222: 6.0, 18206: 6.0, 109: 6.0, 17859: 6.0, 23597: 6.0, 31845: 6.0, 18: 6.0, 77: 6.0, 28852: 6.0, 9617: 6.0}
 
 
 @pytest.fixture
