@@ -36,7 +36,7 @@ def main() -> dict:
     catalog = build_catalog()
     cache = Path(os.environ.get("ATTENTION_BUCKETS_CACHE", Path.home() / ".cache" / "langchain-attention-buckets"))
     retriever = ToolRetriever(catalog, k=3, cache_path=cache / "tool-catalog-embeddings.json")
-    llm = ChatAttentionBuckets(max_tokens=48)
+    llm = ChatAttentionBuckets(max_tokens=80)
     agent = create_agent(llm, tools=catalog, middleware=[retriever.middleware(), OneCallThenAnswer()])
     state = agent.invoke({"messages": [HumanMessage("Convert 72 degrees Fahrenheit to Celsius.")]})
     for m in state["messages"]:
