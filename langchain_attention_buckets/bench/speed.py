@@ -104,7 +104,11 @@ def _median(xs: list[float]) -> float:
 def run_engine(engine: Engine, prompt, bases, decode_tokens: int, repeats: int) -> dict:
     ttft, step, peak = [], [], []
     for i in range(repeats + 1):
-        req = Request(prompt, tuple(bases), max_tokens=decode_tokens, prefix_cache=False, ignore_eos=True)
+        # speculation off: every token is one forward pass (the repeated benchmark text would
+        # otherwise be drafted from the context and make decoding look faster than it is)
+        req = Request(
+            prompt, tuple(bases), max_tokens=decode_tokens, prefix_cache=False, ignore_eos=True, speculative_tokens=0
+        )
         with PeakMemory(engine.loaded.device) as mem:
             res = engine.generate(req)
         if i == 0:
@@ -188,6 +192,85 @@ def run_hf_generate(loaded: LoadedModel, prompt, decode_tokens: int, repeats: in
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize()
+
+
+# ---- dtype on CPU --------------------------------------------------------------------------
+
+AGREEMENT_QUESTIONS = [
+    "What is the capital of France?",
+    "Give me three tips for a good night's sleep.",
+    "Explain what a prime number is.",
+    "Write a haiku about autumn.",
+    "How do I boil an egg?",
+    "What is the difference between weather and climate?",
+    "Name two planets of the solar system and one fact about each.",
+    "Why is the sky blue?",
+    "Summarise the plot of Romeo and Juliet in two sentences.",
+    "What does a database index do?",
+    "List the days of the week.",
+    "How many legs does a spider have?",
+]
+
+
+def run_dtype(model: str | None, device: str, length: int, decode_tokens: int, repeats: int) -> dict:
+    """float32 against bfloat16 with one bucket: speed, and how far greedy answers agree."""
+    out: dict[str, Any] = {}
+    answers: dict[str, list[list[int]]] = {}
+    for dtype in ("float32", "bfloat16"):
+        loaded = load_model(ModelSpec(model, device, dtype))
+        engine = Engine(loaded, prefix_cache_bytes=0)
+        out[dtype] = run_engine(engine, make_prompt(loaded, length), (loaded.base,), decode_tokens, repeats)
+        answers[dtype] = []
+        for q in AGREEMENT_QUESTIONS:
+            text = loaded.tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+            ids = tuple(loaded.tokenizer.encode(text, add_special_tokens=False))
+            answers[dtype].append(engine.generate(Request(ids, (loaded.base,), max_tokens=48, prefix_cache=False)).token_ids)
+    same, prefix = 0, []
+    for a, b in zip(answers["float32"], answers["bfloat16"]):
+        same += a == b
+        k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        prefix.append(k / max(1, len(a)))
+    out["agreement"] = {
+        "identical_answers": same,
+        "questions": len(AGREEMENT_QUESTIONS),
+        "mean_shared_prefix": float(statistics.mean(prefix)),
+    }
+    out["prefill_ratio_bf16_vs_fp32"] = out["bfloat16"]["ttft_s"] / out["float32"]["ttft_s"]
+    out["decode_ratio_bf16_vs_fp32"] = out["bfloat16"]["decode_step_s"] / out["float32"]["decode_step_s"]
+    return out
+
+
+# ---- the grammar mask ----------------------------------------------------------------------
+
+
+def run_mask(loaded: LoadedModel, engine: Engine, prompt, bases, decode_tokens: int, repeats: int) -> dict:
+    """Decode step with a grammar mask against the same step without one (same run, same rows).
+
+    "text": free text that may not open a tool call (a mask at every step, most tokens allowed);
+    "json": a JSON object whose one field is a long free string (a mask at every step, inside a
+    JSON string). The step includes filling the bitmask, applying it and advancing the matcher.
+    """
+    from ..constrain import compiler_for
+
+    compiler = compiler_for(loaded.tokenizer, vocab_size=loaded.vocab_size, stop_token_ids=sorted(loaded.eos_token_ids))
+    schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+    makers = {
+        "none": lambda: None,
+        "text": lambda: compiler.tool_calls([], mode="none"),
+        "json": lambda: compiler.json_schema(schema),
+    }
+    steps: dict[str, list[float]] = {k: [] for k in makers}
+    for rep in range(repeats + 1):
+        for kind, make in makers.items():  # interleaved, so drift hits all three alike
+            req = Request(prompt, tuple(bases), max_tokens=decode_tokens, prefix_cache=False,
+                          constraint=make(), speculative_tokens=0, ignore_eos=kind == "none")
+            res = engine.generate(req)
+            if rep and res.completion_tokens > 2:
+                steps[kind].append((res.total_seconds - res.time_to_first_token) / (res.completion_tokens - 1))
+    out = {kind: {"decode_step_s": _median(v)} for kind, v in steps.items() if v}
+    for kind in out:
+        out[kind]["ratio"] = out[kind]["decode_step_s"] / out["none"]["decode_step_s"]
+    return out
 
 
 # ---- an agent loop: the prefix cache ------------------------------------------------------
@@ -274,7 +357,7 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lengths", default="256,1024,2048", help="prompt lengths in tokens (default 256,1024,2048)")
     p.add_argument("--decode-tokens", type=int, default=32, help="tokens generated per run (default 32)")
     p.add_argument("--repeats", type=int, default=3, help="counted runs per point, after one warm-up (default 3)")
-    p.add_argument("--parts", default="buckets,sequential,hf,agent", help="which measurements (default: all)")
+    p.add_argument("--parts", default="buckets,sequential,hf,mask,agent", help="which measurements: buckets, sequential, hf, mask, agent, dtype (default: all but dtype)")
     p.add_argument("--output", default="bench-out/speed", help="folder for speed.json and speed.png")
 
 
@@ -313,11 +396,29 @@ def speed_main(args: argparse.Namespace) -> int:
         out["hf"] = []
         for length in lengths:
             prompt = make_prompt(loaded, length)
-            ours = run_engine(engine, prompt, (loaded.base,), args.decode_tokens, args.repeats)
-            hf = run_hf_generate(loaded, prompt, args.decode_tokens, args.repeats)
+            ours_runs, hf_runs = [], []
+            for _ in range(args.repeats):  # interleaved, so drift of the machine hits both alike
+                ours_runs.append(run_engine(engine, prompt, (loaded.base,), args.decode_tokens, 1))
+                hf_runs.append(run_hf_generate(loaded, prompt, args.decode_tokens, 1))
+            ours = {k: _median([r[k] for r in ours_runs]) for k in ("ttft_s", "decode_step_s")}
+            hf = {k: _median([r[k] for r in hf_runs]) for k in ("ttft_s", "decode_step_s")}
             row = {"length": length, "ours": ours, "hf": hf, "decode_step_ratio": ours["decode_step_s"] / hf["decode_step_s"], "ttft_ratio": ours["ttft_s"] / hf["ttft_s"]}
             out["hf"].append(row)
             print(f"N=1 vs transformers generate, {length} tokens: TTFT x{row['ttft_ratio']:.3f}, decode step x{row['decode_step_ratio']:.3f}")
+    if "dtype" in parts:
+        out["dtype"] = d = run_dtype(args.model, args.device, lengths[0], args.decode_tokens, args.repeats)
+        print(
+            f"bfloat16 vs float32, {lengths[0]} tokens: prefill x{d['prefill_ratio_bf16_vs_fp32']:.2f}, decode step "
+            f"x{d['decode_ratio_bf16_vs_fp32']:.2f}; greedy answers identical {d['agreement']['identical_answers']}"
+            f"/{d['agreement']['questions']}, shared prefix {d['agreement']['mean_shared_prefix']:.0%}"
+        )
+    if "mask" in parts:
+        prompt = make_prompt(loaded, lengths[0])
+        out["mask"] = {}
+        for n in sorted({1, max(ns)}):
+            out["mask"][f"n={n}"] = m = run_mask(loaded, engine, prompt, bases_for(n, loaded.base), args.decode_tokens, args.repeats)
+            print(f"grammar mask, N={n}, {lengths[0]} tokens: " + ", ".join(
+                f"{k} {v['decode_step_s'] * 1e3:.1f} ms (x{v['ratio']:.3f})" for k, v in m.items()))
     if "agent" in parts:
         out["agent"] = run_agent_loop(loaded, args.model, args.dtype, 6, args.repeats)
         a = out["agent"]

@@ -1,0 +1,30 @@
+"""Smoke test of `attention-buckets bench speed` on a tiny model: the files and the numbers' shapes."""
+
+from __future__ import annotations
+
+import json
+
+from langchain_attention_buckets.cli import main
+
+
+def test_speed_bench_writes_json_and_plot(tiny_chat_dir, tmp_path):
+    out = tmp_path / "speed"
+    rc = main(
+        ["bench", "speed", "--model", tiny_chat_dir, "--dtype", "float32", "--buckets", "1,2", "--lengths", "24,48",
+         "--decode-tokens", "4", "--repeats", "1", "--parts", "buckets,sequential,hf,mask,agent", "--output", str(out)]
+    )
+    assert rc == 0
+    data = json.loads((out / "speed.json").read_text())
+    assert (out / "speed.png").stat().st_size > 0
+    rows = data["buckets"]
+    assert [(r["n"], r["length"]) for r in rows] == [(1, 24), (2, 24), (1, 48), (2, 48)]
+    for r in rows:
+        assert r["ttft_s"] > 0 and r["decode_step_s"] > 0 and r["kv_bytes"] > 0
+        if r["n"] == 1:
+            assert r["ttft_ratio"] == 1.0 and "sequential" not in r
+        else:
+            assert r["kv_bytes"] == 2 * rows[0 if r["length"] == 24 else 2]["kv_bytes"]
+            assert r["sequential"]["decode_step_s"] > 0 and r["batched_speedup_decode"] > 0
+    assert {h["length"] for h in data["hf"]} == {24, 48}
+    assert set(data["mask"]["n=1"]) == {"none", "text", "json"} and data["mask"]["n=1"]["none"]["ratio"] == 1.0
+    assert len(data["agent"]["cache"]) == 3 and len(data["agent"]["speedup"]) == 3
