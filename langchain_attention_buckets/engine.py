@@ -44,6 +44,7 @@ from .detok import IncrementalDetokenizer
 from .kvcache import BatchCache, PrefixCache
 from .loading import LoadedModel
 from .merge import validate_aggregation
+from .packed import output_head, packed_head
 from .rope import BucketedRotaryEmbedding, bucket_frequencies, bucketed_rotary, rotary_module
 from .sampling import SamplingParams, StepRequest, process_logits
 
@@ -249,6 +250,7 @@ class Engine:
         self._worker: threading.Thread | None = None
         self._closed = False
         self._freq_cache: dict[tuple[float, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._head = packed_head(self.model)  # None: the model's own output layer
         self.stats = EngineStats()
         self._reset_batch()
         _ALL_ENGINES.add(self)
@@ -393,7 +395,7 @@ class Engine:
     def _forward(self, input_ids, position_ids, attention_mask, cache, freqs, scales, row_bases) -> torch.Tensor:
         """One forward pass with each row's own RoPE base; returns last-position logits (rows, V)."""
         rotary = BucketedRotaryEmbedding(freqs, scales, self.model.config, row_bases)
-        with bucketed_rotary(self.model, rotary):
+        with bucketed_rotary(self.model, rotary), output_head(self.model, self._head):
             out = self.model(
                 input_ids=input_ids,
                 position_ids=position_ids,
@@ -550,7 +552,7 @@ class Engine:
             self._valid = torch.cat([self._valid, torch.ones(a.n, S, dtype=torch.bool, device=dev)], dim=1)
             mask = self._valid
         rotary = BucketedRotaryEmbedding(self._freqs, self._scales, self.model.config, self._row_bases)
-        with bucketed_rotary(self.model, rotary):
+        with bucketed_rotary(self.model, rotary), output_head(self.model, self._head):
             logits = self.model(
                 input_ids=ids, position_ids=pos, attention_mask=mask, cache=self._cache, use_cache=True, logits_to_keep=S
             ).logits  # (n, S, V)

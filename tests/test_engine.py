@@ -321,6 +321,33 @@ def test_rotary_module_is_restored_after_an_exception(tiny, tiny_loaded):
     assert eng.generate(Request(random_prompt(10), BASES, max_tokens=3)).completion_tokens >= 1
 
 
+def test_packed_output_head_gives_the_same_tokens_and_is_put_back(tiny, tiny_loaded, monkeypatch):
+    from langchain_attention_buckets import packed
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)  # the tiny head is far below the real threshold
+    head = packed.packed_head(tiny)
+    assert head is not None
+    x = torch.randn(6, 2, tiny.config.hidden_size)
+    with torch.inference_mode():
+        assert (head(x) - tiny.lm_head(x)).abs().max().item() <= 1e-5
+    original = tiny.get_output_embeddings()
+    eng = Engine(tiny_loaded, prefix_cache_bytes=0)
+    assert isinstance(eng._head, packed.PackedHead)
+    prompt = random_prompt(30, seed=1)
+    res = eng.generate(Request(prompt, (10000.0,), max_tokens=20, prefix_cache=False))
+    assert res.token_ids == greedy_reference(tiny, prompt, 20)[: len(res.token_ids)]
+    assert tiny.get_output_embeddings() is original
+
+
+def test_packed_head_only_where_it_pays_off(tiny):
+    from langchain_attention_buckets import packed
+
+    assert packed.packed_head(tiny) is None  # 64 x 32 weights: below MIN_ELEMENTS
+    assert packed.packed_head(tiny.to(torch.float64)) is None
+
+
 # ---- batching, concurrency, prefix cache -------------------------------------------------
 
 
