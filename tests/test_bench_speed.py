@@ -11,7 +11,7 @@ def test_speed_bench_writes_json_and_plot(tiny_chat_dir, tmp_path):
     out = tmp_path / "speed"
     rc = main(
         ["bench", "speed", "--model", tiny_chat_dir, "--dtype", "float32", "--buckets", "1,2", "--lengths", "24,48",
-         "--decode-tokens", "4", "--repeats", "1", "--parts", "buckets,sequential,hf,mask,agent", "--output", str(out)]
+         "--decode-tokens", "4", "--repeats", "1", "--parts", "buckets,sequential,hf,mask,spec,agent", "--output", str(out)]
     )
     assert rc == 0
     data = json.loads((out / "speed.json").read_text())
@@ -27,4 +27,7 @@ def test_speed_bench_writes_json_and_plot(tiny_chat_dir, tmp_path):
             assert r["sequential"]["decode_step_s"] > 0 and r["batched_speedup_decode"] > 0
     assert {h["length"] for h in data["hf"]} == {24, 48}
     assert set(data["mask"]["n=1"]) == {"none", "text", "json"} and data["mask"]["n=1"]["none"]["ratio"] == 1.0
+    for kind in ("copy", "free"):
+        spec = data["spec"]["n=2"][kind]
+        assert spec["same_output"] and spec["speedup"] > 0 and 0 <= spec["acceptance"] <= 1
     assert len(data["agent"]["cache"]) == 3 and len(data["agent"]["speedup"]) == 3

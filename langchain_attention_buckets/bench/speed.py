@@ -8,6 +8,9 @@ Four measurements, each a median over repeats after a warm-up run:
   passes at every step (what the reference implementation does), against the
   same N as rows of one batch;
 - ``hf``: N = 1 against plain transformers ``generate`` on the same prompt;
+- ``mask``: decode steps with a grammar against none;
+- ``spec``: greedy decoding with speculation against without, on text the context predicts
+  (a copy) and text it does not;
 - ``agent``: time to first token of the 2nd and 3rd turns of a three-turn tool
   loop over a ~2,000-token tool context, with and without the prefix cache.
 
@@ -273,6 +276,50 @@ def run_mask(loaded: LoadedModel, engine: Engine, prompt, bases, decode_tokens: 
     return out
 
 
+# ---- speculative decoding -------------------------------------------------------------------
+
+SPECULATION_PROMPTS = {
+    # a tool call whose arguments copy the request: drafts from n-grams of the context
+    "copy": "Repeat the following order note exactly, word for word: Order A1001 for Maria Lopez, "
+            "two boxes of green tea and one ceramic teapot, ship to 14 Harbour Street, Leith, "
+            "Edinburgh, before Friday the 12th of December, gift wrapped, no invoice in the parcel.",
+    # free text the context does not predict
+    "free": "Write a short paragraph about why people enjoy walking in the mountains.",
+}
+
+
+def run_speculative(loaded: LoadedModel, engine: Engine, bases, decode_tokens: int, repeats: int) -> dict:
+    """Greedy decode time per generated token with speculation (8 drafted tokens) against without.
+
+    Same prompt, same output (checked); the ratio is what speculation saves on that kind of text.
+    """
+    out: dict[str, Any] = {}
+    for kind, text in SPECULATION_PROMPTS.items():
+        chat = loaded.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+        ids = tuple(loaded.tokenizer.encode(chat, add_special_tokens=False))
+        per_token: dict[int, list[float]] = {0: [], 8: []}
+        outputs: dict[int, list[int]] = {}
+        drafted = accepted = 0
+        for rep in range(repeats + 1):
+            for k in (0, 8):  # interleaved
+                before = (engine.stats.drafted_tokens, engine.stats.accepted_tokens)
+                res = engine.generate(Request(ids, tuple(bases), max_tokens=decode_tokens, prefix_cache=False, speculative_tokens=k))
+                outputs[k] = res.token_ids
+                if rep and res.completion_tokens > 1:
+                    per_token[k].append((res.total_seconds - res.time_to_first_token) / (res.completion_tokens - 1))
+                    if k:
+                        drafted += engine.stats.drafted_tokens - before[0]
+                        accepted += engine.stats.accepted_tokens - before[1]
+        out[kind] = {
+            "tokens": len(outputs[0]),
+            "same_output": outputs[0] == outputs[8],
+            "per_token_s": {"off": _median(per_token[0]), "on": _median(per_token[8])},
+            "speedup": _median(per_token[0]) / _median(per_token[8]),
+            "acceptance": accepted / drafted if drafted else 0.0,
+        }
+    return out
+
+
 # ---- an agent loop: the prefix cache ------------------------------------------------------
 
 
@@ -357,7 +404,7 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lengths", default="256,1024,2048", help="prompt lengths in tokens (default 256,1024,2048)")
     p.add_argument("--decode-tokens", type=int, default=32, help="tokens generated per run (default 32)")
     p.add_argument("--repeats", type=int, default=3, help="counted runs per point, after one warm-up (default 3)")
-    p.add_argument("--parts", default="buckets,sequential,hf,mask,agent", help="which measurements: buckets, sequential, hf, mask, agent, dtype (default: all but dtype)")
+    p.add_argument("--parts", default="buckets,sequential,hf,mask,spec,agent", help="which measurements: buckets, sequential, hf, mask, spec, agent, dtype (default: all but dtype)")
     p.add_argument("--output", default="bench-out/speed", help="folder for speed.json and speed.png")
 
 
@@ -419,6 +466,12 @@ def speed_main(args: argparse.Namespace) -> int:
             out["mask"][f"n={n}"] = m = run_mask(loaded, engine, prompt, bases_for(n, loaded.base), args.decode_tokens, args.repeats)
             print(f"grammar mask, N={n}, {lengths[0]} tokens: " + ", ".join(
                 f"{k} {v['decode_step_s'] * 1e3:.1f} ms (x{v['ratio']:.3f})" for k, v in m.items()))
+    if "spec" in parts:
+        out["spec"] = {}
+        for n in sorted({1, max(ns)}):
+            out["spec"][f"n={n}"] = sp = run_speculative(loaded, engine, bases_for(n, loaded.base), args.decode_tokens, args.repeats)
+            print(f"speculative decoding, N={n}: " + ", ".join(
+                f"{k} x{v['speedup']:.2f} per token (acceptance {v['acceptance']:.0%}, same output {v['same_output']})" for k, v in sp.items()))
     if "agent" in parts:
         out["agent"] = run_agent_loop(loaded, args.model, args.dtype, 6, args.repeats)
         a = out["agent"]
