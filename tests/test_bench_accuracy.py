@@ -22,7 +22,7 @@ from langchain_attention_buckets.bench.accuracy import (
 from langchain_attention_buckets.bench.configs import (
     CONFIGS, BenchConfig, default_factory, parse_configs, reorder_items,
 )
-from langchain_attention_buckets.bench.report import format_report
+from langchain_attention_buckets.bench.report import format_report, markdown_report
 from langchain_attention_buckets.bench.stats import bootstrap_indices, compare, consistency, summarize
 from langchain_attention_buckets.bench.tasks import TASKS, Sample, make_samples
 from langchain_attention_buckets.bench.tasks.tool_catalog import CATALOG
@@ -124,6 +124,10 @@ def test_run_writes_files_and_shapes(tmp_path):
     assert d["mean"]["ci"][0] <= d["mean"]["diff"] <= d["mean"]["ci"][1]
     assert "plain" not in m["vs_baseline"]
     assert "pos 3" in format_report(res) and "plain+reorder" in format_report(res)
+    md = markdown_report(res).splitlines()
+    table = [ln for ln in md if ln.startswith("|")]
+    assert table and all(ln.count("|") == table[0].count("|") for ln in table[:2])
+    assert any(ln.startswith("| plain+reorder |") for ln in table)
 
 
 def test_tools_task_scores_tool_and_args(tmp_path):

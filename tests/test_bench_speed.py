@@ -26,7 +26,9 @@ def test_speed_bench_writes_json_and_plot(tiny_chat_dir, tmp_path):
             assert r["kv_bytes"] == 2 * rows[0 if r["length"] == 24 else 2]["kv_bytes"]
             assert r["sequential"]["decode_step_s"] > 0 and r["batched_speedup_decode"] > 0
     assert {h["length"] for h in data["hf"]} == {24, 48}
-    assert set(data["mask"]["n=1"]) == {"none", "text", "json"} and data["mask"]["n=1"]["none"]["ratio"] == 1.0
+    for kind, m in data["mask"]["n=1"].items():  # masked and unmasked decode the same number of tokens
+        assert kind in {"text", "json"} and m["tokens"] >= 3 and m["ratio"] > 0 and m["unmasked_step_s"] > 0
+    assert "text" in data["mask"]["n=1"]
     for kind in ("copy", "free"):
         spec = data["spec"]["n=2"][kind]
         assert spec["same_output"] and spec["speedup"] > 0 and 0 <= spec["acceptance"] <= 1

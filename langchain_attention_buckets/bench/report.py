@@ -88,6 +88,21 @@ def format_report(results: dict[str, Any]) -> str:
     return "\n\n".join(format_table(results, m) for m in results["settings"]["metrics"])
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(esc(c) for c in header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    """All metrics' tables as Markdown (for docs)."""
+    parts = []
+    for metric in results["settings"]["metrics"]:
+        parts.append(title(results, metric))
+        parts += [_markdown(h, r) for h, r in _tables(results, metric)]
+    return "\n\n".join(parts)
+
+
 def print_report(results: dict[str, Any], *, use_rich: bool | None = None) -> None:
     """Print the tables: with `rich` on a terminal when it is installed, else plain text.
 

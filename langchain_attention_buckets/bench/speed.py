@@ -247,32 +247,45 @@ def run_dtype(model: str | None, device: str, length: int, decode_tokens: int, r
 
 
 def run_mask(loaded: LoadedModel, engine: Engine, prompt, bases, decode_tokens: int, repeats: int) -> dict:
-    """Decode step with a grammar mask against the same step without one (same run, same rows).
+    """Decode step with a grammar mask against the same number of steps without one (one run).
 
     "text": free text that may not open a tool call (a mask at every step, most tokens allowed);
-    "json": a JSON object whose one field is a long free string (a mask at every step, inside a
-    JSON string). The step includes filling the bitmask, applying it and advancing the matcher.
+    "json": a JSON object whose one field is a free string (a mask at every step). Each masked
+    run is paired with an unmasked run that decodes exactly as many tokens (end-of-sequence
+    ignored), interleaved, so both average over the same steps at the same cache lengths. The
+    masked step includes filling the bitmask, applying it and advancing the matcher.
     """
     from ..constrain import compiler_for
 
     compiler = compiler_for(loaded.tokenizer, vocab_size=loaded.vocab_size, stop_token_ids=sorted(loaded.eos_token_ids))
     schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
     makers = {
-        "none": lambda: None,
         "text": lambda: compiler.tool_calls([], mode="none"),
         "json": lambda: compiler.json_schema(schema),
     }
-    steps: dict[str, list[float]] = {k: [] for k in makers}
+
+    def step_time(res) -> float:
+        return (res.total_seconds - res.time_to_first_token) / (res.completion_tokens - 1)
+
+    pairs: dict[str, list[tuple[float, float]]] = {k: [] for k in makers}
+    tokens: dict[str, int] = {}
     for rep in range(repeats + 1):
-        for kind, make in makers.items():  # interleaved, so drift hits all three alike
-            req = Request(prompt, tuple(bases), max_tokens=decode_tokens, prefix_cache=False,
-                          constraint=make(), speculative_tokens=0, ignore_eos=kind == "none")
-            res = engine.generate(req)
-            if rep and res.completion_tokens > 2:
-                steps[kind].append((res.total_seconds - res.time_to_first_token) / (res.completion_tokens - 1))
-    out = {kind: {"decode_step_s": _median(v)} for kind, v in steps.items() if v}
-    for kind in out:
-        out[kind]["ratio"] = out[kind]["decode_step_s"] / out["none"]["decode_step_s"]
+        for kind, make in makers.items():
+            masked = engine.generate(Request(prompt, tuple(bases), max_tokens=decode_tokens, prefix_cache=False,
+                                             constraint=make(), speculative_tokens=0))
+            n = masked.completion_tokens
+            tokens[kind] = n
+            if n < 3:
+                continue
+            plain = engine.generate(Request(prompt, tuple(bases), max_tokens=n, prefix_cache=False,
+                                            ignore_eos=True, speculative_tokens=0))
+            if rep:
+                pairs[kind].append((step_time(masked), step_time(plain)))
+    out: dict[str, Any] = {}
+    for kind, v in pairs.items():
+        if v:
+            m, u = _median([a for a, _ in v]), _median([b for _, b in v])
+            out[kind] = {"tokens": tokens[kind], "decode_step_s": m, "unmasked_step_s": u, "ratio": m / u}
     return out
 
 
@@ -465,7 +478,8 @@ def speed_main(args: argparse.Namespace) -> int:
         for n in sorted({1, max(ns)}):
             out["mask"][f"n={n}"] = m = run_mask(loaded, engine, prompt, bases_for(n, loaded.base), args.decode_tokens, args.repeats)
             print(f"grammar mask, N={n}, {lengths[0]} tokens: " + ", ".join(
-                f"{k} {v['decode_step_s'] * 1e3:.1f} ms (x{v['ratio']:.3f})" for k, v in m.items()))
+                f"{k} {v['decode_step_s'] * 1e3:.1f} ms against {v['unmasked_step_s'] * 1e3:.1f} ms unmasked "
+                f"(x{v['ratio']:.3f}, {v['tokens']} tokens)" for k, v in m.items()))
     if "spec" in parts:
         out["spec"] = {}
         for n in sorted({1, max(ns)}):
