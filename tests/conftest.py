@@ -76,6 +76,25 @@ def tiny_loaded(tiny):
     return as_loaded(tiny)
 
 
+def generate_in_threads(engine, requests) -> list:
+    """Token ids of each request, all submitted from their own threads at once."""
+    import threading
+
+    results = [None] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def call(i):
+        barrier.wait()
+        results[i] = engine.generate(requests[i]).token_ids
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def random_prompt(n: int, seed: int = 0, vocab: int = 64) -> tuple[int, ...]:
     g = torch.Generator().manual_seed(seed)
     return tuple(torch.randint(2, vocab, (n,), generator=g).tolist())

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import torch
-from conftest import as_loaded, random_prompt, tiny_model
+from conftest import as_loaded, generate_in_threads, random_prompt, tiny_model
 
 from langchain_attention_buckets.engine import (
     ContextLengthError,
@@ -361,20 +361,7 @@ def _requests():
 def test_concurrent_calls_equal_calls_one_at_a_time(tiny_loaded):
     reqs = _requests()
     alone = [Engine(tiny_loaded).generate(r).token_ids for r in reqs]
-    eng = Engine(tiny_loaded)
-    results = [None] * len(reqs)
-    barrier = threading.Barrier(len(reqs))
-
-    def call(i):
-        barrier.wait()
-        results[i] = eng.generate(reqs[i]).token_ids
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(reqs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == alone
+    assert generate_in_threads(Engine(tiny_loaded), reqs) == alone
 
 
 def test_submitted_together_run_in_one_batch(tiny_loaded):

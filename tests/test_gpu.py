@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import pytest
 import torch
-from conftest import as_loaded, random_prompt, tiny_model
+from conftest import as_loaded, generate_in_threads, random_prompt, tiny_model
 
 from langchain_attention_buckets.engine import Engine, Request, forward_buckets
 from langchain_attention_buckets.loading import resolve_device, resolve_dtype
@@ -55,17 +54,7 @@ def test_half_precision_buckets_batch_like_one_at_a_time(dtype):
     reqs = [Request(random_prompt(20 + 7 * i, seed=i), BASES, max_tokens=12, prefix_cache=False,
                     sampling=SamplingParams(temperature=0.8, seed=i)) for i in range(4)]
     alone = [engine.generate(r).token_ids for r in reqs]
-    got: list = [None] * len(reqs)
-
-    def run(i):
-        got[i] = engine.generate(reqs[i]).token_ids
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(reqs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert got == alone
+    assert generate_in_threads(engine, reqs) == alone
 
 
 def test_memory_estimate_reads_the_cards_free_memory():

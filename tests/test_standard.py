@@ -26,14 +26,12 @@ INTEGRATION_PARAMS = {**PARAMS, "max_tokens": 96}
 SMALL_MODEL = "SmolLM2-135M-Instruct (135M parameters) "
 
 
-class TestChatAttentionBucketsUnit(ChatModelUnitTests):
+class _OurModel:
+    """What both standard suites are told about this model."""
+
     @property
     def chat_model_class(self):
         return ChatAttentionBuckets
-
-    @property
-    def chat_model_params(self) -> dict:
-        return PARAMS
 
     @property
     def has_tool_choice(self) -> bool:
@@ -50,6 +48,12 @@ class TestChatAttentionBucketsUnit(ChatModelUnitTests):
     @property
     def model_override_value(self) -> str:
         return str(embedded_model_path())
+
+
+class TestChatAttentionBucketsUnit(_OurModel, ChatModelUnitTests):
+    @property
+    def chat_model_params(self) -> dict:
+        return PARAMS
 
     @pytest.mark.xfail(
         strict=True,
@@ -62,30 +66,10 @@ class TestChatAttentionBucketsUnit(ChatModelUnitTests):
         super().test_serdes(model, snapshot)
 
 
-class TestChatAttentionBucketsIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self):
-        return ChatAttentionBuckets
-
+class TestChatAttentionBucketsIntegration(_OurModel, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict:
         return INTEGRATION_PARAMS
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def model_override_value(self) -> str:
-        return str(embedded_model_path())
 
     @pytest.mark.xfail(
         strict=False,
