@@ -44,7 +44,7 @@ from .detok import IncrementalDetokenizer
 from .kvcache import BatchCache, PrefixCache
 from .loading import LoadedModel
 from .merge import validate_aggregation
-from .packed import output_head, packed_head
+from . import packed
 from .rope import BucketedRotaryEmbedding, bucket_frequencies, bucketed_rotary, rotary_module
 from .sampling import SamplingParams, StepRequest, process_logits
 
@@ -230,6 +230,10 @@ class Engine:
         prefix_cache_bytes: bound of the prefix cache (0 disables it).
         prefill_chunk: prompt tokens per prefill forward pass (bounds activation memory).
         max_batch_rows: most rows (requests x buckets) decoded together.
+        packed_weights: keep oneDNN-packed copies of the linear layers for CPU fp32 forward
+            passes (``packed.py``; faster, costs one extra copy of those weights). None: only
+            when the copies take at most half of the free memory; True: always where
+            supported; False: never.
     """
 
     def __init__(
@@ -239,7 +243,10 @@ class Engine:
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
         prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        packed_weights: bool | None = None,
     ):
+        if packed_weights not in (None, True, False):
+            raise ValueError(f"packed_weights={packed_weights!r}; use None (automatic), True or False")
         self.loaded = loaded
         self.model = loaded.model
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
@@ -250,10 +257,28 @@ class Engine:
         self._worker: threading.Thread | None = None
         self._closed = False
         self._freq_cache: dict[tuple[float, ...], tuple[torch.Tensor, torch.Tensor]] = {}
-        self._head = packed_head(self.model)  # None: the model's own output layer
+        self._packed_mode = packed_weights
+        self._packed = self._pack(packed_weights)  # None: the model's own layers
         self.stats = EngineStats()
         self._reset_batch()
         _ALL_ENGINES.add(self)
+
+    def _pack(self, mode: bool | None) -> packed.PackedWeights | None:
+        if mode is False:
+            return None
+        budget = None
+        if mode is None:
+            free = _free_memory(self.loaded.device)
+            if free is None:
+                return None
+            budget = free // 2
+        return packed.pack_model(self.model, budget)
+
+    def _packed_layers(self):
+        """The packed layers for one forward pass, rebuilt if the model changed since packing."""
+        if self._packed is not None and not self._packed.fresh():
+            self._packed = self._pack(self._packed_mode)
+        return packed.installed(self._packed)
 
     # ---- public -------------------------------------------------------------------
 
@@ -395,7 +420,7 @@ class Engine:
     def _forward(self, input_ids, position_ids, attention_mask, cache, freqs, scales, row_bases) -> torch.Tensor:
         """One forward pass with each row's own RoPE base; returns last-position logits (rows, V)."""
         rotary = BucketedRotaryEmbedding(freqs, scales, self.model.config, row_bases)
-        with bucketed_rotary(self.model, rotary), output_head(self.model, self._head):
+        with bucketed_rotary(self.model, rotary), self._packed_layers():
             out = self.model(
                 input_ids=input_ids,
                 position_ids=position_ids,
@@ -552,7 +577,7 @@ class Engine:
             self._valid = torch.cat([self._valid, torch.ones(a.n, S, dtype=torch.bool, device=dev)], dim=1)
             mask = self._valid
         rotary = BucketedRotaryEmbedding(self._freqs, self._scales, self.model.config, self._row_bases)
-        with bucketed_rotary(self.model, rotary), output_head(self.model, self._head):
+        with bucketed_rotary(self.model, rotary), self._packed_layers():
             logits = self.model(
                 input_ids=ids, position_ids=pos, attention_mask=mask, cache=self._cache, use_cache=True, logits_to_keep=S
             ).logits  # (n, S, V)

@@ -7,11 +7,14 @@ import json
 from langchain_attention_buckets.cli import main
 
 
-def test_speed_bench_writes_json_and_plot(tiny_chat_dir, tmp_path):
+def test_speed_bench_writes_json_and_plot(tiny_chat_dir, tmp_path, monkeypatch):
+    from langchain_attention_buckets import packed
+
+    monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)  # pack the tiny model's layers too
     out = tmp_path / "speed"
     rc = main(
         ["bench", "speed", "--model", tiny_chat_dir, "--dtype", "float32", "--buckets", "1,2", "--lengths", "24,48",
-         "--decode-tokens", "4", "--repeats", "1", "--parts", "buckets,sequential,hf,mask,spec,agent", "--output", str(out)]
+         "--decode-tokens", "4", "--repeats", "1", "--parts", "buckets,sequential,hf,mask,spec,agent,packed", "--output", str(out)]
     )
     assert rc == 0
     data = json.loads((out / "speed.json").read_text())
@@ -33,3 +36,9 @@ def test_speed_bench_writes_json_and_plot(tiny_chat_dir, tmp_path):
         spec = data["spec"]["n=2"][kind]
         assert spec["same_output"] and spec["speedup"] > 0 and 0 <= spec["acceptance"] <= 1
     assert len(data["agent"]["cache"]) == 3 and len(data["agent"]["speedup"]) == 3
+    if packed.available():
+        pk = data["packed"]
+        assert pk["packed_bytes"] > 0 and [r["n"] for r in pk["rows"]] == [1, 2]
+        for r in pk["rows"]:
+            assert r["packed"]["decode_step_s"] > 0 and r["default"]["ttft_s"] > 0 and r["packed_speedup_decode"] > 0
+        assert pk["rows"][0]["packed"]["decode_step_ratio"] == 1.0

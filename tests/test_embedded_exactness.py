@@ -6,7 +6,7 @@ import pytest
 import torch
 from langchain_core.messages import HumanMessage
 
-from langchain_attention_buckets import ChatAttentionBuckets
+from langchain_attention_buckets import ChatAttentionBuckets, packed
 
 pytestmark = pytest.mark.embedded
 
@@ -16,8 +16,8 @@ def test_own_base_greedy_equals_transformers_generate(question):
     base = ChatAttentionBuckets().load().base
     llm = ChatAttentionBuckets(bases=base, temperature=0, max_tokens=24, prefix_cache=False)
     loaded = llm.load()
-    if loaded.device.type == "cpu" and loaded.dtype == torch.float32 and torch.backends.mkldnn.is_available():
-        assert llm.engine()._head is not None  # the packed output layer is what runs here
+    if loaded.device.type == "cpu" and loaded.dtype == torch.float32 and packed.available():
+        assert llm.engine()._packed is not None  # the packed linear layers are what runs here
     ids = loaded.tokenizer.apply_chat_template(
         [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True, return_dict=False
     )

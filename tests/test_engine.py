@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import pytest
 import torch
@@ -321,31 +322,93 @@ def test_rotary_module_is_restored_after_an_exception(tiny, tiny_loaded):
     assert eng.generate(Request(random_prompt(10), BASES, max_tokens=3)).completion_tokens >= 1
 
 
-def test_packed_output_head_gives_the_same_tokens_and_is_put_back(tiny, tiny_loaded, monkeypatch):
+def _linears(model):
+    return {name: m for name, m in model.named_modules() if type(m) is torch.nn.Linear}
+
+
+def test_packed_weights_give_the_same_tokens_and_are_put_back(tiny, tiny_loaded, monkeypatch):
     from langchain_attention_buckets import packed
 
-    if not torch.backends.mkldnn.is_available():
-        pytest.skip("this torch build has no oneDNN")
-    monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)  # the tiny head is far below the real threshold
-    head = packed.packed_head(tiny)
-    assert head is not None
+    if not packed.available():
+        pytest.skip("this torch build has no oneDNN linear operations")
+    monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)  # the tiny model's matrices are far below the real threshold
+    before = _linears(tiny)
+    pw = packed.pack_model(tiny)
+    assert pw is not None and len(pw) == len(before)  # every linear layer, the output layer included
     x = torch.randn(6, 2, tiny.config.hidden_size)
     with torch.inference_mode():
-        assert (head(x) - tiny.lm_head(x)).abs().max().item() <= 1e-5
-    original = tiny.get_output_embeddings()
-    eng = Engine(tiny_loaded, prefix_cache_bytes=0)
-    assert isinstance(eng._head, packed.PackedHead)
+        plain = tiny.lm_head(x)
+        with pw.installed():
+            assert isinstance(tiny.lm_head, packed.PackedLinear)
+            assert (tiny.lm_head(x) - plain).abs().max().item() <= 1e-5
+    assert _linears(tiny) == before
+    eng = Engine(tiny_loaded, prefix_cache_bytes=0, packed_weights=True)
+    ref_eng = Engine(tiny_loaded, prefix_cache_bytes=0, packed_weights=False)
+    assert eng._packed is not None and ref_eng._packed is None
     prompt = random_prompt(30, seed=1)
     res = eng.generate(Request(prompt, (10000.0,), max_tokens=20, prefix_cache=False))
     assert res.token_ids == greedy_reference(tiny, prompt, 20)[: len(res.token_ids)]
-    assert tiny.get_output_embeddings() is original
+    bucketed = Request(prompt, BASES, max_tokens=20, prefix_cache=False)
+    assert eng.generate(bucketed).token_ids == ref_eng.generate(bucketed).token_ids
+    assert _linears(tiny) == before  # the model is left with its own modules
 
 
-def test_packed_head_only_where_it_pays_off(tiny):
+def test_packed_weights_only_where_supported_and_affordable(tiny, tiny_loaded, monkeypatch):
     from langchain_attention_buckets import packed
 
-    assert packed.packed_head(tiny) is None  # 64 x 32 weights: below MIN_ELEMENTS
-    assert packed.packed_head(tiny.to(torch.float64)) is None
+    assert packed.pack_model(tiny) is None  # 64 x 32 weights: below MIN_ELEMENTS
+    monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)
+    assert packed.pack_model(tiny.to(torch.float64)) is None  # fp32 only
+    tiny.to(torch.float32)
+    if not packed.available():
+        pytest.skip("this torch build has no oneDNN linear operations")
+    need = packed.packable_bytes(tiny)
+    assert need > 0
+    assert packed.pack_model(tiny, budget_bytes=need - 1) is None
+    assert packed.pack_model(tiny, budget_bytes=need) is not None
+    assert Engine(tiny_loaded, packed_weights=False)._packed is None
+    # a packed layer that does not reproduce its original is never used
+    packed._SHARED.clear()
+    monkeypatch.setattr(packed.PackedLinear, "forward", lambda self, x: torch.zeros(*x.shape[:-1], self.out_features))
+    assert packed.pack_model(tiny) is None
+    with pytest.raises(ValueError, match="packed_weights='yes'"):
+        Engine(tiny_loaded, packed_weights="yes")
+
+
+def test_packed_weights_are_shared_and_rebuilt_when_the_model_changes(tiny, tiny_loaded, monkeypatch):
+    import gc
+
+    from langchain_attention_buckets import packed
+
+    if not packed.available():
+        pytest.skip("this torch build has no oneDNN linear operations")
+    monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)
+    a = Engine(tiny_loaded, prefix_cache_bytes=0, packed_weights=True)
+    b = Engine(tiny_loaded, prefix_cache_bytes=0, packed_weights=True)
+    assert a._packed is b._packed and a._packed.fresh()  # one set of copies per model
+    prompt = random_prompt(30, seed=2)
+    req = Request(prompt, (10000.0,), max_tokens=12, prefix_cache=False)
+    before = a.generate(req).token_ids
+    old = a._packed
+    with torch.no_grad():
+        tiny.lm_head.weight.mul_(-1.0)  # in place: the copies are now stale
+    assert not old.fresh()
+    after = a.generate(req).token_ids
+    assert a._packed is not old and a._packed.fresh()
+    assert after == greedy_reference(tiny, prompt, 12)[: len(after)] != before
+    new = torch.nn.Linear(tiny.config.intermediate_size, tiny.config.hidden_size, bias=False)
+    tiny.model.layers[0].mlp.down_proj = new
+    assert not a._packed.fresh()  # a replaced module is never overridden by an old copy
+    got = b.generate(req).token_ids
+    assert tiny.model.layers[0].mlp.down_proj is new
+    assert got == greedy_reference(tiny, prompt, 12)[: len(got)]
+    # the shared copies do not keep a model alive
+    model = tiny_model()
+    assert packed.pack_model(model) is not None
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
 
 
 # ---- batching, concurrency, prefix cache -------------------------------------------------

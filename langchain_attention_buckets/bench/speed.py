@@ -104,21 +104,20 @@ def _median(xs: list[float]) -> float:
 # ---- the engine: N rows of one batch -------------------------------------------------------
 
 
+def _timed_run(engine: Engine, prompt, bases, decode_tokens: int) -> tuple[float, float, int]:
+    """One request: time to first token, mean decode step, peak memory above the start."""
+    # speculation off: every token is one forward pass (the repeated benchmark text would
+    # otherwise be drafted from the context and make decoding look faster than it is)
+    req = Request(prompt, tuple(bases), max_tokens=decode_tokens, prefix_cache=False, ignore_eos=True, speculative_tokens=0)
+    with PeakMemory(engine.loaded.device) as mem:
+        res = engine.generate(req)
+    step = (res.total_seconds - res.time_to_first_token) / max(1, res.completion_tokens - 1)
+    return res.time_to_first_token, step, mem.peak
+
+
 def run_engine(engine: Engine, prompt, bases, decode_tokens: int, repeats: int) -> dict:
-    ttft, step, peak = [], [], []
-    for i in range(repeats + 1):
-        # speculation off: every token is one forward pass (the repeated benchmark text would
-        # otherwise be drafted from the context and make decoding look faster than it is)
-        req = Request(
-            prompt, tuple(bases), max_tokens=decode_tokens, prefix_cache=False, ignore_eos=True, speculative_tokens=0
-        )
-        with PeakMemory(engine.loaded.device) as mem:
-            res = engine.generate(req)
-        if i == 0:
-            continue  # warm-up
-        ttft.append(res.time_to_first_token)
-        step.append((res.total_seconds - res.time_to_first_token) / max(1, res.completion_tokens - 1))
-        peak.append(mem.peak)
+    _timed_run(engine, prompt, bases, decode_tokens)  # warm-up
+    ttft, step, peak = zip(*(_timed_run(engine, prompt, bases, decode_tokens) for _ in range(repeats)))
     n, length = len(bases), len(prompt)
     return {
         "ttft_s": _median(ttft),
@@ -128,6 +127,41 @@ def run_engine(engine: Engine, prompt, bases, decode_tokens: int, repeats: int) 
         "kv_bytes": n * (length + decode_tokens) * engine.loaded.kv_bytes_per_token(),
         "peak_bytes": int(_median(peak)),
     }
+
+
+def run_packed(loaded: LoadedModel, prompt, ns: list[int], decode_tokens: int, repeats: int) -> dict:
+    """Engine with oneDNN-packed linear layers against the model's own layers (``packed.py``).
+
+    Every round runs each N with both engines, interleaved, so the machine's drift hits all
+    alike; the N / N=1 decode-step ratios of each engine come from the same rounds.
+    """
+    engines = {
+        "packed": Engine(loaded, prefix_cache_bytes=0, packed_weights=True),
+        "default": Engine(loaded, prefix_cache_bytes=0, packed_weights=False),
+    }
+    if engines["packed"]._packed is None:
+        return {"skipped": f"no packed layers on {loaded.device} in {loaded.dtype} with this torch build"}
+    times: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for rep in range(repeats + 1):
+        for n in ns:
+            for name, eng in engines.items():
+                ttft, step, _ = _timed_run(eng, prompt, bases_for(n, loaded.base), decode_tokens)
+                if rep:  # round 0 is the warm-up
+                    times.setdefault((name, n), []).append((ttft, step))
+    out: dict[str, Any] = {"packed_bytes": engines["packed"]._packed.nbytes, "rows": []}
+    for n in ns:
+        row: dict[str, Any] = {"n": n}
+        for name in engines:
+            ttft = _median([t for t, _ in times[(name, n)]])
+            step = _median([s for _, s in times[(name, n)]])
+            one = _median([s for _, s in times[(name, ns[0])]])
+            row[name] = {"ttft_s": ttft, "decode_step_s": step, "decode_step_ratio": step / one}
+        row["packed_speedup_decode"] = row["default"]["decode_step_s"] / row["packed"]["decode_step_s"]
+        row["packed_speedup_ttft"] = row["default"]["ttft_s"] / row["packed"]["ttft_s"]
+        out["rows"].append(row)
+    for eng in engines.values():
+        eng.close()
+    return out
 
 
 # ---- the reference approach: one row at a time --------------------------------------------
@@ -417,7 +451,7 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lengths", default="256,1024,2048", help="prompt lengths in tokens (default 256,1024,2048)")
     p.add_argument("--decode-tokens", type=int, default=32, help="tokens generated per run (default 32)")
     p.add_argument("--repeats", type=int, default=3, help="counted runs per point, after one warm-up (default 3)")
-    p.add_argument("--parts", default="buckets,sequential,hf,mask,spec,agent", help="which measurements: buckets, sequential, hf, mask, spec, agent, dtype (default: all but dtype)")
+    p.add_argument("--parts", default="buckets,sequential,hf,mask,spec,agent", help="which measurements: buckets, sequential, hf, mask, spec, agent, packed, dtype (default: all but packed and dtype)")
     p.add_argument("--output", default="bench-out/speed", help="folder for speed.json and speed.png")
 
 
@@ -465,6 +499,17 @@ def speed_main(args: argparse.Namespace) -> int:
             row = {"length": length, "ours": ours, "hf": hf, "decode_step_ratio": ours["decode_step_s"] / hf["decode_step_s"], "ttft_ratio": ours["ttft_s"] / hf["ttft_s"]}
             out["hf"].append(row)
             print(f"N=1 vs transformers generate, {length} tokens: TTFT x{row['ttft_ratio']:.3f}, decode step x{row['decode_step_ratio']:.3f}")
+    if "packed" in parts:
+        out["packed"] = pk = run_packed(loaded, make_prompt(loaded, lengths[0]), ns, args.decode_tokens, args.repeats)
+        if "skipped" in pk:
+            print(f"packed layers: skipped ({pk['skipped']})")
+        for r in pk.get("rows", []):
+            print(
+                f"N={r['n']} L={lengths[0]}, packed / default layers (interleaved): decode step "
+                f"{r['packed']['decode_step_s'] * 1e3:.1f} / {r['default']['decode_step_s'] * 1e3:.1f} ms "
+                f"(x{r['packed']['decode_step_ratio']:.2f} / x{r['default']['decode_step_ratio']:.2f} of N={ns[0]}), "
+                f"TTFT {r['packed']['ttft_s']:.2f} / {r['default']['ttft_s']:.2f} s"
+            )
     if "dtype" in parts:
         out["dtype"] = d = run_dtype(args.model, args.device, lengths[0], args.decode_tokens, args.repeats)
         print(
