@@ -52,8 +52,7 @@ class PackedWeights:
     def __init__(self, slots: list[tuple[nn.Module, str, nn.Linear, PackedLinear]]):
         # parents by weak reference: the shared cache below must not keep a model alive
         self._slots = [(weakref.ref(parent), name, lin, p) for parent, name, lin, p in slots]
-        self._weights = [lin.weight for _, _, lin, _ in slots]
-        self._stamp = _stamp(self._slots)
+        self._weights = [(lin.weight, lin.weight._version) for _, _, lin, _ in slots]
 
     def fresh(self) -> bool:
         """Whether the model still has the modules and weights these copies were made from.
@@ -61,9 +60,14 @@ class PackedWeights:
         False after a module was replaced or a weight was reassigned or changed in place (the
         tensor's version counter moved): the copies must then be rebuilt, never used.
         """
-        return _stamp(self._slots) == self._stamp and all(
-            lin.weight is w for (_, _, lin, _), w in zip(self._slots, self._weights)
-        )
+        for (ref, name, lin, _), (weight, version) in zip(self._slots, self._weights):
+            parent = ref()
+            if parent is None or parent._modules.get(name) is not lin:
+                return False
+            current = lin._parameters.get("weight")  # not lin.weight: Module.__getattr__ is slow
+            if current is not weight or current._version != version:
+                return False
+        return True
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -84,14 +88,6 @@ class PackedWeights:
         finally:
             for parent, name, original, _ in slots:
                 parent._modules[name] = original
-
-
-def _stamp(slots) -> list:
-    stamp = []
-    for ref, name, lin, _ in slots:
-        parent = ref()
-        stamp.append((parent is not None and parent._modules.get(name) is lin, lin.weight._version))
-    return stamp
 
 
 def packable_bytes(model: nn.Module) -> int:

@@ -97,6 +97,12 @@ def _rss() -> int:
         return 0
 
 
+def _user_prompt(loaded: LoadedModel, text: str) -> tuple[int, ...]:
+    """Token ids of one user message in the model's chat template, ready for the reply."""
+    chat = loaded.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+    return tuple(loaded.tokenizer.encode(chat, add_special_tokens=False))
+
+
 def _median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
@@ -259,8 +265,7 @@ def run_dtype(model: str | None, device: str, length: int, decode_tokens: int, r
         out[dtype] = run_engine(engine, make_prompt(loaded, length), (loaded.base,), decode_tokens, repeats)
         answers[dtype] = []
         for q in AGREEMENT_QUESTIONS:
-            text = loaded.tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
-            ids = tuple(loaded.tokenizer.encode(text, add_special_tokens=False))
+            ids = _user_prompt(loaded, q)
             answers[dtype].append(engine.generate(Request(ids, (loaded.base,), max_tokens=48, prefix_cache=False)).token_ids)
     same, prefix = 0, []
     for a, b in zip(answers["float32"], answers["bfloat16"]):
@@ -342,8 +347,7 @@ def run_speculative(loaded: LoadedModel, engine: Engine, bases, decode_tokens: i
     """
     out: dict[str, Any] = {}
     for kind, text in SPECULATION_PROMPTS.items():
-        chat = loaded.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
-        ids = tuple(loaded.tokenizer.encode(chat, add_special_tokens=False))
+        ids = _user_prompt(loaded, text)
         per_token: dict[int, list[float]] = {0: [], 8: []}
         outputs: dict[int, list[int]] = {}
         drafted = accepted = 0
