@@ -98,8 +98,10 @@ def test_run_writes_files_and_shapes(tmp_path):
     calls: list[int] = []
     res = run_accuracy("kv-short", configs="plain,paper,plain+reorder", output=tmp_path,
                        factory=fake_factory("kv-short", 8, 4, calls), progress=False, **SMALL)
-    assert {"results.json", "records.jsonl", "accuracy_correct.png",
+    assert {"results.json", "records.jsonl", "tables.md", "accuracy_correct.png",
             "diff_vs_baseline_correct.png"} <= {p.name for p in tmp_path.iterdir()}
+    tables = (tmp_path / "tables.md").read_text()
+    assert "| plain |" in tables and "| paper |" in tables and "| plain+reorder |" in tables
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["settings"] == res["settings"] and len(on_disk["records"]) == 3 * 3 * 4
     assert len(calls) == 36 and len((tmp_path / "records.jsonl").read_text().splitlines()) == 36

@@ -26,11 +26,13 @@ from langchain_core.language_models import BaseChatModel
 
 from .cache import ResultCache, record_key
 from .configs import BASELINE, CONFIGS, BenchConfig, ModelFactory, default_factory, parse_configs, reorder_items
+from .report import markdown_report
 from .stats import LEVEL, bootstrap_indices, compare, consistency, summarize
 from .tasks import TASKS, Sample, get_task
 
 RECORDS_FILE = "records.jsonl"
 RESULTS_FILE = "results.json"
+TABLES_FILE = "tables.md"
 N_RESAMPLES = 2000
 
 
@@ -170,6 +172,7 @@ def run_accuracy(
         "records": records,
     }
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    (out / TABLES_FILE).write_text(markdown_report(results) + "\n")
     results["plots"] = []
     if plots:
         from .plots import plot_results  # lazy: matplotlib
