@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import queue
 import threading
@@ -278,7 +279,7 @@ class Engine:
         """The packed layers for one forward pass, rebuilt if the model changed since packing."""
         if self._packed is not None and not self._packed.fresh():
             self._packed = self._pack(self._packed_mode)
-        return packed.installed(self._packed)
+        return self._packed.installed() if self._packed is not None else contextlib.nullcontext()
 
     # ---- public -------------------------------------------------------------------
 

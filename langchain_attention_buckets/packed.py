@@ -92,7 +92,12 @@ class PackedWeights:
 
 def packable_bytes(model: nn.Module) -> int:
     """Bytes that ``pack_model`` would add for this model (0 where nothing would be packed)."""
-    return sum(lin.weight.numel() * lin.weight.element_size() for lin in {id(l): l for *_, l in _candidates(model)}.values())
+    return _weight_bytes(_candidates(model))
+
+
+def _weight_bytes(candidates: list[tuple[nn.Module, str, nn.Linear]]) -> int:
+    unique = {id(lin): lin for *_, lin in candidates}  # a shared module is packed once
+    return sum(lin.weight.numel() * lin.weight.element_size() for lin in unique.values())
 
 
 def _candidates(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
@@ -145,7 +150,7 @@ def _pack(model: nn.Module, budget_bytes: int | None) -> PackedWeights | None:
     candidates = _candidates(model)
     if not candidates or not available():
         return None
-    if budget_bytes is not None and packable_bytes(model) > budget_bytes:
+    if budget_bytes is not None and _weight_bytes(candidates) > budget_bytes:
         return None
     probe_gen = torch.Generator().manual_seed(0)
     try:
@@ -168,12 +173,3 @@ def _pack(model: nn.Module, budget_bytes: int | None) -> PackedWeights | None:
         return None
     return PackedWeights(slots)
 
-
-@contextlib.contextmanager
-def installed(packed: PackedWeights | None) -> Iterator[None]:
-    """Use the packed layers for the duration of the block (None: no change)."""
-    if packed is None:
-        yield
-        return
-    with packed.installed():
-        yield
