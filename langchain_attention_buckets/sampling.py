@@ -47,6 +47,12 @@ class SamplingParams:
         return self.temperature == 0.0
 
 
+def check_max_tokens(value) -> None:
+    """Raise ValueError unless ``value`` is None or an integer >= 1 (booleans are not numbers)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"max_tokens={value!r} must be None or an integer >= 1")
+
+
 class TokenConstraint(Protocol):
     """What the decoder needs of a grammar: implemented by the constrain module."""
 
