@@ -1,14 +1,36 @@
 #!/usr/bin/env bash
 # Create .venv/ in the repository root and install the package with its test extras.
-# On a machine without CUDA the CPU build of torch is installed first, so that no
-# multi-GB CUDA wheel is pulled in by the `torch` requirement.
+#
+# torch: on a machine without CUDA the CPU build is installed first, so that the `torch`
+# requirement does not pull a multi-GB CUDA build. It comes from PyTorch's own CPU wheel
+# index when that index answers within a few seconds, and otherwise from the default index
+# (where a pinned CPU wheel may also be provided locally). Set TORCH_INDEX_URL to choose the
+# index yourself, or install torch into .venv/ before running this script to keep your own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+CPU_INDEX=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+
+reachable() {  # does this index answer within 8 seconds?
+    .venv/bin/python - "$1" <<'PYCODE' >/dev/null 2>&1
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=8)
+PYCODE
+}
+
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-    .venv/bin/python -c "import torch" 2>/dev/null || "${PIP[@]}" install "torch==2.13.0"
+    if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+        if reachable "$CPU_INDEX"; then
+            echo "setup: torch==$TORCH_VERSION (CPU build) from $CPU_INDEX"
+            "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url "$CPU_INDEX"
+        else
+            echo "setup: $CPU_INDEX does not answer; torch==$TORCH_VERSION from the default index"
+            "${PIP[@]}" install "torch==$TORCH_VERSION"
+        fi
+    fi
 fi
 "${PIP[@]}" install -e ".[test]"
 # The embedded default model: a GGUF file inside this package. Its own dependencies
