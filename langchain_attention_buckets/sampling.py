@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -53,14 +53,31 @@ def check_max_tokens(value) -> None:
         raise ValueError(f"max_tokens={value!r} must be None or an integer >= 1")
 
 
+@runtime_checkable
 class TokenConstraint(Protocol):
-    """What the decoder needs of a grammar: implemented by the constrain module."""
+    """What the decoder needs of a grammar, one object per request (not thread-safe).
 
-    def apply_mask(self, logits: torch.Tensor) -> bool: ...
+    The contract, at each decoding step: `process_logits` calls `apply_mask` on the
+    request's merged row (after logit bias and repetition penalty, before temperature
+    and top-k/top-p) and a token is picked among those left; the engine then calls
+    `accept` with it, and stops the request once `is_terminated` is True. A False from
+    `apply_mask` is a dead end: the request ends with finish reason
+    "grammar_dead_end". Problems with the grammar itself are raised when it is built,
+    never during a step. `constrain.GrammarConstraint` is the implementation.
+    """
 
-    def accept(self, token_id: int) -> None: ...
+    def apply_mask(self, logits: torch.Tensor) -> bool:
+        """Set disallowed entries of a 1-D logits row (vocab-sized, any float dtype, CPU or
+        CUDA) to -inf in place. Returns False when no token is allowed (a dead end)."""
+        ...
 
-    def is_terminated(self) -> bool: ...
+    def accept(self, token_id: int) -> None:
+        """Advance the grammar by the chosen token (raise ValueError if it was not allowed)."""
+        ...
+
+    def is_terminated(self) -> bool:
+        """True once the grammar has accepted a stop token (the output is complete)."""
+        ...
 
 
 @dataclass
