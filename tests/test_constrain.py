@@ -12,6 +12,8 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -31,6 +33,15 @@ from langchain_attention_buckets.constrain import (  # noqa: E402
     TokenConstraint,
     compiler_for,
 )
+from langchain_attention_buckets.constrain.grammar import (  # noqa: E402
+    check_unique_tool_names,
+    select_tools,
+)
+from langchain_attention_buckets.constrain.schema import (  # noqa: E402
+    check_schema,
+    compile_error,
+    prepare_schema,
+)
 from langchain_attention_buckets.tool_format import (  # noqa: E402
     CALL_SEPARATOR,
     TOOL_CALL_CLOSE,
@@ -39,6 +50,7 @@ from langchain_attention_buckets.tool_format import (  # noqa: E402
 )
 
 embedded = pytest.mark.embedded
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOL_VOCAB = 49152
 SMOL_EOS = 2
 PROPERTY_SETTINGS = settings(
@@ -570,7 +582,8 @@ def obj(**props) -> dict:
     return {"type": "object", "properties": props}
 
 
-UNSUPPORTED = [
+# Refused by the schema checker before xgrammar sees the schema.
+REFUSED_BY_CHECKER = [
     ("not", obj(x={"not": {"type": "string"}})),
     ("if", obj(x={"type": "integer", "if": {"minimum": 5}, "then": {"maximum": 6}})),
     ("uniqueItems", obj(x={"type": "array", "items": {"type": "integer"}, "uniqueItems": True})),
@@ -586,6 +599,8 @@ UNSUPPORTED = [
     ("exclusiveMinimum", obj(x={"type": "number", "minimum": 1, "exclusiveMinimum": True})),
     ("required", {**obj(a={"type": "integer"}), "required": ["a", "b"]}),
     ("properties", {"type": "object", "properties": ["a"]}),
+]
+UNSUPPORTED = REFUSED_BY_CHECKER + [
     # errors that come from xgrammar itself, translated
     ("enum", obj(x={"enum": []})),
     ("minLength", obj(x={"type": "string", "minLength": 5, "maxLength": 2})),
@@ -603,6 +618,72 @@ def test_unsupported_schema_fails_at_compile_naming_tool_and_keyword(keyword, pa
         assert "fine" not in str(err.value)
     with pytest.raises(ValueError, match=rf"schema 'Report'.*'{re.escape(keyword)}'"):
         compiler.json_schema({**params, "title": "Report"})
+
+
+@pytest.mark.parametrize("keyword,params", REFUSED_BY_CHECKER, ids=[k for k, _ in REFUSED_BY_CHECKER])
+def test_schema_checker_refuses_naming_owner_keyword_and_path(keyword, params):
+    with pytest.raises(ValueError, match=rf"^tool 'x'.*'{re.escape(keyword)}' at #") as err:
+        check_schema(params, "tool 'x'")
+    with pytest.raises(ValueError, match=re.escape(str(err.value))):
+        prepare_schema(params, "tool 'x'")
+
+
+def test_schema_checker_passes_what_is_enforced():
+    pet = {
+        "oneOf": [
+            {**obj(kind={"const": "cat"}, lives={"type": "integer"}), "required": ["kind"]},
+            {**obj(kind={"const": "dog"}, good={"type": "boolean"}), "required": ["kind"]},
+        ]
+    }
+    schema = {
+        **obj(
+            n={"type": "integer", "minimum": 0, "multipleOf": 2},
+            tags={"type": "array", "items": {"type": "string", "pattern": "^[a-z]+$"}, "maxItems": 3},
+            pet={"$ref": "#/$defs/Pet"},
+            either={"oneOf": [{"type": "string"}, {"type": "integer"}]},
+        ),
+        "required": ["n"],
+        "$defs": {"Pet": pet},
+    }
+    assert prepare_schema(schema, "schema") is schema
+    assert prepare_schema(True, "schema") == {}
+    with pytest.raises(ValueError, match="schema 'S': the schema `false` admits no value"):
+        prepare_schema(False, "schema 'S'")
+    with pytest.raises(ValueError, match=r"at #/properties/a must be an object or a boolean"):
+        check_schema(obj(a=3))
+
+
+def test_compile_error_names_the_keyword_and_drops_the_log_prefix():
+    err = compile_error("schema 'R'", RuntimeError("[10:01:02] json_schema.cc:99: minLength 5 > maxLength 2\nmore"))
+    assert str(err) == "schema 'R': xgrammar cannot compile the schema (keyword 'minLength'): minLength 5 > maxLength 2"
+    assert str(compile_error("tools", RuntimeError(""))) == "tools: xgrammar cannot compile the schema: RuntimeError"
+
+
+def test_schema_checker_imports_without_xgrammar_or_the_package():
+    # Loaded from its file alone, with any import of xgrammar failing: the checker
+    # needs neither xgrammar nor the rest of the package.
+    code = """
+import importlib.util, sys
+sys.modules["xgrammar"] = None
+spec = importlib.util.spec_from_file_location("schema_alone", sys.argv[1])
+schema = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(schema)
+assert schema.prepare_schema({"type": "object"}, "schema") == {"type": "object"}
+assert "torch" not in sys.modules and "langchain_attention_buckets" not in sys.modules
+"""
+    path = os.path.join(ROOT, "langchain_attention_buckets", "constrain", "schema.py")
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def test_tool_validation_runs_without_xgrammar(monkeypatch):
+    monkeypatch.setitem(sys.modules, "xgrammar", None)  # any import of xgrammar now fails
+    weather = tool("get_weather", obj(city={"type": "string"}))
+    assert select_tools([weather], None) == [("get_weather", obj(city={"type": "string"}))]
+    with pytest.raises(ValueError, match="tool names must be unique; repeated: get_weather$"):
+        select_tools([weather, weather], None)
+    with pytest.raises(ValueError, match="repeated: a, b$"):
+        check_unique_tool_names(["a", "b", "c", "b", "a"])
 
 
 def test_calls_or_json_accepts_exactly_one_of_the_two():
