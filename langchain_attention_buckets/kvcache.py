@@ -97,12 +97,6 @@ class BatchCache(Cache):
     def length(self) -> int:
         return self.layers[0].length
 
-    def reserve(self, length: int) -> None:
-        """Make room for ``length`` positions in every layer (one copy now instead of several later)."""
-        for layer in self.layers:
-            if layer.keys.shape[-2] < length:
-                layer.grow(length)
-
     def write(self, kv: Sequence[KV], rows: slice, start: int) -> None:
         """Copy per-layer (rows, kv_heads, n, head_dim) tensors into ``rows`` at positions start..start+n."""
         for layer, (k, v) in zip(self.layers, kv):
@@ -181,19 +175,15 @@ class PrefixCache:
         with self._lock:
             self._entries.clear()
 
-    def lookup(self, key: Hashable, tokens: Sequence[int], limit: int) -> tuple[int, list[KV] | None]:
-        """Longest cached prefix of ``tokens`` (at most ``limit`` tokens) for this key.
-
-        Returns the prefix length and per-layer views (n_buckets, kv_heads, n, head_dim).
-        """
-        n, kv, _ = self.lookup_with_continuation(key, tokens, limit)
-        return n, kv
-
     def lookup_with_continuation(
         self, key: Hashable, tokens: Sequence[int], limit: int
     ) -> tuple[int, list[KV] | None, list[int]]:
-        """``lookup``, plus the tokens that followed ``tokens`` in the matched entry when all of
-        ``tokens`` is a prefix of it (what was generated after this very prompt before: a draft).
+        """Longest cached prefix of ``tokens`` (at most ``limit`` tokens) for this key.
+
+        Returns the prefix length, per-layer views (n_buckets, kv_heads, n, head_dim) of its
+        keys and values (None when nothing matched), and the tokens that followed ``tokens`` in
+        the matched entry when all of ``tokens`` is a prefix of it (what was generated after
+        this very prompt before: a draft).
         """
         query = np.asarray(tokens, dtype=np.int64)
         best_len, best_id = 0, None
