@@ -479,7 +479,7 @@ class ChatAttentionBuckets(BaseChatModel):
                 if run_manager:
                     await run_manager.on_llm_new_token(event.text, chunk=chunk)
                 yield chunk
-            yield call.last(gen._result)
+            yield call.last(gen.final)
         finally:
             gen.cancel()
 

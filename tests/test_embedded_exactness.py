@@ -17,7 +17,7 @@ def test_own_base_greedy_equals_transformers_generate(question):
     llm = ChatAttentionBuckets(bases=base, temperature=0, max_tokens=24, prefix_cache=False)
     loaded = llm.load()
     if loaded.device.type == "cpu" and loaded.dtype == torch.float32 and packed.available():
-        assert llm.engine()._packed is not None  # the packed linear layers are what runs here
+        assert llm.engine().packed_weights is not None  # the packed linear layers are what runs here
     ids = loaded.tokenizer.apply_chat_template(
         [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True, return_dict=False
     )

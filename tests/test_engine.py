@@ -344,7 +344,7 @@ def test_packed_weights_give_the_same_tokens_and_are_put_back(tiny, tiny_loaded,
     assert _linears(tiny) == before
     eng = Engine(tiny_loaded, prefix_cache_bytes=0, packed_weights=True)
     ref_eng = Engine(tiny_loaded, prefix_cache_bytes=0, packed_weights=False)
-    assert eng._packed is not None and ref_eng._packed is None
+    assert eng.packed_weights is not None and ref_eng.packed_weights is None
     prompt = random_prompt(30, seed=1)
     res = eng.generate(Request(prompt, (10000.0,), max_tokens=20, prefix_cache=False))
     assert res.token_ids == greedy_reference(tiny, prompt, 20)[: len(res.token_ids)]
@@ -366,7 +366,7 @@ def test_packed_weights_only_where_supported_and_affordable(tiny, tiny_loaded, m
     assert need > 0
     assert packed.pack_model(tiny, budget_bytes=need - 1) is None
     assert packed.pack_model(tiny, budget_bytes=need) is not None
-    assert Engine(tiny_loaded, packed_weights=False)._packed is None
+    assert Engine(tiny_loaded, packed_weights=False).packed_weights is None
     # a packed layer that does not reproduce its original is never used
     packed._SHARED.clear()
     monkeypatch.setattr(packed.PackedLinear, "forward", lambda self, x: torch.zeros(*x.shape[:-1], self.out_features))
@@ -385,20 +385,20 @@ def test_packed_weights_are_shared_and_rebuilt_when_the_model_changes(tiny, tiny
     monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)
     a = Engine(tiny_loaded, prefix_cache_bytes=0, packed_weights=True)
     b = Engine(tiny_loaded, prefix_cache_bytes=0, packed_weights=True)
-    assert a._packed is b._packed and a._packed.fresh()  # one set of copies per model
+    assert a.packed_weights is b.packed_weights and a.packed_weights.fresh()  # one set of copies per model
     prompt = random_prompt(30, seed=2)
     req = Request(prompt, (10000.0,), max_tokens=12, prefix_cache=False)
     before = a.generate(req).token_ids
-    old = a._packed
+    old = a.packed_weights
     with torch.no_grad():
         tiny.lm_head.weight.mul_(-1.0)  # in place: the copies are now stale
     assert not old.fresh()
     after = a.generate(req).token_ids
-    assert a._packed is not old and a._packed.fresh()
+    assert a.packed_weights is not old and a.packed_weights.fresh()
     assert after == greedy_reference(tiny, prompt, 12)[: len(after)] != before
     new = torch.nn.Linear(tiny.config.intermediate_size, tiny.config.hidden_size, bias=False)
     tiny.model.layers[0].mlp.down_proj = new
-    assert not a._packed.fresh()  # a replaced module is never overridden by an old copy
+    assert not a.packed_weights.fresh()  # a replaced module is never overridden by an old copy
     got = b.generate(req).token_ids
     assert tiny.model.layers[0].mlp.down_proj is new
     assert got == greedy_reference(tiny, prompt, 12)[: len(got)]
@@ -431,7 +431,7 @@ def test_submitted_together_run_in_one_batch(tiny_loaded):
     reqs = _requests()
     alone = [Engine(tiny_loaded).generate(r).token_ids for r in reqs]
     eng = Engine(tiny_loaded)
-    with eng._cond:  # hold the worker so that all five are queued before it looks
+    with eng._scheduler.cond:  # hold the worker so that all five are queued before it looks
         gens = [eng.submit(r) for r in reqs]
     got = [g.result().token_ids for g in gens]
     assert got == alone
@@ -524,7 +524,7 @@ async def test_async_iteration_and_cancellation(tiny_loaded):
         n += 1
         if n == 3:
             gen.cancel()
-    assert gen._result.finish_reason == "cancelled"
+    assert gen.final.finish_reason == "cancelled"
 
 
 # ---- speculative decoding ---------------------------------------------------------------
@@ -588,7 +588,7 @@ def test_speculation_respects_stop_strings_max_tokens_and_grammars(tiny_loaded):
 
 
 def test_ngram_draft():
-    from langchain_attention_buckets.engine import _ngram_draft
+    from langchain_attention_buckets.engine.steps import ngram_draft as _ngram_draft
 
     assert _ngram_draft([5, 6, 7, 8, 9, 1, 5, 6, 7], 3) == [8, 9, 1]
     assert _ngram_draft([1, 2, 3], 4) == []

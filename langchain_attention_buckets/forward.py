@@ -1,0 +1,75 @@
+"""The bucketed forward pass: one forward pass of the model in which every row has its own RoPE base.
+
+Owns ``bucketed_forward`` (the one place a forward pass with per-row bases is written; the
+engine's prefill, decode and speculation steps and the benchmarks call it) and
+``forward_buckets`` (one prompt under several bases, no cache: for inspection and tests).
+
+May import: torch, ``rope`` (the per-row rotary module) and ``packed`` (the packed layers a
+caller hands in). Knows nothing of requests, sampling or the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+
+from .packed import PackedWeights
+from .rope import BucketedRotaryEmbedding, bucket_frequencies, bucketed_rotary, rotary_module
+
+
+def bucketed_forward(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    freqs: torch.Tensor,
+    scales: torch.Tensor,
+    bases: Sequence[float],
+    attention_mask: torch.Tensor | None = None,
+    cache=None,
+    logits_to_keep: int = 1,
+    packed: PackedWeights | None = None,
+) -> torch.Tensor:
+    """One forward pass with each row's own RoPE base; the model is left as it was, also on errors.
+
+    Args:
+        model: a transformers causal LM of the Llama family (see ``rope.check_supported``).
+        input_ids: (rows, seq) token ids to feed.
+        position_ids: (rows, seq) their positions.
+        freqs: (rows, rotary_dim // 2) each row's inv_freq (``rope.bucket_frequencies``).
+        scales: (rows,) each row's attention scaling.
+        bases: each row's RoPE base (the dynamic rope type recomputes its frequencies from it).
+        attention_mask: (rows, cached + seq) bool, False at left padding; None: no padding.
+        cache: a transformers ``Cache`` (e.g. ``kvcache.BatchCache``) that the pass reads and
+            extends; None: no cache.
+        logits_to_keep: logits of the last this many positions (0: every position).
+        packed: packed linear layers to run this pass with (``packed.PackedWeights``), or None
+            for the model's own layers.
+
+    Returns:
+        Logits of shape (rows, logits_to_keep or seq, vocab).
+    """
+    rotary = BucketedRotaryEmbedding(freqs, scales, model.config, bases)
+    layers = packed.installed() if packed is not None else contextlib.nullcontext()
+    with bucketed_rotary(model, rotary), layers:
+        return model(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            attention_mask=attention_mask,
+            cache=cache,
+            use_cache=cache is not None,
+            logits_to_keep=logits_to_keep,
+        ).logits
+
+
+def forward_buckets(model: torch.nn.Module, input_ids: Sequence[int], bases: Sequence[float]) -> torch.Tensor:
+    """Logits of one prompt under each base: (n_bases, seq, vocab), one forward pass, no cache.
+
+    The building block of the engine, exposed for inspection and tests.
+    """
+    ids = torch.tensor([list(input_ids)] * len(bases), device=model.device)
+    pos = torch.arange(ids.shape[1], device=model.device).expand_as(ids)
+    freqs, scales = bucket_frequencies(model.config, tuple(bases), model.device, rotary_module(model))
+    with torch.inference_mode():
+        return bucketed_forward(model, ids, pos, freqs, scales, list(bases), logits_to_keep=0)
