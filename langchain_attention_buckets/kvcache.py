@@ -86,12 +86,8 @@ class BatchCache(Cache):
     @classmethod
     def empty(cls, n_layers: int, rows: int, kv_heads: int, head_dim: int, capacity: int, dtype, device):
         shape = (rows, kv_heads, capacity, head_dim)
-        return cls(
-            [
-                BufferLayer(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device), 0)
-                for _ in range(n_layers)
-            ]
-        )
+        zeros = lambda: torch.zeros(shape, dtype=dtype, device=device)  # noqa: E731
+        return cls([BufferLayer(zeros(), zeros(), 0) for _ in range(n_layers)])
 
     @property
     def length(self) -> int:
@@ -106,7 +102,9 @@ class BatchCache(Cache):
 
     def gather(self, row: int, positions: torch.Tensor) -> list[KV]:
         """Per-layer copies of one row's keys and values at the given physical positions."""
-        return [(layer.keys[row, :, positions].clone(), layer.values[row, :, positions].clone()) for layer in self.layers]
+        return [
+            (layer.keys[row, :, positions].clone(), layer.values[row, :, positions].clone()) for layer in self.layers
+        ]
 
     def rollback(self, n: int) -> None:
         for layer in self.layers:

@@ -7,7 +7,7 @@ group, ``extend`` by the positions a forward pass feeds, ``rollback`` rejected o
 ``drop_finished`` requests. ``Running`` is one request's state: its sampler, detokenizer and
 tokens, and ``accept``, which hands it one chosen token.
 
-May import: ``kvcache``, ``detok``, ``sampling``, ``engine.request``.
+May import: ``kvcache``, ``detok``, ``loading`` (type), ``sampling``, ``engine.request``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 
 from ..detok import IncrementalDetokenizer
 from ..kvcache import KV, BatchCache
+from ..loading import LoadedModel
 from ..sampling import StepRequest
 from .request import Generation, Request, Result, TokenEvent
 
@@ -44,7 +45,7 @@ class Running:
     replay: list[int] = field(default_factory=list)  # what followed this prompt last time (a draft)
 
     @classmethod
-    def start(cls, gen: Generation, loaded, cached: int, replay: list[int], t_start: float) -> Running:
+    def start(cls, gen: Generation, loaded: LoadedModel, cached: int, replay: list[int], t_start: float) -> Running:
         """The state of a request about to be prefilled: its sampler (seeded) and detokenizer."""
         req = gen.request
         n, seed = len(req.bases), req.sampling.seed

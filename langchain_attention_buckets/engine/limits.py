@@ -60,7 +60,7 @@ def check_request(request: Request, max_positions: int, max_batch_rows: int) -> 
     check_max_tokens(request.max_tokens)
     n_prompt, max_tokens = len(request.prompt), request.max_tokens
     if n_prompt + (max_tokens or 1) > max_positions:
-        wanted = f"{n_prompt} prompt tokens + max_tokens {max_tokens}" if max_tokens else f"{n_prompt} prompt tokens + 1"
+        wanted = f"{n_prompt} prompt tokens + " + (f"max_tokens {max_tokens}" if max_tokens else "1")
         raise ContextLengthError(
             f"{wanted} = {n_prompt + (max_tokens or 1)} tokens exceed the model's context window "
             f"of {max_positions} tokens; shorten the prompt or lower max_tokens"

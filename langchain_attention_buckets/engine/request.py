@@ -93,8 +93,8 @@ class Generation:
         """Stop generating; the handle ends with finish_reason "cancelled"."""
         self._cancel.set()
 
-    def finish(self, result: Result) -> None:
-        """End the request with ``result`` (the engine's side)."""
+    # The engine's side: the worker thread puts events and the result.
+    def _finish(self, result: Result) -> None:
         self.final = result
         self._put(result)
 

@@ -122,7 +122,7 @@ class Scheduler:
         for g in self._pending:
             n = len(g.request.bases)
             if g.cancelled:
-                g.finish(Result([], "", "cancelled", len(g.request.prompt), 0))
+                g._finish(Result([], "", "cancelled", len(g.request.prompt), 0))
             elif rows + n <= self.max_batch_rows or (not taken and not self.batch.requests):
                 taken.append(g)
                 rows += n
@@ -179,7 +179,7 @@ class Scheduler:
             if run.finish:
                 if run.request.prefix_cache and self.prefix_cache.max_bytes > 0 and run.finish != "cancelled":
                     self._store_prefix(run, row)
-                run.gen.finish(run.result())
+                run.gen._finish(run.result())
         self.batch.drop_finished()
 
     def _store_prefix(self, run: Running, row: int) -> None:
