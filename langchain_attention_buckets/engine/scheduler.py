@@ -103,6 +103,7 @@ class Scheduler:
                     for g in self._pending:
                         g._put(exc)
                     self._pending = []
+                    self._worker = None  # this thread is ending: the next submit starts another
                 raise
 
     def _fail(self, new: list[Generation], exc: BaseException) -> None:
