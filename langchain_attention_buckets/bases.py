@@ -29,7 +29,8 @@ from dataclasses import astuple, dataclass
 import numpy as np
 
 PAPER_TOOL_BASES: tuple[float, ...] = (10000.0, 17500.0, 18000.0, 19000.0, 20000.0, 25000.0)
-PAPER_RAG_BASES: tuple[float, ...] = (10000.0, 13000.0, 16000.0, 19000.0, 22000.0, 25000.0, 28000.0)
+_PAPER_REF_BASE = 10000.0  # PAPER_TOOL_BASES were chosen for this model base
+PAPER_RATIOS: tuple[float, ...] = tuple(b / _PAPER_REF_BASE for b in PAPER_TOOL_BASES)  # x1, 1.75, ... 2.5
 MAX_BUCKETS = 32
 
 # The reference search's setting: Llama-2 (head_dim 128, base 10000, 4096
@@ -39,7 +40,6 @@ _REF_HEAD_DIM, _REF_BASE = 128, 10000.0
 _REF_CONTEXT, _REF_MIN_DISTANCE, _REF_MAX_DISTANCE = 4096, 1000, 4090
 _N_EXTREMA = 6  # dominant peaks / troughs kept per base
 _MATCH_TOL = 1e-3  # a local extremum "is" the window's extreme value within this
-_PAPER_REF_BASE = 10000.0  # PAPER_TOOL_BASES were chosen for this model base
 _RATIO_STEPS = range(20, 61)  # candidate ratios k/20: 1.00 .. 3.00 step 0.05
 
 _ALLOWED = "a positive number or a list of 1..32 distinct positive numbers"
