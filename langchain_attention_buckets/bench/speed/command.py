@@ -1,0 +1,123 @@
+"""The ``bench speed`` command: its arguments, the table of parts, and the loop that runs them.
+
+Each part is a module with ``run(setup) -> dict`` (its entries of speed.json) and
+``print_rows(result, setup)`` (its lines of the terminal table); :data:`PARTS` lists them
+in the order they run. May import every part module and ``common``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+from ...engine import Engine
+from ...loading import ModelSpec, load_model
+from . import agent, buckets, dtype, hf, mask, packed, spec
+from .common import Setup
+
+
+class Part(NamedTuple):
+    run: Callable[[Setup], dict]
+    print_rows: Callable[[dict, Setup], None]
+    default: bool = True  # run when --parts is not given
+
+
+PARTS: dict[str, Part] = {  # in the order they run
+    "buckets": Part(buckets.run, buckets.print_rows),
+    "hf": Part(hf.run, hf.print_rows),
+    "packed": Part(packed.run, packed.print_rows, default=False),
+    "dtype": Part(dtype.run, dtype.print_rows, default=False),
+    "mask": Part(mask.run, mask.print_rows),
+    "spec": Part(spec.run, spec.print_rows),
+    "agent": Part(agent.run, agent.print_rows),
+}
+# names that add columns to another part's rows (and run it) rather than rows of their own
+EXTENDS = {"sequential": "buckets"}
+CHOICES = (*PARTS, *EXTENDS)
+DEFAULT_PARTS = ",".join([*(name for name, part in PARTS.items() if part.default), *EXTENDS])
+_OPT_IN = [name for name, part in PARTS.items() if not part.default]
+
+
+def _parts(text: str) -> frozenset[str]:
+    names = frozenset(x.strip() for x in text.split(",") if x.strip())
+    unknown = sorted(names - set(CHOICES))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(CHOICES)}")
+    return names
+
+
+def add_speed_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="hub id, folder or .gguf (default: the embedded model)")
+    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--buckets", default="1,2,4,6,8", help="numbers of buckets (default 1,2,4,6,8)")
+    p.add_argument("--lengths", default="256,1024,2048", help="prompt lengths in tokens (default 256,1024,2048)")
+    p.add_argument("--decode-tokens", type=int, default=32, help="tokens generated per run (default 32)")
+    p.add_argument("--repeats", type=int, default=3, help="counted runs per point, after one warm-up (default 3)")
+    p.add_argument("--parts", type=_parts, default=DEFAULT_PARTS,
+                   help=f"which measurements: {', '.join(CHOICES)} (default: all but {' and '.join(_OPT_IN)})")
+    p.add_argument("--output", default="bench-out/speed", help="folder for speed.json and speed.png")
+
+
+def _setup(args: argparse.Namespace) -> Setup:
+    loaded = load_model(ModelSpec(args.model, args.device, args.dtype))
+    return Setup(
+        loaded=loaded,
+        engine=Engine(loaded, prefix_cache_bytes=0),
+        model=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        ns=[int(x) for x in args.buckets.split(",")],
+        lengths=[int(x) for x in args.lengths.split(",")],
+        decode_tokens=args.decode_tokens,
+        repeats=args.repeats,
+        parts=args.parts,
+    )
+
+
+def _header(setup: Setup) -> dict[str, Any]:
+    loaded = setup.loaded
+    return {
+        "model": loaded.name,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).replace("torch.", ""),
+        "torch_threads": torch.get_num_threads(),
+        "hardware": _hardware(loaded.device),
+        "settings": {"buckets": setup.ns, "lengths": setup.lengths, "decode_tokens": setup.decode_tokens, "repeats": setup.repeats},
+    }
+
+
+def speed_main(args: argparse.Namespace) -> int:
+    setup = _setup(args)
+    wanted = {EXTENDS.get(name, name) for name in setup.parts}
+    out = _header(setup)
+    for name, part in PARTS.items():
+        if name in wanted:
+            result = part.run(setup)
+            part.print_rows(result, setup)
+            out.update(result)
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "speed.json").write_text(json.dumps(out, indent=2))
+    if out.get("buckets"):
+        buckets.plot_speed(out, folder / "speed.png")
+    print(f"wrote {folder / 'speed.json'}")
+    return 0
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"

@@ -1,0 +1,143 @@
+"""What every speed measurement shares: the run's setup, prompts, base sets, timing and memory.
+
+May import the engine, loading and bases; never a measurement module of this package.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+from dataclasses import dataclass
+
+import torch
+
+from ...bases import PAPER_RATIOS
+from ...engine import Engine, Request
+from ...loading import LoadedModel
+
+# two more ratios beyond the paper's six, for N = 7 and N = 8
+_RATIOS = (*PAPER_RATIOS, 2.25, 2.75)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One ``bench speed`` run: the loaded model, its engine and the command's settings.
+
+    ``model``, ``device`` and ``dtype`` are as given on the command line (the parts that
+    load their own model or chat model pass them on).
+    """
+
+    loaded: LoadedModel
+    engine: Engine
+    model: str | None
+    device: str
+    dtype: str
+    ns: list[int]  # numbers of buckets
+    lengths: list[int]  # prompt lengths in tokens
+    decode_tokens: int
+    repeats: int
+    parts: frozenset[str]
+
+
+def bases_for(n: int, base: float) -> tuple[float, ...]:
+    """The first ``n`` of the paper's ratios (then 2.25, 2.75) times the model's base."""
+    return tuple(base * r for r in _RATIOS[:n])
+
+
+def make_prompt(loaded: LoadedModel, length: int, seed: int = 0) -> tuple[int, ...]:
+    """``length`` token ids of ordinary text (a fixed passage repeated), deterministic."""
+    text = (
+        "The committee met on Tuesday to review the quarterly inventory figures, the shipping "
+        "schedule for the northern warehouses and the new supplier contracts. "
+    )
+    ids = loaded.tokenizer.encode(text * (length // 20 + 2), add_special_tokens=False)
+    return tuple(ids[seed : seed + length])
+
+
+def user_prompt(loaded: LoadedModel, text: str) -> tuple[int, ...]:
+    """Token ids of one user message in the model's chat template, ready for the reply."""
+    chat = loaded.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+    return tuple(loaded.tokenizer.encode(chat, add_special_tokens=False))
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA allocator peak, or resident-set growth on CPU (sampled)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            return self
+        self._base = _rss()
+        self._stop = threading.Event()
+        self._max = self._base
+
+        def sample():
+            while not self._stop.wait(0.005):
+                self._max = max(self._max, _rss())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self._max, _rss()) - self._base
+        return False
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+# ---- the engine: N rows of one batch -------------------------------------------------------
+
+
+def timed_run(engine: Engine, prompt, bases, decode_tokens: int) -> tuple[float, float, int]:
+    """One request: time to first token, mean decode step, peak memory above the start."""
+    # speculation off: every token is one forward pass (the repeated benchmark text would
+    # otherwise be drafted from the context and make decoding look faster than it is)
+    req = Request(prompt, tuple(bases), max_tokens=decode_tokens, prefix_cache=False, ignore_eos=True, speculative_tokens=0)
+    with PeakMemory(engine.loaded.device) as mem:
+        res = engine.generate(req)
+    step = (res.total_seconds - res.time_to_first_token) / max(1, res.completion_tokens - 1)
+    return res.time_to_first_token, step, mem.peak
+
+
+def run_engine(engine: Engine, prompt, bases, decode_tokens: int, repeats: int) -> dict:
+    """Medians over ``repeats`` requests after one warm-up: speed, KV-cache bytes, peak memory."""
+    timed_run(engine, prompt, bases, decode_tokens)  # warm-up
+    ttft, step, peak = zip(*(timed_run(engine, prompt, bases, decode_tokens) for _ in range(repeats)))
+    n, length = len(bases), len(prompt)
+    return {
+        "ttft_s": median(ttft),
+        "decode_step_s": median(step),
+        "prefill_tok_s": length / median(ttft),
+        "decode_tok_s": 1.0 / median(step),
+        "kv_bytes": n * (length + decode_tokens) * engine.loaded.kv_bytes_per_token(),
+        "peak_bytes": int(median(peak)),
+    }

@@ -1,0 +1,58 @@
+"""``hf``: the engine with one bucket against plain transformers ``generate`` on the same prompt.
+
+For each prompt length, one engine run and one ``generate`` run per repeat, interleaved so
+the machine's drift hits both alike; time to first token and decode step as ratios.
+
+May import ``common``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ...loading import LoadedModel
+from .common import Setup, make_prompt, median, run_engine, sync
+
+
+@torch.inference_mode()
+def run_hf_generate(loaded: LoadedModel, prompt, decode_tokens: int, repeats: int) -> dict:
+    """Plain transformers greedy ``generate`` (the model unmodified)."""
+    model, dev = loaded.model, loaded.device
+    ids = torch.tensor([prompt], device=dev)
+    kw = dict(do_sample=False, pad_token_id=0)
+    first, full = [], []
+    for rep in range(repeats + 1):
+        t0 = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, **kw)
+        sync(dev)
+        t1 = time.perf_counter()
+        model.generate(ids, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **kw)
+        sync(dev)
+        t2 = time.perf_counter()
+        if rep:
+            first.append(t1 - t0)
+            full.append(t2 - t1)
+    step = (median(full) - median(first)) / max(1, decode_tokens - 1)
+    return {"ttft_s": median(first), "decode_step_s": step}
+
+
+def run(setup: Setup) -> dict:
+    """``{"hf": rows}``, one row per prompt length."""
+    loaded, rows = setup.loaded, []
+    for length in setup.lengths:
+        prompt = make_prompt(loaded, length)
+        ours_runs, hf_runs = [], []
+        for _ in range(setup.repeats):  # interleaved, so drift of the machine hits both alike
+            ours_runs.append(run_engine(setup.engine, prompt, (loaded.base,), setup.decode_tokens, 1))
+            hf_runs.append(run_hf_generate(loaded, prompt, setup.decode_tokens, 1))
+        ours = {k: median([r[k] for r in ours_runs]) for k in ("ttft_s", "decode_step_s")}
+        hf = {k: median([r[k] for r in hf_runs]) for k in ("ttft_s", "decode_step_s")}
+        rows.append({"length": length, "ours": ours, "hf": hf, "decode_step_ratio": ours["decode_step_s"] / hf["decode_step_s"], "ttft_ratio": ours["ttft_s"] / hf["ttft_s"]})
+    return {"hf": rows}
+
+
+def print_rows(result: dict, setup: Setup) -> None:
+    for row in result["hf"]:
+        print(f"N=1 vs transformers generate, {row['length']} tokens: TTFT x{row['ttft_ratio']:.3f}, decode step x{row['decode_step_ratio']:.3f}")
