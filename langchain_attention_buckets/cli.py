@@ -1,9 +1,11 @@
 """The ``attention-buckets`` command.
 
-    attention-buckets demo                      the main job: a question answered with one base and with buckets
     attention-buckets bases [--plot FILE]       the base set chosen for a model, and its waveforms
     attention-buckets bench accuracy ...        accuracy against the position of the essential information
     attention-buckets bench speed ...           prefill/decode throughput, time to first token, memory
+
+The agent demo (the main job) is ``python examples/agent_demo.py``: it needs the example
+tool catalog next to it, which is not part of the package.
 """
 
 from __future__ import annotations
@@ -11,21 +13,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# imported here, not in the handlers, so that a broken command fails on --help too
+from .bases import auto_distance_range, coverage, plot_bases, resolve_bases  # noqa: E402
+from .bench.accuracy import accuracy_main, add_accuracy_arguments  # noqa: E402
+from .bench.speed import add_speed_arguments, speed_main  # noqa: E402
+from .loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path  # noqa: E402
+from .rope import head_dim, model_base  # noqa: E402
 
 
 def _model_facts(model: str | None) -> tuple[str, int, float, int]:
     """(name, head_dim, rope base, context length) of a model, reading only its config."""
     from transformers import AutoConfig
 
-    from .loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path
-    from .rope import head_dim, model_base
-
     if model is None or model.endswith(".gguf"):
         path = embedded_model_path() if model is None else os.path.expanduser(model)
-        from pathlib import Path
-
         folder, name = _converted(Path(path)), EMBEDDED_MODEL_NAME if model is None else Path(path).stem
     else:
         folder, name = model, model
@@ -34,8 +39,6 @@ def _model_facts(model: str | None) -> tuple[str, int, float, int]:
 
 
 def cmd_bases(args: argparse.Namespace) -> int:
-    from .bases import auto_distance_range, coverage, plot_bases, resolve_bases
-
     name, d, base, ctx = _model_facts(args.model)
     ctx = args.context or ctx
     bases = resolve_bases(args.set, head_dim=d, base=base, context_length=ctx, n=args.n if args.set == "auto" else None)
@@ -54,20 +57,9 @@ def cmd_bases(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(model=args.model, fast=args.fast)
-
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attention-buckets", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("demo", help="the agent demo: one base against buckets, side by side")
-    p.add_argument("--model", default=None, help="hub id, folder or .gguf (default: the embedded model)")
-    p.add_argument("--fast", action="store_true", help="fewer questions (what CI runs)")
-    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bases", help="print (and plot) the base set chosen for a model")
     p.add_argument("--model", default=None, help="hub id, folder or .gguf (default: the embedded model)")
@@ -79,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("bench", help="benchmarks")
     bench = p.add_subparsers(dest="bench", required=True)
-    from .bench.accuracy import accuracy_main, add_accuracy_arguments
-    from .bench.speed import add_speed_arguments, speed_main
-
     add_accuracy_arguments(bench.add_parser("accuracy", help="accuracy against the position of the key item"))
     bench.choices["accuracy"].set_defaults(func=accuracy_main)
     add_speed_arguments(bench.add_parser("speed", help="throughput, latency and memory against the number of buckets"))
     bench.choices["speed"].set_defaults(func=speed_main)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
 
