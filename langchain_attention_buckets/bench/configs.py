@@ -101,11 +101,10 @@ def reorder_items(items: Sequence[Item]) -> list[int]:
     `LongContextReorder` expects documents sorted by relevance, most relevant
     first, and moves the most relevant ones to the two ends. The benchmark's item
     order plays the role of a retriever's ranking: position i means "ranked i-th".
+    The reordering is the tool retriever's (`retrieval.reorder`), applied to the indices.
     """
+    from ..retrieval import reorder
+
     with warnings.catch_warnings():  # langchain_community warns about its own sunset on import
         warnings.simplefilter("ignore", DeprecationWarning)
-        from langchain_community.document_transformers import LongContextReorder
-    from langchain_core.documents import Document
-
-    docs = [Document(page_content=it.text, metadata={"index": j}) for j, it in enumerate(items)]
-    return [d.metadata["index"] for d in LongContextReorder().transform_documents(docs)]
+        return reorder(list(range(len(items))), "long_context")
