@@ -139,21 +139,11 @@ def run_accuracy(
     keys = {(s.question_index, s.position, c.name): record_key(key_settings, s.uid, c.to_dict())
             for s in samples for c in configs}
 
-    # 2. run what the cache lacks, sample-major so an interrupted run has every config
-    models: dict[str, BaseChatModel] = {}
+    # 2. run what the cache lacks
     todo = sum(k not in cache for k in keys.values())
     t0 = time.perf_counter()
     with _progress(len(keys), len(keys) - todo, task, progress) as bar:
-        for s in samples:
-            for c in configs:
-                key = keys[(s.question_index, s.position, c.name)]
-                if key in cache:
-                    continue
-                if c.name not in models:
-                    models[c.name] = factory(c)
-                cache.append({"key": key, **evaluate(s, c, models[c.name])})
-                bar.update()
-                bar.set_postfix_str(_running_accuracy(cache, keys, configs, spec.metrics[0]))
+        _run_missing(samples, configs, factory, cache, keys, bar, spec.metrics[0])
     elapsed = time.perf_counter() - t0
 
     # 3. aggregate and write
@@ -179,6 +169,22 @@ def run_accuracy(
 
         results["plots"] = [str(p) for p in plot_results(results, out)]
     return results
+
+
+def _run_missing(samples, configs, factory: ModelFactory, cache: ResultCache, keys: dict, bar, metric: str) -> None:
+    """Evaluate and append every (sample, config) the cache lacks, sample-major so an
+    interrupted run has every config; one model per config, made when first needed."""
+    models: dict[str, BaseChatModel] = {}
+    for s in samples:
+        for c in configs:
+            key = keys[(s.question_index, s.position, c.name)]
+            if key in cache:
+                continue
+            if c.name not in models:
+                models[c.name] = factory(c)
+            cache.append({"key": key, **evaluate(s, c, models[c.name])})
+            bar.update()
+            bar.set_postfix_str(_running_accuracy(cache, keys, configs, metric))
 
 
 def aggregate(
