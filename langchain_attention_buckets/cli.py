@@ -18,11 +18,11 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # imported here, not in the handlers, so that a broken command fails on --help too
-from .bases import auto_distance_range, coverage, plot_bases, resolve_bases  # noqa: E402
-from .bench.accuracy import accuracy_main, add_accuracy_arguments  # noqa: E402
-from .bench.speed import add_speed_arguments, speed_main  # noqa: E402
-from .loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path  # noqa: E402
-from .rope import head_dim, model_base  # noqa: E402
+from .bases import auto_distance_range, coverage, plot_bases, resolve_bases
+from .bench.accuracy import accuracy_main, add_accuracy_arguments
+from .bench.speed import add_speed_arguments, speed_main
+from .loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path
+from .rope import head_dim, model_base
 
 
 def _model_facts(model: str | None) -> tuple[str, int, float, int]:
@@ -46,7 +46,7 @@ def cmd_bases(args: argparse.Namespace) -> int:
     cov = coverage(bases, head_dim=d, min_distance=lo, max_distance=hi)
     print(f"model {name}: head_dim {d}, rope base {base:g}, context {ctx}")
     print(f"{args.set} bases ({len(bases)}): " + ", ".join(f"{b:g}" for b in bases))
-    print(f"ratios to the model's base: " + ", ".join(f"{b / base:.3g}" for b in bases))
+    print("ratios to the model's base: " + ", ".join(f"{b / base:.3g}" for b in bases))
     print(
         f"coverage over distances {lo}-{hi}: worst {cov['worst']:.2f} (one base alone: {cov['single_worst']:.2f}), "
         f"mean {cov['mean']:.2f} (one base: {cov['single_mean']:.2f})"
