@@ -64,11 +64,11 @@ def run_dtype(model: str | None, device: str, length: int, decode_tokens: int, r
 
 
 def run(setup: Setup) -> dict:
-    return {"dtype": run_dtype(setup.model, setup.device, setup.lengths[0], setup.decode_tokens, setup.repeats)}
+    return {"dtype_comparison": run_dtype(setup.model, setup.device, setup.lengths[0], setup.decode_tokens, setup.repeats)}
 
 
 def print_rows(result: dict, setup: Setup) -> None:
-    d = result["dtype"]
+    d = result["dtype_comparison"]
     print(
         f"bfloat16 vs float32, {setup.lengths[0]} tokens: prefill x{d['prefill_ratio_bf16_vs_fp32']:.2f}, decode step "
         f"x{d['decode_ratio_bf16_vs_fp32']:.2f}; greedy answers identical {d['agreement']['identical_answers']}"

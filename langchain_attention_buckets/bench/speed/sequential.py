@@ -4,8 +4,8 @@ Each base has its own transformers cache and its own one-row rotary; at every st
 rows run in turn and their last logits are merged. ``bench speed --parts sequential`` sets
 this against the same N as rows of one batch (see ``buckets``).
 
-May import the model helpers (rope, merge) and ``common``; the only code here that runs the
-model is :func:`_forward`.
+May import ``forward``, ``rope``, ``merge`` and ``common``; the model runs only through
+``forward.bucketed_forward``, one row at a time.
 """
 
 from __future__ import annotations
@@ -16,25 +16,25 @@ import torch
 
 from ...loading import LoadedModel
 from ...merge import merge
-from ...rope import BucketedRotaryEmbedding, bucket_frequencies, bucketed_rotary, rotary_module
+from ...forward import bucketed_forward
+from ...rope import bucket_frequencies, rotary_module
 from .common import median, sync
 
 
-def _rotaries(loaded: LoadedModel, bases) -> list[BucketedRotaryEmbedding]:
-    """One single-row rotary per base."""
+def _rows(loaded: LoadedModel, bases) -> list[tuple[torch.Tensor, torch.Tensor, list[float]]]:
+    """Each base's single-row frequencies, scale and base, as ``bucketed_forward`` takes them."""
     model = loaded.model
     freqs, scales = bucket_frequencies(model.config, tuple(bases), loaded.device, rotary_module(model))
-    return [BucketedRotaryEmbedding(freqs[i : i + 1], scales[i : i + 1], model.config, [b]) for i, b in enumerate(bases)]
+    return [(freqs[i : i + 1], scales[i : i + 1], [b]) for i, b in enumerate(bases)]
 
 
-def _forward(model, rot: BucketedRotaryEmbedding, ids: torch.Tensor, cache, pos: torch.Tensor | None = None) -> torch.Tensor:
-    """One single-row pass with one base's rotary; returns the last position's logits, (1, vocab).
+def _forward(model, row, ids: torch.Tensor, cache, pos: torch.Tensor) -> torch.Tensor:
+    """One single-row pass with one base; returns the last position's logits, (1, vocab).
 
-    ``ids``: (1, S); ``pos``: (1, S) positions, None for a prefill from position 0.
+    ``ids``, ``pos``: (1, S) token ids and their positions.
     """
-    with bucketed_rotary(model, rot):
-        out = model(input_ids=ids, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1]
+    freqs, scales, bases = row
+    return bucketed_forward(model, ids, pos, freqs, scales, bases, cache=cache)[:, -1]
 
 
 @torch.inference_mode()
@@ -43,19 +43,20 @@ def run_sequential(loaded: LoadedModel, prompt, bases, decode_tokens: int, repea
     from transformers import DynamicCache
 
     model, dev = loaded.model, loaded.device
-    rotaries = _rotaries(loaded, bases)
+    rows_of = _rows(loaded, bases)
     ids = torch.tensor([prompt], device=dev)
+    start = torch.arange(len(prompt), device=dev)[None]
     ttft, step = [], []
     for rep in range(repeats + 1):
         t0 = time.perf_counter()
-        caches = [DynamicCache(config=model.config) for _ in rotaries]
-        rows = [_forward(model, rot, ids, cache) for rot, cache in zip(rotaries, caches)]
+        caches = [DynamicCache(config=model.config) for _ in rows_of]
+        rows = [_forward(model, row, ids, cache, start) for row, cache in zip(rows_of, caches)]
         token = merge(torch.stack(rows, dim=1), "confidence").argmax(-1)
         sync(dev)
         t1 = time.perf_counter()
         for k in range(decode_tokens - 1):
             pos = torch.tensor([[len(prompt) + k]], device=dev)
-            rows = [_forward(model, rot, token[:, None], cache, pos) for rot, cache in zip(rotaries, caches)]
+            rows = [_forward(model, row, token[:, None], cache, pos) for row, cache in zip(rows_of, caches)]
             token = merge(torch.stack(rows, dim=1), "confidence").argmax(-1)
             token.item()
         t2 = time.perf_counter()
