@@ -14,10 +14,14 @@ CPU_INDEX=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
-reachable() {  # does this index answer within 8 seconds?
+reachable() {  # does this index answer for torch within 8 seconds? (file:// indexes: does it exist?)
     .venv/bin/python - "$1" <<'PYCODE' >/dev/null 2>&1
-import sys, urllib.request
-urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=8)
+import os, sys, urllib.parse, urllib.request
+url = sys.argv[1].rstrip("/") + "/torch/"
+parts = urllib.parse.urlparse(url)
+if parts.scheme == "file":
+    sys.exit(0 if os.path.isdir(urllib.request.url2pathname(parts.path)) else 1)
+urllib.request.urlopen(url, timeout=8)
 PYCODE
 }
 
