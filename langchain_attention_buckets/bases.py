@@ -484,21 +484,32 @@ def resolve_bases(
     Raises:
         ValueError: Naming the value and listing what is allowed.
     """
+    checked = check_bases_spec(spec)
+    if checked == "auto":
+        n = 6 if n is None else n
+        return auto_bases(head_dim=head_dim, base=base, context_length=context_length, n=n)
+    _warn_ignored_n(n, spec)
+    return paper_bases(base) if checked == "paper" else checked
+
+
+def check_bases_spec(spec) -> str | tuple[float, ...]:
+    """A ``bases`` setting checked: the name ("paper" or "auto", case and spaces ignored) or the bases.
+
+    Raises:
+        ValueError: Naming the value and listing what is allowed.
+    """
     if isinstance(spec, str):
         key = spec.strip().lower()
-        if key == "auto":
-            n = 6 if n is None else n
-            return auto_bases(head_dim=head_dim, base=base, context_length=context_length, n=n)
-        if key == "paper":
-            _warn_ignored_n(n, spec)
-            return paper_bases(base)
-        raise ValueError(f'bases={spec!r}: unknown name. Allowed: "paper", "auto", {_ALLOWED}.')
+        if key in ("paper", "auto"):
+            return key
+        raise ValueError(
+            f"bases={spec!r}: unknown name (the names are 'paper', 'auto'). "
+            f'Allowed: "paper", "auto", {_ALLOWED}.'
+        )
     try:
-        bases = validate_bases(spec)
+        return validate_bases(spec)
     except ValueError as err:
         raise ValueError(f'{err} Or one of the names "paper", "auto".') from None
-    _warn_ignored_n(n, spec)
-    return bases
 
 
 def _warn_ignored_n(n, spec) -> None:

@@ -78,9 +78,22 @@ def embedded_model_path() -> Path:
     return path
 
 
-def resolve_device(device: str) -> torch.device:
+def check_device(device) -> str:
+    """``device`` if it names a device this package runs on ('auto', 'cpu', 'cuda', 'cuda:N'), else ValueError."""
     if not isinstance(device, str) or device.split(":")[0] not in DEVICES:
         raise ValueError(f"device={device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return device
+
+
+def check_dtype(dtype) -> str:
+    """``dtype`` if it is 'auto' or a name in DTYPES, else ValueError."""
+    if dtype != "auto" and dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not allowed; use 'auto', 'float32', 'bfloat16' or 'float16'")
+    return dtype
+
+
+def resolve_device(device: str) -> torch.device:
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -94,12 +107,10 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
         if dtype not in DTYPES.values():
             raise ValueError(f"dtype={dtype!r} is not allowed; use 'auto', 'float32', 'bfloat16' or 'float16'")
         return dtype
-    if dtype == "auto":
+    if check_dtype(dtype) == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return cpu_default_dtype()
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not allowed; use 'auto', 'float32', 'bfloat16' or 'float16'")
     return DTYPES[dtype]
 
 
