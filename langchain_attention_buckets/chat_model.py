@@ -3,9 +3,10 @@
 Flow, by function name:
 
     _stream / _astream
-      _prepare:   LangChain messages -> chat dicts (to_chat_dicts)
-                  -> prompt text (render.render) -> token ids
-                  -> grammar (constrain, for forced tool choice / structured output)
+      _prepare:   fields + call options -> CallOptions (options.py; every check)
+                  LangChain messages -> chat dicts (messages.to_chat_dicts)
+                  -> prompt text (render.render_call, with every instruction) -> token ids
+                  -> grammar (grammar_select.call_constraint: forced tool choice / structured output)
                   -> engine.Request
       engine.submit -> TokenEvents (text of each token)
       _chunks:    text -> parse.ToolCallParser -> AIMessageChunk(content | tool_call_chunks)
@@ -14,6 +15,11 @@ Flow, by function name:
 
 Weights load lazily on the first call and are shared by every instance with the
 same model, device, dtype and trust_remote_code.
+
+This module is the LangChain edge: pydantic fields, bind_tools,
+with_structured_output, streaming, and the chunks of one call (``_Call``). What
+a call does lives beside it: ``options``, ``messages``, ``render``,
+``tool_choice``, ``grammar_select``, then the ``engine``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -30,16 +35,7 @@ from typing import Any, Literal
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-    ChatMessage,
-    FunctionMessage,
-    HumanMessage,
-    SystemMessage,
-    ToolMessage,
-)
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import PydanticToolsParser
@@ -48,17 +44,25 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, PrivateAttr, field_validator, model_validator
 
-from .bases import MAX_BUCKETS, resolve_bases, validate_bases
+from .bases import MAX_BUCKETS, check_bases_spec, resolve_bases
 from .engine import DEFAULT_PREFIX_CACHE_BYTES, Engine, Request, Result, TokenEvent, get_engine
-from .loading import DTYPES, LoadedModel, ModelSpec, load_model, resolve_device
-from .merge import MERGE_RULES
+from .grammar_select import call_constraint
+from .loading import LoadedModel, ModelSpec, check_device, check_dtype, load_model
+from .messages import to_chat_dicts
+from .options import CallOptions
 from .parse import ParsedCall, TextPiece, ToolCallParser
-from .render import render
-from .sampling import SamplingParams
+from .render import render_call
+from .tool_choice import Choice, ToolChoice, normalize_tool_choice
 
-ToolChoice = Literal["auto", "none", "any", "required"] | str | bool | dict | None
+__all__ = ["ChatAttentionBuckets", "Choice", "ToolChoice", "normalize_tool_choice", "to_chat_dicts"]
+
+# Fields that CallOptions.from_fields reads: setting one after construction rebuilds the defaults.
+_OPTION_FIELDS = frozenset(
+    {"temperature", "top_k", "top_p", "seed", "repetition_penalty", "max_tokens", "stop", "aggregation"}
+    | {"logit_bias", "speculative_tokens", "parallel_tool_calls"}
+)
 
 
 class ChatAttentionBuckets(BaseChatModel):
@@ -152,21 +156,15 @@ class ChatAttentionBuckets(BaseChatModel):
     """Allow a hub model's own Python code to run. Default False."""
 
     _bases_cache: dict = PrivateAttr(default_factory=dict)
+    _defaults: CallOptions = PrivateAttr(default_factory=CallOptions)
 
     # ---- validation -----------------------------------------------------------------
 
     @field_validator("bases")
     @classmethod
     def _check_bases(cls, value):
-        if isinstance(value, str):
-            if value.strip().lower() not in ("paper", "auto"):
-                raise ValueError(
-                    f"bases={value!r} is not allowed; use 'paper', 'auto', a positive number, "
-                    f"or a list of 1 to {MAX_BUCKETS} positive numbers"
-                )
-            return value.strip().lower()
-        validate_bases(value)
-        return value
+        checked = check_bases_spec(value)
+        return checked if isinstance(checked, str) else value  # a list stays the list it was given
 
     @field_validator("n_buckets")
     @classmethod
@@ -178,28 +176,29 @@ class ChatAttentionBuckets(BaseChatModel):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value):
-        if not isinstance(value, str) or value.split(":")[0] not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device={value!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-        return value
+        return check_device(value)
 
     @field_validator("dtype")
     @classmethod
     def _check_dtype(cls, value):
-        if value != "auto" and value not in DTYPES:
-            raise ValueError(f"dtype={value!r} is not allowed; use 'auto', 'float32', 'bfloat16' or 'float16'")
+        return check_dtype(value)
+
+    @field_validator("prefix_cache_bytes")
+    @classmethod
+    def _check_prefix_cache_bytes(cls, value):
+        if value < 0:
+            raise ValueError(f"prefix_cache_bytes={value!r} must be >= 0")
         return value
 
     @model_validator(mode="after")
-    def _check_sampling(self):
-        SamplingParams(self.temperature, self.top_k, self.top_p, self.seed, self.repetition_penalty)
-        _check_max_tokens(self.max_tokens)
-        if not isinstance(self.speculative_tokens, int) or self.speculative_tokens < 0:
-            raise ValueError(f"speculative_tokens={self.speculative_tokens!r} must be an integer >= 0")
-        if self.prefix_cache_bytes < 0:
-            raise ValueError(f"prefix_cache_bytes={self.prefix_cache_bytes!r} must be >= 0")
-        if self.stop is not None and not all(isinstance(s, str) for s in self.stop):
-            raise ValueError(f"stop={self.stop!r} must be a list of strings")
+    def _check_options(self):
+        self._defaults = CallOptions.from_fields(self)  # the checked defaults of every call
         return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _OPTION_FIELDS:  # a field set after construction: later calls follow it
+            self._defaults = CallOptions.from_fields(self)
 
     # ---- LangChain plumbing ---------------------------------------------------------
 
@@ -393,57 +392,29 @@ class ChatAttentionBuckets(BaseChatModel):
     # ---- generation -----------------------------------------------------------------
 
     def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict) -> "_Call":
-        model = kwargs.pop("model", None)
-        unknown = set(kwargs) - _CALL_OPTIONS
-        if unknown:
-            warnings.warn(f"ignored call options {sorted(unknown)}", stacklevel=3)
-        loaded = self.load(model)
+        options = self._defaults.merged(kwargs, stop)
+        loaded = self.load(options.model)
         engine = get_engine(loaded, self.prefix_cache_bytes)
-        tools = kwargs.get("tools") or []
-        names = [t["function"]["name"] for t in tools]
-        choice = normalize_tool_choice(kwargs.get("tool_choice"), names)
-        parallel = kwargs.get("parallel_tool_calls")
-        parallel = self.parallel_tool_calls if parallel is None else bool(parallel)
-        response_format = _check_response_format(kwargs.get("response_format"))
-        chat = to_chat_dicts(messages)
-        prompt = render(
-            loaded.tokenizer,
-            chat,
-            tools,
-            tool_instruction=_instruction(choice, response_format),
-        )
-        if not tools and response_format is not None:
-            chat_with_format = _with_format_instruction(chat, response_format)
-            prompt = render(loaded.tokenizer, chat_with_format, None)
-        ids = tuple(loaded.tokenizer.encode(prompt, add_special_tokens=False))
-        constraint = _constraint(loaded, tools, choice, parallel, response_format, self.constrained_decoding)
-        sampling = SamplingParams(
-            kwargs.get("temperature", self.temperature),
-            kwargs.get("top_k", self.top_k),
-            kwargs.get("top_p", self.top_p),
-            kwargs.get("seed", self.seed),
-            kwargs.get("repetition_penalty", self.repetition_penalty),
-        )
-        max_tokens = kwargs.get("max_tokens", self.max_tokens)
-        _check_max_tokens(max_tokens)
-        bias = _check_logit_bias(kwargs.get("logit_bias", self.logit_bias), loaded.vocab_size)
-        stop = list(stop or kwargs.get("stop") or self.stop or [])
-        bases = self.resolved_bases(model)
+        tools, choice, response_format = options.tools, options.choice, options.response_format
+        prompt = render_call(loaded.tokenizer, to_chat_dicts(messages), tools, choice, response_format)
+        parallel = options.parallel_tool_calls
+        constraint = call_constraint(loaded, tools, choice, parallel, response_format, self.constrained_decoding)
+        bases = self.resolved_bases(options.model)
         request = Request(
-            prompt=ids,
+            prompt=tuple(loaded.tokenizer.encode(prompt, add_special_tokens=False)),
             bases=bases,
-            aggregation=kwargs.get("aggregation", self.aggregation),
-            sampling=sampling,
-            max_tokens=max_tokens,
-            stop=tuple(stop),
+            aggregation=options.aggregation,
+            sampling=options.sampling,
+            max_tokens=options.max_tokens,
+            stop=options.stop,
             constraint=constraint,
             prefix_cache=self.prefix_cache,
-            logit_bias=bias,
-            speculative_tokens=self.speculative_tokens,
+            logit_bias=options.bias(loaded.vocab_size),
+            speculative_tokens=options.speculative_tokens,
         )
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
         parser = ToolCallParser(schemas) if tools and choice.kind != "none" else None
-        return _Call(engine, request, parser, model or self.model_name, bases)
+        return _Call(engine, request, parser, options.model or self.model_name, bases)
 
     def _stream(
         self,
@@ -502,42 +473,6 @@ class ChatAttentionBuckets(BaseChatModel):
         return _collect([c async for c in self._astream(messages, stop, run_manager, **kwargs)])
 
 
-_CALL_OPTIONS = {
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-    "temperature",
-    "top_p",
-    "top_k",
-    "seed",
-    "max_tokens",
-    "stop",
-    "aggregation",
-    "ls_structured_output_format",
-    "strict",
-    "logit_bias",
-    "repetition_penalty",
-}
-
-
-def _check_logit_bias(bias, vocab_size: int) -> tuple[tuple[int, float], ...]:
-    if not bias:
-        return ()
-    out = []
-    for token, value in bias.items():
-        token = int(token)
-        if not 0 <= token < vocab_size or not isinstance(value, (int, float)) or value != value:
-            raise ValueError(f"logit_bias entry {token!r}: {value!r} needs a token id in [0, {vocab_size}) and a number")
-        out.append((token, float(value)))
-    return tuple(out)
-
-
-def _check_max_tokens(value) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"max_tokens={value!r} must be None or an integer >= 1")
-
-
 # ---- one call ---------------------------------------------------------------------------
 
 
@@ -550,9 +485,6 @@ class _Call:
     parser: ToolCallParser | None
     model_name: str
     bases: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        self.errors: dict[str, str] = {}
 
     def chunk(self, event: TokenEvent) -> ChatGenerationChunk:
         """The message chunk of one token: its final text, and any call it completed."""
@@ -597,7 +529,6 @@ class _Call:
             # A JSON string literal never parses into an argument object, so the merged
             # message keeps this call invalid; the raw text is kept whole.
             args = json.dumps(call.raw, ensure_ascii=False)
-            self.errors[call_id] = call.error or "invalid tool call"
         return tool_call_chunk(name=call.name, args=args, id=call_id, index=call.index)
 
 
@@ -615,193 +546,3 @@ def _collect(chunks: list[ChatGenerationChunk]) -> ChatResult:
         id=msg.id,
     )
     return ChatResult(generations=[ChatGeneration(message=message, generation_info=merged.generation_info)])
-
-
-# ---- tool choice --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Choice:
-    kind: Literal["auto", "none", "required", "named"]
-    name: str | None = None
-
-
-def normalize_tool_choice(tool_choice: ToolChoice, names: Sequence[str]) -> Choice:
-    """The tool choice in one form; ValueError for values that are not allowed."""
-    if tool_choice is None or tool_choice == "auto":
-        return Choice("auto")
-    if tool_choice == "none" or tool_choice is False:
-        return Choice("none")
-    if tool_choice is True or tool_choice in ("any", "required"):
-        if not names:
-            raise ValueError(f"tool_choice={tool_choice!r} needs at least one bound tool")
-        return Choice("required")
-    name = None
-    if isinstance(tool_choice, str):
-        name = tool_choice
-    elif isinstance(tool_choice, dict):
-        name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
-    if not isinstance(name, str):
-        raise ValueError(
-            f"tool_choice={tool_choice!r} is not allowed; use None, 'auto', 'none', 'any', 'required', "
-            "True, a tool name, or {'type': 'function', 'function': {'name': ...}}"
-        )
-    if name not in names:
-        raise ValueError(f"tool_choice names {name!r}, which is not a bound tool; bound tools: {', '.join(names) or 'none'}")
-    return Choice("named", name)
-
-
-def _instruction(choice: Choice, response_format: dict | None) -> str | None:
-    parts = []
-    if choice.kind == "required":
-        parts.append("Answer by calling one of the functions.")
-    elif choice.kind == "named":
-        parts.append(f"Answer by calling the function {choice.name}.")
-    elif choice.kind == "none":
-        parts.append("Do not call a function now; answer in text.")
-    if response_format is not None:
-        parts.append(_format_text(response_format, final=True))
-    return " ".join(parts) or None
-
-
-def _check_response_format(rf: Any) -> dict | None:
-    if rf is None:
-        return None
-    if isinstance(rf, dict) and rf.get("type") == "json_object":
-        return rf
-    if isinstance(rf, dict) and rf.get("type") == "json_schema" and isinstance(rf.get("json_schema"), dict):
-        if not isinstance(rf["json_schema"].get("schema"), dict):
-            raise ValueError("response_format json_schema needs a 'schema' object")
-        return rf
-    raise ValueError(
-        f"response_format={rf!r} is not allowed; use {{'type': 'json_object'}} or "
-        "{'type': 'json_schema', 'json_schema': {'name': ..., 'schema': {...}}}"
-    )
-
-
-def _format_text(response_format: dict, final: bool = False) -> str:
-    when = "When you give your final answer instead of calling a function, reply" if final else "Reply"
-    if response_format["type"] == "json_object":
-        return f"{when} with a JSON object only."
-    schema = json.dumps(response_format["json_schema"]["schema"], ensure_ascii=False)
-    return f"{when} with a JSON object only, valid under this JSON schema: {schema}"
-
-
-def _with_format_instruction(chat: list[dict], response_format: dict) -> list[dict]:
-    text = _format_text(response_format)
-    if chat and chat[0]["role"] == "system":
-        return [{**chat[0], "content": f"{chat[0]['content']}\n\n{text}"}, *chat[1:]]
-    return [{"role": "system", "content": text}, *chat]
-
-
-def _constraint(loaded: LoadedModel, tools, choice: Choice, parallel: bool, response_format, constrained: bool):
-    """The grammar of this call, or None when the output is free.
-
-    Forced tool choice: calls only. Otherwise a response format makes the answer JSON (or, with
-    tools and "auto", calls or JSON). "none" never lets a call through, even without constrained
-    decoding. "auto" constrains a call once it opens.
-    """
-    from .constrain import compiler_for
-
-    compiler = compiler_for(loaded.tokenizer, vocab_size=loaded.vocab_size, stop_token_ids=sorted(loaded.eos_token_ids))
-    forced = tools and choice.kind in ("required", "named")
-    if forced and constrained:
-        allowed = [choice.name] if choice.kind == "named" else None
-        return compiler.tool_calls(tools, mode="forced", allowed=allowed, parallel=parallel and choice.kind != "named")
-    if response_format is not None and constrained and not forced:
-        if tools and choice.kind == "auto":
-            return compiler.tool_calls_or_json(tools, _response_schema(response_format), parallel=parallel)
-        if response_format["type"] == "json_object":
-            return compiler.json_object()
-        return compiler.json_schema(response_format["json_schema"]["schema"])
-    if tools and choice.kind == "none":
-        return compiler.tool_calls(tools, mode="none")
-    if tools and choice.kind == "auto" and constrained:
-        return compiler.tool_calls(tools, mode="auto", parallel=parallel)
-    return None
-
-
-def _response_schema(response_format: dict) -> dict:
-    if response_format["type"] == "json_object":
-        return {"type": "object"}
-    return response_format["json_schema"]["schema"]
-
-
-# ---- messages -------------------------------------------------------------------------------
-
-
-_UNSUPPORTED_BLOCKS = {"image", "image_url", "audio", "input_audio", "video", "file", "document"}
-
-
-def _text(content: str | list, where: str) -> str:
-    """Text of a message content; non-text media raise (this is a text-only model)."""
-    if isinstance(content, str):
-        return content
-    parts = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-            continue
-        kind = block.get("type")
-        if kind == "text":
-            parts.append(block.get("text", ""))
-        elif kind in ("tool_use", "tool_call", "reasoning", "thinking"):
-            continue  # carried by tool_calls / not part of the visible text
-        elif kind in _UNSUPPORTED_BLOCKS:
-            raise ValueError(f"{where} has a content block of type {kind!r}; this model reads text only")
-        else:
-            parts.append(json.dumps(block, ensure_ascii=False, default=str))
-    return "".join(parts) if all(isinstance(b, str) or b.get("type") == "text" for b in content) else "\n".join(parts)
-
-
-def to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict]:
-    """LangChain messages -> Hugging Face chat dicts, in order, nothing dropped."""
-    out = []
-    for i, m in enumerate(messages):
-        where = f"message {i} ({m.type})"
-        if isinstance(m, SystemMessage):
-            d = {"role": "system", "content": _text(m.content, where)}
-        elif isinstance(m, HumanMessage):
-            d = {"role": "user", "content": _text(m.content, where)}
-        elif isinstance(m, AIMessage):
-            d = {"role": "assistant", "content": _text(m.content, where)}
-            calls = [{"id": c.get("id"), "name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
-            calls += [_invalid_as_call(c) for c in m.invalid_tool_calls]
-            if calls:
-                d["tool_calls"] = calls
-        elif isinstance(m, ToolMessage):
-            d = {"role": "tool", "content": _text(m.content, where), "tool_call_id": m.tool_call_id}
-            if m.name:
-                d["name"] = m.name
-            if m.status == "error":
-                d["content"] = f"Error: {d['content']}"
-        elif isinstance(m, FunctionMessage):
-            d = {"role": "tool", "content": _text(m.content, where), "name": m.name}
-        elif isinstance(m, ChatMessage):
-            d = {"role": m.role, "content": _text(m.content, where)}
-        else:
-            raise ValueError(f"{where}: message type {type(m).__name__} is not supported")
-        if m.name and d["role"] != "tool":
-            d["name"] = m.name
-        out.append(d)
-    return _name_prefixes(out)
-
-
-def _invalid_as_call(call: dict) -> dict:
-    args = call.get("args")
-    try:
-        value = json.loads(args) if isinstance(args, str) else args
-    except json.JSONDecodeError:
-        value = args
-    return {"id": call.get("id"), "name": call.get("name") or "", "arguments": value if isinstance(value, dict) else {"_raw": value}}
-
-
-def _name_prefixes(messages: list[dict]) -> list[dict]:
-    """Names go into the content ("alice: ..."): chat templates rarely render them."""
-    out = []
-    for m in messages:
-        if m.get("name") and m["role"] != "tool":
-            m = {k: v for k, v in m.items() if k != "name"}
-            m["content"] = f"{messages[len(out)]['name']}: {m['content']}"
-        out.append(m)
-    return out

@@ -18,6 +18,11 @@ Messages arrive as plain dicts in the Hugging Face chat format (``role``,
 Nothing is dropped or reordered. Where a template refuses a conversation as it
 is (strict role alternation), consecutive messages of the same role are joined
 and rendering is tried again; if it still refuses, ValueError says why.
+
+Every instruction the model reads about this turn is written here too
+(``render_call``): the tool choice ("Answer by calling ...") and the response
+format ("Reply with a JSON object only ..."). Imports ``tool_format`` and
+``tool_choice`` (``Choice``) only; no LangChain types.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .tool_choice import Choice
 from .tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, format_tool_call
 
 TOOLS_HEADER = (
@@ -95,6 +101,42 @@ def render(
         # a template that refuses a "tool" role: tool results become user turns
         msgs = [{**m, "role": "user"} if m["role"] == "tool" else m for m in msgs]
         return _apply(tokenizer, msgs, None, add_generation_prompt)
+
+
+def render_call(
+    tokenizer, messages: Sequence[dict], tools: Sequence[dict], choice: Choice, response_format: dict | None
+) -> str:
+    """The prompt of one chat-model call, with the instructions its tool choice and response format need.
+
+    With tools, the instructions join the tools' description (or the system turn, where the
+    template renders tools itself). Without tools, a response format is asked for in the system turn.
+    """
+    if not tools and response_format is not None:
+        return render(tokenizer, _with_system_text(list(messages), response_format_text(response_format)))
+    return render(tokenizer, messages, tools, tool_instruction=call_instruction(choice, response_format))
+
+
+def call_instruction(choice: Choice, response_format: dict | None) -> str | None:
+    """What the model is told about tools this turn (and the answer's format when it does not call one)."""
+    parts = []
+    if choice.kind == "required":
+        parts.append("Answer by calling one of the functions.")
+    elif choice.kind == "named":
+        parts.append(f"Answer by calling the function {choice.name}.")
+    elif choice.kind == "none":
+        parts.append("Do not call a function now; answer in text.")
+    if response_format is not None:
+        parts.append(response_format_text(response_format, final=True))
+    return " ".join(parts) or None
+
+
+def response_format_text(response_format: dict, final: bool = False) -> str:
+    """The request for a JSON answer; ``final``: for the answer given instead of a tool call."""
+    when = "When you give your final answer instead of calling a function, reply" if final else "Reply"
+    if response_format["type"] == "json_object":
+        return f"{when} with a JSON object only."
+    schema = json.dumps(response_format["json_schema"]["schema"], ensure_ascii=False)
+    return f"{when} with a JSON object only, valid under this JSON schema: {schema}"
 
 
 def _apply(tokenizer, messages: list[dict], tools, add_generation_prompt: bool) -> str:

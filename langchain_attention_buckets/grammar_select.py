@@ -1,0 +1,68 @@
+"""Which grammar one chat-model call runs under: tool calls, JSON, both, or none.
+
+Owns the response-format check (``check_response_format``) and the choice of
+grammar for a call (``call_constraint``). It decides; ``constrain`` builds and
+compiles. Imports ``constrain`` (the compiler), ``tool_choice`` (``Choice``) and,
+for types only, ``loading``; never the engine or the chat model.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .constrain import compiler_for
+from .tool_choice import Choice
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .constrain import TokenConstraint
+    from .loading import LoadedModel
+
+
+def check_response_format(rf: Any) -> dict | None:
+    """``rf`` if it is None, {"type": "json_object"} or a json_schema format with a schema; else ValueError."""
+    if rf is None:
+        return None
+    if isinstance(rf, dict) and rf.get("type") == "json_object":
+        return rf
+    if isinstance(rf, dict) and rf.get("type") == "json_schema" and isinstance(rf.get("json_schema"), dict):
+        if not isinstance(rf["json_schema"].get("schema"), dict):
+            raise ValueError("response_format json_schema needs a 'schema' object")
+        return rf
+    raise ValueError(
+        f"response_format={rf!r} is not allowed; use {{'type': 'json_object'}} or "
+        "{'type': 'json_schema', 'json_schema': {'name': ..., 'schema': {...}}}"
+    )
+
+
+def response_schema(response_format: dict) -> dict:
+    """The JSON schema a (checked) response format asks for."""
+    if response_format["type"] == "json_object":
+        return {"type": "object"}
+    return response_format["json_schema"]["schema"]
+
+
+def call_constraint(
+    loaded: LoadedModel, tools, choice: Choice, parallel: bool, response_format: dict | None, constrained: bool
+) -> TokenConstraint | None:
+    """The grammar of this call, or None when the output is free.
+
+    Forced tool choice: calls only. Otherwise a response format makes the answer JSON (or, with
+    tools and "auto", calls or JSON). "none" never lets a call through, even without constrained
+    decoding. "auto" constrains a call once it opens.
+    """
+    compiler = compiler_for(loaded.tokenizer, vocab_size=loaded.vocab_size, stop_token_ids=sorted(loaded.eos_token_ids))
+    forced = tools and choice.kind in ("required", "named")
+    if forced and constrained:
+        allowed = [choice.name] if choice.kind == "named" else None
+        return compiler.tool_calls(tools, mode="forced", allowed=allowed, parallel=parallel and choice.kind != "named")
+    if response_format is not None and constrained and not forced:
+        if tools and choice.kind == "auto":
+            return compiler.tool_calls_or_json(tools, response_schema(response_format), parallel=parallel)
+        if response_format["type"] == "json_object":
+            return compiler.json_object()
+        return compiler.json_schema(response_format["json_schema"]["schema"])
+    if tools and choice.kind == "none":
+        return compiler.tool_calls(tools, mode="none")
+    if tools and choice.kind == "auto" and constrained:
+        return compiler.tool_calls(tools, mode="auto", parallel=parallel)
+    return None

@@ -1,0 +1,98 @@
+"""LangChain messages -> Hugging Face chat dicts, the input of ``render``.
+
+Owns ``to_chat_dicts``: every LangChain message type in order, nothing dropped;
+tool calls (valid and invalid) on assistant turns, tool results as ``tool`` turns,
+names written into the content. Text only: media blocks raise ValueError. This is
+part of the LangChain edge: it imports langchain_core and nothing from this package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+
+_UNSUPPORTED_BLOCKS = {"image", "image_url", "audio", "input_audio", "video", "file", "document"}
+
+
+def _text(content: str | list, where: str) -> str:
+    """Text of a message content; non-text media raise (this is a text-only model)."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            parts.append(block.get("text", ""))
+        elif kind in ("tool_use", "tool_call", "reasoning", "thinking"):
+            continue  # carried by tool_calls / not part of the visible text
+        elif kind in _UNSUPPORTED_BLOCKS:
+            raise ValueError(f"{where} has a content block of type {kind!r}; this model reads text only")
+        else:
+            parts.append(json.dumps(block, ensure_ascii=False, default=str))
+    return "".join(parts) if all(isinstance(b, str) or b.get("type") == "text" for b in content) else "\n".join(parts)
+
+
+def to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict]:
+    """LangChain messages -> Hugging Face chat dicts, in order, nothing dropped."""
+    out = []
+    for i, m in enumerate(messages):
+        where = f"message {i} ({m.type})"
+        if isinstance(m, SystemMessage):
+            d = {"role": "system", "content": _text(m.content, where)}
+        elif isinstance(m, HumanMessage):
+            d = {"role": "user", "content": _text(m.content, where)}
+        elif isinstance(m, AIMessage):
+            d = {"role": "assistant", "content": _text(m.content, where)}
+            calls = [{"id": c.get("id"), "name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
+            calls += [_invalid_as_call(c) for c in m.invalid_tool_calls]
+            if calls:
+                d["tool_calls"] = calls
+        elif isinstance(m, ToolMessage):
+            d = {"role": "tool", "content": _text(m.content, where), "tool_call_id": m.tool_call_id}
+            if m.name:
+                d["name"] = m.name
+            if m.status == "error":
+                d["content"] = f"Error: {d['content']}"
+        elif isinstance(m, FunctionMessage):
+            d = {"role": "tool", "content": _text(m.content, where), "name": m.name}
+        elif isinstance(m, ChatMessage):
+            d = {"role": m.role, "content": _text(m.content, where)}
+        else:
+            raise ValueError(f"{where}: message type {type(m).__name__} is not supported")
+        if m.name and d["role"] != "tool":
+            d["name"] = m.name
+        out.append(d)
+    return _name_prefixes(out)
+
+
+def _invalid_as_call(call: dict) -> dict:
+    args = call.get("args")
+    try:
+        value = json.loads(args) if isinstance(args, str) else args
+    except json.JSONDecodeError:
+        value = args
+    return {"id": call.get("id"), "name": call.get("name") or "", "arguments": value if isinstance(value, dict) else {"_raw": value}}
+
+
+def _name_prefixes(messages: list[dict]) -> list[dict]:
+    """Names go into the content ("alice: ..."): chat templates rarely render them."""
+    out = []
+    for m in messages:
+        if m.get("name") and m["role"] != "tool":
+            m = {k: v for k, v in m.items() if k != "name"}
+            m["content"] = f"{messages[len(out)]['name']}: {m['content']}"
+        out.append(m)
+    return out
