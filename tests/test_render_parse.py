@@ -7,7 +7,8 @@ import json
 import pytest
 
 from langchain_attention_buckets.parse import ToolCallParser, coerce, parse
-from langchain_attention_buckets.render import render, template_renders_tools, tools_system_text
+from langchain_attention_buckets.render import render, render_call, template_renders_tools, tools_system_text
+from langchain_attention_buckets.tool_choice import Choice
 from langchain_attention_buckets.tool_format import format_tool_call
 
 SMOL_TEMPLATE = (
@@ -134,6 +135,35 @@ def test_templates_that_render_tools_get_them_and_structured_calls():
 
 def test_tool_instruction_is_added():
     assert tools_system_text([TOOL], "Call get_weather.").endswith("Call get_weather.")
+
+
+JSON_SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "out", "schema": {"type": "object"}}}
+
+
+def test_render_call_asks_for_the_format_in_the_system_turn_without_tools():
+    tok = TemplateTokenizer(SMOL_TEMPLATE)
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    out = render_call(tok, msgs, [], Choice("auto"), {"type": "json_object"})
+    assert out.startswith("<|im_start|>system\nBe brief.\n\nReply with a JSON object only.<|im_end|>")
+    out = render_call(tok, msgs[1:], [], Choice("auto"), JSON_SCHEMA_FORMAT)
+    assert out.startswith('<|im_start|>system\nReply with a JSON object only, valid under this JSON schema: {"type": "object"}')
+    assert render_call(tok, msgs, [], Choice("auto"), None) == render(tok, msgs)
+
+
+@pytest.mark.parametrize(
+    "choice, response_format, text",
+    [
+        (Choice("required"), None, "Answer by calling one of the functions."),
+        (Choice("named", "get_weather"), None, "Answer by calling the function get_weather."),
+        (Choice("none"), None, "Do not call a function now; answer in text."),
+        (Choice("auto"), {"type": "json_object"}, "When you give your final answer instead of calling a function, reply with a JSON object only."),
+    ],
+)
+def test_render_call_with_tools_adds_the_instruction_after_the_tools(choice, response_format, text):
+    tok = TemplateTokenizer(SMOL_TEMPLATE)
+    out = render_call(tok, [{"role": "user", "content": "hi"}], [TOOL], choice, response_format)
+    assert out == render(tok, [{"role": "user", "content": "hi"}], [TOOL], tool_instruction=text)
+    assert f"</tool_call>\n\n{text}<|im_end|>" in out
 
 
 # ---- parse ------------------------------------------------------------------------------------
