@@ -503,13 +503,14 @@ def check_bases_spec(spec) -> str | tuple[float, ...]:
         if key in ("paper", "auto"):
             return key
         raise ValueError(
-            f"bases={spec!r}: unknown name (the names are 'paper', 'auto'). "
-            f'Allowed: "paper", "auto", {_ALLOWED}.'
+            f"bases={spec!r} is not allowed; use 'paper', 'auto', {_ALLOWED} "
+            '("paper": the reference tool-use set as ratios of the model\'s own base; '
+            '"auto": the peak/trough cover search for this model)'
         )
     try:
         return validate_bases(spec)
     except ValueError as err:
-        raise ValueError(f'{err} Or one of the names "paper", "auto".') from None
+        raise ValueError(f'{err} Or one of the names "paper" and "auto".') from None
 
 
 def _warn_ignored_n(n, spec) -> None:
