@@ -1,8 +1,15 @@
-"""Shared fixtures: tiny random models (fast tier) and the embedded model (end-to-end tier)."""
+"""Shared fixtures: tiny random models (fast tier) and the embedded model (end-to-end tier).
+
+Markers: `tokenizer` is added here to every test that uses the embedded model's tokenizer and chat
+template (shipped in tests/data, so such tests stay in the fast tier); `embedded` is set by the
+tests that run the 135M model itself (the slow tier: deselect it with `-m "not embedded"`).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -100,18 +107,36 @@ def random_prompt(n: int, seed: int = 0, vocab: int = 64) -> tuple[int, ...]:
     return tuple(torch.randint(2, vocab, (n,), generator=g).tolist())
 
 
+# The embedded model's tokenizer and chat template, as saved from its GGUF file (tests/data/README.md).
+SMOL_TOKENIZER_DIR = Path(__file__).parent / "data" / "smollm2-tokenizer"
+# Fixtures that give a test the embedded tokenizer: such tests get the `tokenizer` marker.
+TOKENIZER_FIXTURES = frozenset({"smol_tokenizer", "tiny_chat_dir"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TOKENIZER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.tokenizer)
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    """The embedded model's tokenizer, from tests/data (no GGUF conversion: loads in under a second)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(SMOL_TOKENIZER_DIR))
+
+
 @pytest.fixture(scope="session")
 def tiny_chat_dir(tmp_path_factory):
     """A folder holding a tiny random Llama with the embedded model's tokenizer and chat template.
 
     Fast chat-model tests load it like any local model folder.
     """
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from langchain_attention_buckets.loading import _converted, embedded_model_path
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = tmp_path_factory.mktemp("tiny-chat")
-    AutoTokenizer.from_pretrained(str(_converted(embedded_model_path()))).save_pretrained(folder)
+    shutil.copytree(SMOL_TOKENIZER_DIR, folder, dirs_exist_ok=True)
     cfg = LlamaConfig(
         vocab_size=49152,
         hidden_size=32,

