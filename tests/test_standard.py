@@ -13,8 +13,6 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 from langchain_attention_buckets import ChatAttentionBuckets
 from langchain_attention_buckets.loading import embedded_model_path
 
-pytestmark = pytest.mark.embedded
-
 # Two buckets (the model's own base and 1.8x, a ratio from the paper's set) keep the suite's ~60
 # model calls within the test budget on a 2-core CPU; the suite checks LangChain behaviour, which
 # does not depend on the number of buckets. A mild repetition penalty stops the greedy loops a
@@ -66,6 +64,7 @@ class TestChatAttentionBucketsUnit(_OurModel, ChatModelUnitTests):
         super().test_serdes(model, snapshot)
 
 
+@pytest.mark.embedded  # the unit suite only builds the model; this one runs it
 class TestChatAttentionBucketsIntegration(_OurModel, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict:
