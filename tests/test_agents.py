@@ -1,8 +1,10 @@
-"""Agents with the embedded model: LangGraph's create_react_agent and LangChain's create_agent.
+"""Agents: LangGraph's create_react_agent and LangChain's create_agent.
 
 A 135M model does not decide to call tools by itself, so each agent forces a tool call for the
 first two steps and asks for the answer after that (a forced tool choice, as the issue allows).
 The tests check the loop: calls made with valid arguments, results fed back, a final answer.
+The grammar makes the calls, not the model's skill, so a tiny random Llama with the embedded
+tokenizer runs them (fast tier); the examples and the demo run agents with the embedded model.
 """
 
 from __future__ import annotations
@@ -10,13 +12,12 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from conftest import CLOSING, TINY_BASES
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
 from langchain_attention_buckets import ChatAttentionBuckets
-
-pytestmark = pytest.mark.embedded
 
 QUESTION = "What is 12 times 7? Then add 5 to the result."
 STEPS = 2  # forced tool calls before the answer
@@ -44,8 +45,8 @@ class Answer(BaseModel):
 
 
 @pytest.fixture(scope="module")
-def llm():
-    return ChatAttentionBuckets(bases=[100000.0, 180000.0], max_tokens=48, repetition_penalty=1.2)
+def llm(tiny_chat_dir):
+    return ChatAttentionBuckets(model=tiny_chat_dir, dtype="float32", bases=TINY_BASES, max_tokens=80, logit_bias=CLOSING)
 
 
 def _tool_messages(messages) -> int:
