@@ -1,8 +1,9 @@
 """Shared fixtures: tiny random models (fast tier) and the embedded model (end-to-end tier).
 
 Markers: `tokenizer` is added here to every test that uses the embedded model's tokenizer and chat
-template (shipped in tests/data, so such tests stay in the fast tier); `embedded` is set by the
-tests that run the 135M model itself (the slow tier: deselect it with `-m "not embedded"`).
+template (shipped in tests/data, so such tests stay in the fast tier). Tests that run the 135M
+model set `embedded`; long jobs that do not run it set `slow`. Both make the slow tier, deselected
+with `-m "not embedded and not slow"`.
 """
 
 from __future__ import annotations

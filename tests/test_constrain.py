@@ -2,7 +2,7 @@
 
 Tokenizer-free tests use a tiny hand-made vocabulary. The exact-text tests use the real
 tokenizer of SmolLM2-135M-Instruct (shipped in tests/data; both fast). The property tests,
-marked `embedded` (the slow tier: about a minute), drive the constraint over that tokenizer with
+marked `slow` (the slow tier: about a minute), drive the constraint over that tokenizer with
 random logits (hypothesis), then check each completed output: JSON validates, tool calls
 parse and validate, forbidden markers never appear.
 """
@@ -49,7 +49,7 @@ from langchain_attention_buckets.tool_format import (  # noqa: E402
     format_tool_call,
 )
 
-embedded = pytest.mark.embedded
+slow = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOL_VOCAB = 49152
 SMOL_EOS = 2
@@ -310,7 +310,7 @@ def assert_mostly_done(stats: Counter, floor: float = 0.8) -> None:
 # ---------------------------------------------------------------------------
 
 
-@embedded
+@slow
 def test_json_schema_outputs_validate(smol):
     stats = Counter()
 
@@ -326,7 +326,7 @@ def test_json_schema_outputs_validate(smol):
     assert_mostly_done(stats)
 
 
-@embedded
+@slow
 def test_json_object_outputs_are_objects(smol):
     stats = Counter()
 
@@ -342,7 +342,7 @@ def test_json_object_outputs_are_objects(smol):
     assert_mostly_done(stats)
 
 
-@embedded
+@slow
 def test_forced_calls_parse_and_validate(smol):
     stats, counts = Counter(), Counter()
 
@@ -371,7 +371,7 @@ def test_forced_calls_parse_and_validate(smol):
     assert counts["multi"] > 0, counts  # parallel calls really happen
 
 
-@embedded
+@slow
 def test_named_choice_always_calls_that_tool(smol):
     stats = Counter()
 
@@ -391,7 +391,7 @@ def test_named_choice_always_calls_that_tool(smol):
     assert_mostly_done(stats, floor=0.7)
 
 
-@embedded
+@slow
 def test_auto_calls_after_the_marker_are_well_formed(smol):
     stats, counts = Counter(), Counter()
 
@@ -415,7 +415,7 @@ def test_auto_calls_after_the_marker_are_well_formed(smol):
     assert counts["calls"] > 0 and counts["text"] > 0, counts
 
 
-@embedded
+@slow
 def test_none_never_opens_a_call(smol):
     stats, near = Counter(), Counter()
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
@@ -436,7 +436,7 @@ def test_none_never_opens_a_call(smol):
     assert near["near miss"] > 0  # the walk got to the brink, and the mask held
 
 
-@embedded
+@slow
 def test_calls_or_json_answer(smol):
     stats, counts = Counter(), Counter()
 

@@ -178,7 +178,7 @@ def test_langgraph_node_binds_retrieved_tools(tiny_llm):
 # ---- the real catalog and embeddings -------------------------------------------------------
 
 
-@pytest.mark.embedded
+@pytest.mark.slow
 def test_recall_on_the_labelled_requests(tmp_path):
     from tool_catalog import build_catalog, load_requests
 
