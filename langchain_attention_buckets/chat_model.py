@@ -9,9 +9,11 @@ Flow, by function name:
                   -> grammar (grammar_select.call_constraint: forced tool choice / structured output)
                   -> engine.Request
       engine.submit -> TokenEvents (text of each token)
-      _chunks:    text -> parse.ToolCallParser -> AIMessageChunk(content | tool_call_chunks)
-      last chunk: usage_metadata, response_metadata, chunk_position="last"
-    _generate / _agenerate collect the stream.
+      _Call.chunk: text -> parse.ToolCallParser -> AIMessageChunk(content | tool_call_chunks:
+                  a call's name first, then its argument text as it is generated)
+      last chunk: usage_metadata, response_metadata (and each invalid call's reason),
+                  chunk_position="last"
+    _generate / _agenerate collect the stream (_collect: each invalid call gets its error).
 
 Weights load lazily on the first call and are shared by every instance with the
 same model, device, dtype and trust_remote_code.
@@ -28,7 +30,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -42,6 +44,7 @@ from langchain_core.output_parsers.openai_tools import PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
+from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, PrivateAttr, field_validator, model_validator
@@ -52,7 +55,7 @@ from .grammar_select import call_constraint
 from .loading import LoadedModel, ModelSpec, check_device, check_dtype, load_model
 from .messages import to_chat_dicts
 from .options import CallOptions
-from .parse import ParsedCall, TextPiece, ToolCallParser
+from .parse import ArgsDelta, CallStart, ParsedCall, TextPiece, ToolCallParser
 from .render import render_call
 from .tool_choice import Choice, ToolChoice, normalize_tool_choice
 
@@ -135,7 +138,10 @@ class ChatAttentionBuckets(BaseChatModel):
     mask). Default None."""
 
     streaming: bool = False
-    """Whether invoke streams internally (callbacks see every token either way). Default False."""
+    """Whether ``invoke`` reports each token to callbacks (``on_llm_new_token``) as it is generated.
+    Default False: ``invoke`` calls back once, at the end; ``stream`` and ``astream_events`` stream
+    either way. Set explicitly to False, LangChain turns streaming off altogether: ``stream`` then
+    yields the whole message as one chunk."""
 
     constrained_decoding: bool = True
     """Guarantee the shape of forced tool calls and structured output with a grammar (xgrammar),
@@ -428,10 +434,13 @@ class ChatAttentionBuckets(BaseChatModel):
         try:
             for event in gen:
                 chunk = call.chunk(event)
-                if run_manager:
-                    run_manager.on_llm_new_token(event.text, chunk=chunk)
+                if run_manager:  # callbacks see what the chunks show, not the raw call markup
+                    run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
                 yield chunk
-            yield call.last(gen.result())
+            chunk = call.last(gen.result())
+            if run_manager:
+                run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
+            yield chunk
         finally:
             gen.cancel()  # stops the engine's work when the consumer stops early
 
@@ -448,9 +457,12 @@ class ChatAttentionBuckets(BaseChatModel):
             async for event in gen:
                 chunk = call.chunk(event)
                 if run_manager:
-                    await run_manager.on_llm_new_token(event.text, chunk=chunk)
+                    await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
                 yield chunk
-            yield call.last(gen.final)
+            chunk = call.last(gen.final)
+            if run_manager:
+                await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
+            yield chunk
         finally:
             gen.cancel()
 
@@ -461,7 +473,8 @@ class ChatAttentionBuckets(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return _collect(list(self._stream(messages, stop, run_manager, **kwargs)))
+        per_token = run_manager if self.streaming else None
+        return _collect(list(self._stream(messages, stop, per_token, **kwargs)))
 
     async def _agenerate(
         self,
@@ -470,30 +483,69 @@ class ChatAttentionBuckets(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return _collect([c async for c in self._astream(messages, stop, run_manager, **kwargs)])
+        per_token = run_manager if self.streaming else None
+        return _collect([c async for c in self._astream(messages, stop, per_token, **kwargs)])
+
+    def _should_stream(self, *, async_api: bool, run_manager=None, **kwargs: Any) -> bool:
+        """LangChain's rule, except that ``streaming=True`` alone does not hand ``invoke`` to
+        LangChain's own merge of the stream: ``_generate`` streams (a callback per token) and
+        collects with ``_collect``, which keeps each invalid call's ``error`` (the merge drops it)."""
+        if not super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs):
+            return False
+        handlers = run_manager.handlers if run_manager else []
+        return bool(kwargs.get("stream")) or any(isinstance(h, _StreamingCallbackHandler) for h in handlers)
 
 
 # ---- one call ---------------------------------------------------------------------------
 
 
+# Why the text ended, by finish_reason: the error of a call it cut off.
+_ENDED = {
+    "length": "max_tokens reached",
+    "stop": "the answer ended",
+    "grammar_dead_end": "the grammar allowed no further token",
+    "cancelled": "the stream was cancelled",
+}
+
+
 @dataclass
 class _Call:
-    """A prepared call: the engine request, the parser, and what the chunks report."""
+    """A prepared call: the engine request, the parser, and what the chunks report.
+
+    Each tool call streams as tool_call_chunks with its index: the first carries the name
+    and a fresh id, later ones argument text. langchain-core merges chunks by index and
+    rebuilds ``invalid_tool_calls`` from them with ``error=None``, so the reasons travel in
+    the last chunk's ``response_metadata["tool_call_errors"]`` (call id -> reason), and
+    ``_collect`` writes them into ``invalid_tool_calls[].error``.
+    """
 
     engine: Engine
     request: Request
     parser: ToolCallParser | None
     model_name: str
     bases: tuple[float, ...]
+    ids: dict[int, str] = field(default_factory=dict)  # call index -> id
+    errors: dict[str, str] = field(default_factory=dict)  # id of an invalid call -> reason
 
     def chunk(self, event: TokenEvent) -> ChatGenerationChunk:
-        """The message chunk of one token: its final text, and any call it completed."""
+        """The message chunk of one token: its final text, and what it added to tool calls."""
         if self.parser is None:
             return ChatGenerationChunk(message=AIMessageChunk(content=event.text))
         return self._parsed(list(self.parser.feed(event.text)))
 
     def last(self, result: Result) -> ChatGenerationChunk:
-        tail = self._parsed(list(self.parser.finish())) if self.parser else None
+        ended = _ENDED.get(result.finish_reason, f"the answer ended ({result.finish_reason})")
+        tail = self._parsed(list(self.parser.finish(ended))) if self.parser else None
+        metadata = {
+            "model_name": self.model_name,
+            "model_provider": "attention_buckets",
+            "finish_reason": result.finish_reason,
+            "bases": list(self.bases),
+            "aggregation": self.request.aggregation,
+            "time_to_first_token": result.time_to_first_token,
+        }
+        if self.errors:
+            metadata["tool_call_errors"] = dict(self.errors)
         message = AIMessageChunk(
             content=tail.message.content if tail else "",
             tool_call_chunks=tail.message.tool_call_chunks if tail else [],
@@ -503,44 +555,38 @@ class _Call:
                 "total_tokens": result.prompt_tokens + result.completion_tokens,
                 "input_token_details": {"cache_read": result.cached_tokens},
             },
-            response_metadata={
-                "model_name": self.model_name,
-                "model_provider": "attention_buckets",
-                "finish_reason": result.finish_reason,
-                "bases": list(self.bases),
-                "aggregation": self.request.aggregation,
-                "time_to_first_token": result.time_to_first_token,
-            },
+            response_metadata=metadata,
             chunk_position="last",
         )
         return ChatGenerationChunk(message=message, generation_info={"finish_reason": result.finish_reason})
 
     def _parsed(self, events: list) -> ChatGenerationChunk:
         text = "".join(e.text for e in events if isinstance(e, TextPiece))
-        calls = [e for e in events if isinstance(e, ParsedCall)]
-        chunks = [self._call_chunk(c) for c in calls]
-        return ChatGenerationChunk(message=AIMessageChunk(content=text, tool_call_chunks=chunks))
-
-    def _call_chunk(self, call: ParsedCall):
-        call_id = f"call_{uuid.uuid4().hex[:24]}"
-        if call.valid:
-            args = json.dumps(call.arguments, ensure_ascii=False)
-        else:
-            # A JSON string literal never parses into an argument object, so the merged
-            # message keeps this call invalid; the raw text is kept whole.
-            args = json.dumps(call.raw, ensure_ascii=False)
-        return tool_call_chunk(name=call.name, args=args, id=call_id, index=call.index)
+        # One tool_call_chunk per call in a chunk: langchain-core merges by index only across chunks.
+        calls: dict[int, dict] = {}
+        for e in events:
+            if isinstance(e, CallStart):
+                self.ids[e.index] = f"call_{uuid.uuid4().hex[:24]}"
+                calls[e.index] = tool_call_chunk(name=e.name, args="", id=self.ids[e.index], index=e.index)
+            elif isinstance(e, ArgsDelta):
+                calls.setdefault(e.index, tool_call_chunk(name=None, args="", id=None, index=e.index))["args"] += e.text
+            elif isinstance(e, ParsedCall) and not e.valid:
+                self.errors[self.ids[e.index]] = e.error
+        return ChatGenerationChunk(message=AIMessageChunk(content=text, tool_call_chunks=list(calls.values())))
 
 
 def _collect(chunks: list[ChatGenerationChunk]) -> ChatResult:
+    """The stream merged into one message; each invalid call gets its reason as ``error``."""
     merged = chunks[0]
     for c in chunks[1:]:
         merged = merged + c
     msg = merged.message
+    errors = msg.response_metadata.get("tool_call_errors", {})
+    invalid = [{**c, "error": c.get("error") or errors.get(c["id"])} for c in msg.invalid_tool_calls]
     message = AIMessage(
         content=msg.content,
         tool_calls=msg.tool_calls,
-        invalid_tool_calls=msg.invalid_tool_calls,
+        invalid_tool_calls=invalid,
         usage_metadata=msg.usage_metadata,
         response_metadata=msg.response_metadata,
         id=msg.id,

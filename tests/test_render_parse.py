@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from langchain_attention_buckets.parse import ToolCallParser, coerce, parse
+from langchain_attention_buckets.parse import ParsedCall, TextPiece, ToolCallParser, coerce, parse
 from langchain_attention_buckets.render import render, render_call, template_renders_tools, tools_system_text
 from langchain_attention_buckets.tool_choice import Choice
 from langchain_attention_buckets.tool_format import format_tool_call
@@ -198,7 +198,7 @@ def test_broken_calls_become_invalid_never_exceptions(body, reason):
 
 def test_an_unclosed_call_is_invalid_and_kept():
     _, calls = parse('<tool_call>{"name": "get_weather", "arguments": {"city": "Pa', SCHEMAS)
-    assert not calls[0].valid and "not closed" in calls[0].error and calls[0].raw.endswith('"Pa')
+    assert not calls[0].valid and "before the call closed" in calls[0].error and calls[0].raw.endswith('"Pa')
 
 
 def test_streamed_parse_equals_whole_parse_for_every_split():
@@ -210,8 +210,8 @@ def test_streamed_parse_equals_whole_parse_for_every_split():
         for i in range(0, len(text), size):
             events += list(parser.feed(text[i : i + size]))
         events += list(parser.finish())
-        content = "".join(e.text for e in events if hasattr(e, "text"))
-        calls = [e for e in events if hasattr(e, "raw")]
+        content = "".join(e.text for e in events if isinstance(e, TextPiece))
+        calls = [e for e in events if isinstance(e, ParsedCall)]
         assert (content, calls) == whole, size
     assert whole[0] == "Hi done <tool"
 
