@@ -44,6 +44,14 @@ _RATIO_STEPS = range(20, 61)  # candidate ratios k/20: 1.00 .. 3.00 step 0.05
 
 _ALLOWED = "a positive number or a list of 1..32 distinct positive numbers"
 
+# Every base a chat model is given lies in BASE_RANGE (checked at construction, no model needed),
+# and within BASE_RATIO_RANGE times the model's own base (checked once the model is known).
+# Known models use 1e4..1e8; the paper's sets and the "auto" search use x1..x3 of the model's
+# base. Far outside, the rotations stop telling positions apart (a base of 1e30 answers with
+# template tokens), so such a base is a typo, not an experiment.
+BASE_RANGE = (1e2, 1e10)
+BASE_RATIO_RANGE = (0.1, 100.0)
+
 
 # ---------------------------------------------------------------- waveform
 
@@ -489,7 +497,20 @@ def resolve_bases(
         n = 6 if n is None else n
         return auto_bases(head_dim=head_dim, base=base, context_length=context_length, n=n)
     _warn_ignored_n(n, spec)
-    return paper_bases(base) if checked == "paper" else checked
+    return paper_bases(base) if checked == "paper" else check_bases_for_model(checked, base)
+
+
+def check_bases_for_model(bases: tuple[float, ...], model_base: float) -> tuple[float, ...]:
+    """``bases`` if each lies within ``BASE_RATIO_RANGE`` times ``model_base``, else ValueError."""
+    lo, hi = (r * model_base for r in BASE_RATIO_RANGE)
+    far = [b for b in bases if not lo <= b <= hi]
+    if far:
+        raise ValueError(
+            f"bases={list(bases)!r}: {', '.join(f'{b:g}' for b in far)} is too far from the model's own "
+            f"rotary base {model_base:g}; allowed: {lo:g} to {hi:g} "
+            f"({BASE_RATIO_RANGE[0]:g}x to {BASE_RATIO_RANGE[1]:g}x the model's base)"
+        )
+    return bases
 
 
 def check_bases_spec(spec) -> str | tuple[float, ...]:
@@ -508,9 +529,17 @@ def check_bases_spec(spec) -> str | tuple[float, ...]:
             '"auto": the peak/trough cover search for this model)'
         )
     try:
-        return validate_bases(spec)
+        bases = validate_bases(spec)
     except ValueError as err:
         raise ValueError(f'{err} Or one of the names "paper" and "auto".') from None
+    lo, hi = BASE_RANGE
+    far = [b for b in bases if not lo <= b <= hi]
+    if far:
+        raise ValueError(
+            f"bases={spec!r}: {', '.join(f'{b:g}' for b in far)} is outside the range of rotary bases "
+            f"this package runs, {lo:g} to {hi:g} (known models use 1e4 to 1e8)"
+        )
+    return bases
 
 
 def _warn_ignored_n(n, spec) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,22 +40,34 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.exceptions import OutputParserException
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.json import parse_json_markdown
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, PrivateAttr, field_validator, model_validator
 
 from .bases import MAX_BUCKETS, check_bases_spec, resolve_bases
 from .engine import DEFAULT_PREFIX_CACHE_BYTES, Engine, Request, Result, TokenEvent, get_engine
 from .grammar_select import call_constraint
-from .loading import LoadedModel, ModelSpec, check_device, check_dtype, load_model
+from .loading import (
+    LoadedModel,
+    ModelSpec,
+    check_device,
+    check_dtype,
+    check_model_kwargs,
+    check_model_source,
+    context_window,
+    load_model,
+    load_tokenizer,
+)
 from .messages import to_chat_dicts
-from .options import CallOptions
+from .options import CallOptions, check_not_bool, nearest
 from .parse import ArgsDelta, CallStart, ParsedCall, TextPiece, ToolCallParser
 from .render import render_call
 from .tool_choice import Choice, ToolChoice, normalize_tool_choice
@@ -66,6 +79,13 @@ _OPTION_FIELDS = frozenset(
     {"temperature", "top_k", "top_p", "seed", "repetition_penalty", "max_tokens", "stop", "aggregation"}
     | {"logit_bias", "speculative_tokens", "parallel_tool_calls"}
 )
+# Numeric fields: a boolean given for one is refused (pydantic would make True 1 or 1.0).
+_NUMBER_FIELDS = (
+    "bases", "n_buckets", "temperature", "max_tokens", "top_p", "top_k", "seed", "repetition_penalty",
+    "speculative_tokens", "prefix_cache_bytes",
+)
+# A tool name as OpenAI's API accepts it (the name is written into the prompt and the grammar).
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 class ChatAttentionBuckets(BaseChatModel):
@@ -161,12 +181,45 @@ class ChatAttentionBuckets(BaseChatModel):
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run. Default False."""
 
+    model_kwargs: dict[str, Any] | None = None
+    """Extra keyword arguments for ``from_pretrained`` (e.g. ``revision``, ``quantization_config``,
+    ``attn_implementation``, ``device_map``), passed as they are; part of what identifies the shared
+    weights. ``dtype``, ``device`` and ``trust_remote_code`` have their own fields. Default None."""
+
     _bases_cache: dict = PrivateAttr(default_factory=dict)
     _defaults: CallOptions = PrivateAttr(default_factory=CallOptions)
 
     # ---- validation -----------------------------------------------------------------
 
-    @field_validator("bases")
+    @model_validator(mode="before")
+    @classmethod
+    def _check_keywords(cls, values: Any) -> Any:
+        """Unknown keyword arguments and booleans given for numbers are errors, not silently dropped."""
+        if not isinstance(values, dict):
+            return values
+        known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            name = unknown[0]
+            raise ValueError(
+                f"unknown argument {name!r}{nearest(name, known)}; extra arguments for the model's "
+                "from_pretrained go in model_kwargs={...}"
+            )
+        for name in _NUMBER_FIELDS:
+            check_not_bool(name, values.get(name))
+        return values
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value):
+        return check_model_source(value)
+
+    @field_validator("model_kwargs")
+    @classmethod
+    def _check_model_kwargs(cls, value):
+        return check_model_kwargs(value)
+
+    @field_validator("bases", mode="before")
     @classmethod
     def _check_bases(cls, value):
         checked = check_bases_spec(value)
@@ -256,7 +309,10 @@ class ChatAttentionBuckets(BaseChatModel):
         return params
 
     def _resolve_model_profile(self):
+        window = context_window(self.model)  # the config's, without loading weights; None if unknown
+        sizes = {"max_input_tokens": window, "max_output_tokens": window} if window else {}
         return {
+            **sizes,
             "tool_calling": True,
             "tool_choice": True,
             "tool_call_streaming": True,
@@ -272,7 +328,8 @@ class ChatAttentionBuckets(BaseChatModel):
     # ---- the model ------------------------------------------------------------------
 
     def _spec(self, model: str | None = None) -> ModelSpec:
-        return ModelSpec(model if model is not None else self.model, self.device, self.dtype, self.trust_remote_code)
+        source = model if model is not None else self.model
+        return ModelSpec(source, self.device, self.dtype, self.trust_remote_code, self.model_kwargs)
 
     def load(self, model: str | None = None) -> LoadedModel:
         """Load the weights now (otherwise they load on the first call) and return them."""
@@ -329,12 +386,30 @@ class ChatAttentionBuckets(BaseChatModel):
         """
         formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
         names = [t["function"]["name"] for t in formatted]
+        self._check_tools(formatted)
         normalize_tool_choice(tool_choice, names)  # raises on bad values
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
         if parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = parallel_tool_calls
         return super().bind(tools=formatted, **kwargs)
+
+    def _check_tools(self, formatted: list[dict]) -> None:
+        """What would fail at the first call fails here: names (allowed characters, unique) and
+        schemas (the grammar's subset; with constrained decoding, compiled to a grammar too)."""
+        from .constrain.grammar import json_grammar, select_tools
+
+        for tool in formatted:
+            name = tool["function"].get("name")
+            if not isinstance(name, str) or not _TOOL_NAME.match(name):
+                raise ValueError(
+                    f"tool name {name!r} is not allowed; use 1-64 letters, digits, '_' or '-' "
+                    "(the pattern ^[a-zA-Z0-9_-]{1,64}$, as OpenAI's API)"
+                )
+        specs = select_tools(formatted, None)  # unique names; each schema checked, naming the tool
+        if self.constrained_decoding:
+            for name, params in specs:  # xgrammar's own parse of the schema (no tokenizer needed)
+                json_grammar(params, f"tool '{name}'")
 
     def with_structured_output(
         self,
@@ -376,6 +451,7 @@ class ChatAttentionBuckets(BaseChatModel):
             )
         elif method == "json_schema":
             json_schema = convert_to_json_schema(schema)
+            self._check_response_schema(json_schema)
             llm = self.bind(
                 response_format={"type": "json_schema", "json_schema": {"name": json_schema.get("title", "output"), "schema": json_schema}},
                 ls_structured_output_format={"kwargs": {"method": method}, "schema": json_schema},
@@ -391,9 +467,50 @@ class ChatAttentionBuckets(BaseChatModel):
             raise ValueError(f"method={method!r} is not allowed; use 'function_calling', 'json_schema' or 'json_mode'")
         if not include_raw:
             return llm | parser
-        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        check = RunnableLambda(_parseable_call if method == "function_calling" else _parseable_json)
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | check | parser, parsing_error=lambda _: None)
         fallback = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=llm) | parsed.with_fallbacks([fallback], exception_key="parsing_error")
+
+    def _check_response_schema(self, json_schema: dict) -> None:
+        """A response schema the grammar cannot enforce fails when the runnable is built."""
+        from .constrain.grammar import json_grammar
+        from .constrain.schema import prepare_schema, schema_owner
+
+        owner = schema_owner(json_schema)
+        prepare_schema(json_schema, owner)
+        if self.constrained_decoding:
+            json_grammar(json_schema, owner)
+
+    # ---- token counting ---------------------------------------------------------------
+
+    def tokenizer(self, model: str | None = None):
+        """The model's tokenizer (loads the tokenizer alone when the weights are not loaded yet)."""
+        return load_tokenizer(self._spec(model))
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` under the model's own tokenizer (offline; no special tokens added)."""
+        if self.custom_get_token_ids is not None:
+            return self.custom_get_token_ids(text)
+        return self.tokenizer().encode(text, add_special_tokens=False)
+
+    def get_num_tokens(self, text: str) -> int:
+        """Number of the model's tokens in ``text``."""
+        return len(self.get_token_ids(text))
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence | None = None) -> int:
+        """Prompt tokens a call with these messages (and ``tools``) would read: the same chat
+        template, tool descriptions and instructions as a call, so it equals the call's
+        ``usage_metadata["input_tokens"]`` (with the chat model's default options).
+
+        A ToolMessage need not answer a call here: ``trim_messages`` counts slices of a conversation.
+        """
+        if not messages:
+            return 0
+        options = self._defaults
+        if tools:
+            options = options.merged({"tools": [convert_to_openai_tool(t) for t in tools]})
+        return len(_prompt_ids(self.tokenizer(), messages, options, check_tool_call_ids=False))
 
     # ---- generation -----------------------------------------------------------------
 
@@ -402,12 +519,11 @@ class ChatAttentionBuckets(BaseChatModel):
         loaded = self.load(options.model)
         engine = get_engine(loaded, self.prefix_cache_bytes)
         tools, choice, response_format = options.tools, options.choice, options.response_format
-        prompt = render_call(loaded.tokenizer, to_chat_dicts(messages), tools, choice, response_format)
         parallel = options.parallel_tool_calls
         constraint = call_constraint(loaded, tools, choice, parallel, response_format, self.constrained_decoding)
         bases = self.resolved_bases(options.model)
         request = Request(
-            prompt=tuple(loaded.tokenizer.encode(prompt, add_special_tokens=False)),
+            prompt=tuple(_prompt_ids(loaded.tokenizer, messages, options)),
             bases=bases,
             aggregation=options.aggregation,
             sampling=options.sampling,
@@ -494,6 +610,45 @@ class ChatAttentionBuckets(BaseChatModel):
             return False
         handlers = run_manager.handlers if run_manager else []
         return bool(kwargs.get("stream")) or any(isinstance(h, _StreamingCallbackHandler) for h in handlers)
+
+
+def _prompt_ids(tokenizer, messages: list[BaseMessage], options: CallOptions, check_tool_call_ids: bool = True) -> list[int]:
+    """The prompt's token ids: messages -> chat dicts -> the call's prompt text -> ids."""
+    dicts = to_chat_dicts(messages, check_tool_call_ids=check_tool_call_ids)
+    prompt = render_call(tokenizer, dicts, options.tools, options.choice, options.response_format)
+    return tokenizer.encode(prompt, add_special_tokens=False)
+
+
+def _parseable_call(message: AIMessage) -> AIMessage:
+    """``message`` if it holds a tool call; else OutputParserException saying why none parsed."""
+    if message.tool_calls:
+        return message
+    errors = [c.get("error") for c in message.invalid_tool_calls if c.get("error")]
+    if errors:
+        why = errors[0]
+    elif message.response_metadata.get("finish_reason") == "length":
+        why = "max_tokens reached before the call closed"
+    elif message.invalid_tool_calls:
+        why = "the call's arguments are not a valid JSON object"
+    else:
+        why = "no tool call in the output"
+    raise OutputParserException(f"no structured output: {why}", llm_output=str(message.content))
+
+
+def _parseable_json(message: AIMessage) -> AIMessage:
+    """``message`` if its text is one whole JSON value; else OutputParserException saying why."""
+    text = message.text.strip()
+    try:
+        parse_json_markdown(text, parser=json.loads)  # strict: no repair of a cut-off object
+        return message
+    except ValueError as err:
+        if message.response_metadata.get("finish_reason") == "length":
+            why = "max_tokens reached before the JSON closed"
+        elif not text:
+            why = "the output is empty"
+        else:
+            why = f"the output is not JSON ({err})"
+    raise OutputParserException(f"no structured output: {why}", llm_output=text)
 
 
 # ---- one call ---------------------------------------------------------------------------

@@ -6,17 +6,22 @@ imported). transformers de-quantizes a GGUF file on every load, which takes tens
 of seconds; the de-quantized weights are therefore converted once into a
 safetensors folder under the cache directory and loaded from there afterwards.
 
-Weights are loaded once per (source, device, dtype, trust_remote_code) and shared
-by every chat model with those settings.
+Weights are loaded once per (source, device, dtype, trust_remote_code, model_kwargs)
+and shared by every chat model with those settings. ``model_kwargs`` go to
+``from_pretrained`` as they are (``revision``, ``quantization_config``,
+``attn_implementation``, ``device_map``, ...); the tokenizer gets the ones that
+say where files come from (``revision``, ``subfolder``, ``cache_dir``, ``token``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import struct
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -79,9 +84,20 @@ def embedded_model_path() -> Path:
 
 
 def check_device(device) -> str:
-    """``device`` if it names a device this package runs on ('auto', 'cpu', 'cuda', 'cuda:N'), else ValueError."""
-    if not isinstance(device, str) or device.split(":")[0] not in DEVICES:
+    """``device`` if it names a device of this machine ('auto', 'cpu', 'cuda', 'cuda:N'), else ValueError.
+
+    Checked when the chat model is built, so a missing GPU is reported before any call.
+    """
+    kind, _, index = device.partition(":") if isinstance(device, str) else ("", "", "")
+    if kind not in DEVICES or (index and (kind != "cuda" or not index.isdigit())):
         raise ValueError(f"device={device!r} is not allowed; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={device!r} was asked for but CUDA is not available here; use 'auto' or 'cpu'")
+        if index and int(index) >= count:
+            have = ", ".join(f"cuda:{i}" for i in range(count))
+            raise ValueError(f"device={device!r}: this machine has {count} CUDA device(s) ({have}); use one of them")
     return device
 
 
@@ -96,8 +112,6 @@ def resolve_device(device: str) -> torch.device:
     check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
     return torch.device(device)
 
 
@@ -114,21 +128,79 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return DTYPES[dtype]
 
 
+def looks_like_path(source: str) -> bool:
+    """Whether ``source`` is meant as a local file or folder rather than a hub id ("org/name")."""
+    return (
+        source.startswith(("/", "./", "../", "~", ".\\", "..\\"))
+        or source.endswith(".gguf")
+        or "\\" in source
+        or source.count("/") > 1  # hub ids have at most one slash
+        or os.path.exists(os.path.expanduser(source))
+    )
+
+
+def check_model_source(source):
+    """``source`` unless it is meant as a local path (see ``looks_like_path``) that does not exist."""
+    if source is None:
+        return source
+    if not isinstance(source, str) or not source.strip():
+        raise ValueError(f"model={source!r} is not allowed; give a hub id, a local folder, a .gguf file or None")
+    path = Path(source).expanduser()
+    if looks_like_path(source) and not path.exists():
+        what = "GGUF file" if source.endswith(".gguf") else "file or folder"
+        raise ValueError(f"model={source!r}: no such {what} ({path.resolve()} does not exist)")
+    if source.endswith(".gguf") and not path.is_file():
+        raise ValueError(f"model={source!r}: not a file; a .gguf model is one file")
+    return source
+
+
+# from_pretrained arguments that have their own field (or are set by the loader).
+_OWN_KWARGS = {
+    "dtype": "dtype", "torch_dtype": "dtype", "trust_remote_code": "trust_remote_code",
+    "device": "device", "gguf_file": "model", "local_files_only": "HF_HUB_OFFLINE",
+}
+# The ones the tokenizer is loaded with too (so both come from the same place).
+_TOKENIZER_KWARGS = ("revision", "subfolder", "cache_dir", "token")
+
+
+def check_model_kwargs(model_kwargs):
+    """``model_kwargs`` (extra ``from_pretrained`` arguments) if a dict of str keys without ones a field sets."""
+    if model_kwargs is None:
+        return None
+    if not isinstance(model_kwargs, dict) or not all(isinstance(k, str) for k in model_kwargs):
+        raise ValueError(f"model_kwargs={model_kwargs!r} must be a dict of from_pretrained arguments by name")
+    for key in model_kwargs:
+        if key in _OWN_KWARGS:
+            raise ValueError(f"model_kwargs[{key!r}]: set it with {_OWN_KWARGS[key]}=..., not in model_kwargs")
+    return model_kwargs
+
+
+def _kwargs_key(model_kwargs: dict | None) -> str:
+    # objects such as a BitsAndBytesConfig are keyed by their repr, which lists their values
+    return json.dumps(model_kwargs or {}, sort_keys=True, default=repr)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """What identifies a set of loaded weights."""
+    """What identifies a set of loaded weights (``model_kwargs`` by their JSON text)."""
 
     source: str | None = None  # hub id, folder or .gguf file; None: the embedded model
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+    model_kwargs: dict | None = field(default=None, compare=False, hash=False)  # extra from_pretrained kwargs
+    kwargs_key: str = field(default="", init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "kwargs_key", _kwargs_key(self.model_kwargs))
 
     def resolved(self) -> "ModelSpec":
         dev = resolve_device(self.device)
         dt = resolve_dtype(self.dtype, dev)
         name = {v: k for k, v in DTYPES.items() if len(k) > 4}[dt]
+        check_model_source(self.source)
         source = str(Path(self.source).expanduser().resolve()) if self.source and _is_local(self.source) else self.source
-        return ModelSpec(source, str(dev), name, self.trust_remote_code)
+        return ModelSpec(source, str(dev), name, self.trust_remote_code, check_model_kwargs(self.model_kwargs))
 
 
 @dataclass
@@ -186,9 +258,16 @@ def _load(spec: ModelSpec) -> LoadedModel:
     common = {"trust_remote_code": spec.trust_remote_code, **kwargs}
     if _offline():
         common["local_files_only"] = True
-    tokenizer = AutoTokenizer.from_pretrained(folder, **common)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa", **common)
-    model.to(device).eval()
+    extra = dict(spec.model_kwargs or {})
+    tokenizer_extra = {k: extra[k] for k in _TOKENIZER_KWARGS if k in extra}
+    tokenizer = AutoTokenizer.from_pretrained(folder, **common, **tokenizer_extra)
+    model_args = {"dtype": dtype, "attn_implementation": "sdpa", **common, **extra}
+    model = AutoModelForCausalLM.from_pretrained(folder, **model_args)
+    if "device_map" in extra:  # placed by accelerate; inputs go where the embeddings are
+        device = model.get_input_embeddings().weight.device
+    else:
+        model.to(device)
+    model.eval()
     check_supported(model)
     cfg = model.config
     return LoadedModel(
@@ -206,6 +285,85 @@ def _load(spec: ModelSpec) -> LoadedModel:
     )
 
 
+def load_tokenizer(spec: ModelSpec | None = None):
+    """The tokenizer of ``spec``'s model: the loaded model's when its weights are loaded, else
+    the tokenizer alone (no weights), kept for later calls. Offline, like ``load_model``."""
+    spec = (spec or ModelSpec()).resolved()
+    with _LOAD_LOCK:
+        if spec in _LOADED:
+            return _LOADED[spec].tokenizer
+        key = (spec.source, spec.trust_remote_code, spec.kwargs_key)
+        if key not in _TOKENIZERS:
+            from transformers import AutoTokenizer
+
+            folder, kwargs, _ = _locate(spec.source)
+            extra = {k: v for k, v in (spec.model_kwargs or {}).items() if k in _TOKENIZER_KWARGS}
+            common = {"trust_remote_code": spec.trust_remote_code, **kwargs, **extra}
+            if _offline():
+                common["local_files_only"] = True
+            _TOKENIZERS[key] = AutoTokenizer.from_pretrained(folder, **common)
+        return _TOKENIZERS[key]
+
+
+_TOKENIZERS: dict[tuple, object] = {}
+
+
+def context_window(source: str | None) -> int | None:
+    """The model's context window in tokens, read from its config without loading weights, or None.
+
+    Cheap and offline: config.json of a folder (or of a hub id already in the local cache), the
+    header of a .gguf file (the embedded model's too). Never raises: a model whose window cannot
+    be read this way has none in its profile.
+    """
+    try:
+        if source is None:
+            return _gguf_context_length(str(embedded_model_path()))
+        if source.endswith(".gguf"):
+            return _gguf_context_length(str(Path(source).expanduser().resolve()))
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(os.path.expanduser(source), local_files_only=True)
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        value = getattr(cfg, "max_position_embeddings", None)
+        return int(value) if value else None
+    except Exception:  # a profile is a hint; an unreadable config must not stop construction
+        return None
+
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+@functools.lru_cache(maxsize=16)
+def _gguf_context_length(path: str) -> int | None:
+    """``<arch>.context_length`` from a GGUF header, reading key/value pairs only until it is found
+    (gguf's GGUFReader maps every tensor first: tens of seconds on a small machine)."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            return None
+        _version, _n_tensors, n_kv = struct.unpack("<IQQ", f.read(20))
+        for _ in range(n_kv):
+            key = _gguf_string(f)
+            value = _gguf_value(f, struct.unpack("<I", f.read(4))[0])
+            if key.endswith(".context_length"):
+                return int(value)
+    return None
+
+
+def _gguf_string(f) -> str:
+    (n,) = struct.unpack("<Q", f.read(8))
+    return f.read(n).decode("utf-8", errors="replace")
+
+
+def _gguf_value(f, kind: int):
+    if kind == 8:
+        return _gguf_string(f)
+    if kind == 9:  # array: element type, count, elements
+        inner, count = struct.unpack("<IQ", f.read(12))
+        return [_gguf_value(f, inner) for _ in range(count)]
+    fmt = _GGUF_SCALARS[kind]
+    return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
@@ -215,10 +373,9 @@ def _locate(source: str | None) -> tuple[str, dict, str]:
     if source is None:
         path = embedded_model_path()
         return str(_converted(path)), {}, EMBEDDED_MODEL_NAME
+    check_model_source(source)
     if source.endswith(".gguf"):
         path = Path(source).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"model={source!r}: no such .gguf file")
         return str(_converted(path)), {}, path.stem
     if os.path.isdir(os.path.expanduser(source)):
         path = Path(source).expanduser()

@@ -1,8 +1,9 @@
 """LangChain messages -> Hugging Face chat dicts, the input of ``render``.
 
 Owns ``to_chat_dicts``: every LangChain message type in order, nothing dropped;
-tool calls (valid and invalid) on assistant turns, tool results as ``tool`` turns,
-names written into the content. Text only: media blocks raise ValueError. This is
+tool calls (valid and invalid) on assistant turns, tool results as ``tool`` turns
+(each must answer an earlier call), names written into the content; text that
+cannot be tokenized (lone surrogates) is refused naming the message. Text only: media blocks raise ValueError. This is
 part of the LangChain edge: it imports langchain_core and nothing from this package.
 """
 
@@ -45,37 +46,83 @@ def _text(content: str | list, where: str) -> str:
     return "".join(parts) if all(isinstance(b, str) or b.get("type") == "text" for b in content) else "\n".join(parts)
 
 
-def to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict]:
-    """LangChain messages -> Hugging Face chat dicts, in order, nothing dropped."""
+def to_chat_dicts(messages: Sequence[BaseMessage], *, check_tool_call_ids: bool = True) -> list[dict]:
+    """LangChain messages -> Hugging Face chat dicts, in order, nothing dropped.
+
+    Args:
+        messages: the conversation.
+        check_tool_call_ids: a ToolMessage must answer a call of an earlier AIMessage (by
+            ``tool_call_id``), as chat APIs require; False for counting tokens of a slice of a
+            conversation (``trim_messages`` counts from the end).
+
+    Raises:
+        ValueError: naming the message (index and type) for media blocks, text that is not
+            valid Unicode, or a tool result that answers no call.
+    """
     out = []
+    call_ids: set = set()
     for i, m in enumerate(messages):
         where = f"message {i} ({m.type})"
-        if isinstance(m, SystemMessage):
-            d = {"role": "system", "content": _text(m.content, where)}
-        elif isinstance(m, HumanMessage):
-            d = {"role": "user", "content": _text(m.content, where)}
-        elif isinstance(m, AIMessage):
-            d = {"role": "assistant", "content": _text(m.content, where)}
-            calls = [{"id": c.get("id"), "name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
-            calls += [_invalid_as_call(c) for c in m.invalid_tool_calls]
-            if calls:
-                d["tool_calls"] = calls
-        elif isinstance(m, ToolMessage):
-            d = {"role": "tool", "content": _text(m.content, where), "tool_call_id": m.tool_call_id}
-            if m.name:
-                d["name"] = m.name
-            if m.status == "error":
-                d["content"] = f"Error: {d['content']}"
-        elif isinstance(m, FunctionMessage):
-            d = {"role": "tool", "content": _text(m.content, where), "name": m.name}
-        elif isinstance(m, ChatMessage):
-            d = {"role": m.role, "content": _text(m.content, where)}
-        else:
-            raise ValueError(f"{where}: message type {type(m).__name__} is not supported")
-        if m.name and d["role"] != "tool":
-            d["name"] = m.name
+        if check_tool_call_ids and isinstance(m, ToolMessage):
+            _check_answers_a_call(m, call_ids, where)
+        d = _chat_dict(m, where)
+        call_ids.update(c.get("id") for c in d.get("tool_calls", ()))
+        _check_encodable(d, where)
         out.append(d)
     return _name_prefixes(out)
+
+
+def _check_answers_a_call(m: ToolMessage, call_ids: set, where: str) -> None:
+    # a call without an id cannot be matched; then the results are taken as they come
+    if m.tool_call_id in call_ids or None in call_ids:
+        return
+    known = sorted(i for i in call_ids if i is not None)
+    raise ValueError(
+        f"{where}: tool_call_id={m.tool_call_id!r} answers no tool call of an earlier AIMessage "
+        f"(calls so far: {known or 'none'})"
+    )
+
+
+def _check_encodable(d: dict, where: str) -> None:
+    """Text that is not valid Unicode (a lone surrogate such as '\\ud800') cannot be tokenized."""
+    text = d["content"] + json.dumps(d.get("tool_calls", []), ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = text[err.start : err.end]
+        raise ValueError(
+            f"{where}, role {d['role']!r}: the text holds {bad!r}, which is not "
+            "valid Unicode (a lone surrogate) and cannot be tokenized; remove it or decode the source "
+            "text with errors='replace'"
+        ) from None
+
+
+def _chat_dict(m: BaseMessage, where: str) -> dict:
+    if isinstance(m, SystemMessage):
+        d = {"role": "system", "content": _text(m.content, where)}
+    elif isinstance(m, HumanMessage):
+        d = {"role": "user", "content": _text(m.content, where)}
+    elif isinstance(m, AIMessage):
+        d = {"role": "assistant", "content": _text(m.content, where)}
+        calls = [{"id": c.get("id"), "name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
+        calls += [_invalid_as_call(c) for c in m.invalid_tool_calls]
+        if calls:
+            d["tool_calls"] = calls
+    elif isinstance(m, ToolMessage):
+        d = {"role": "tool", "content": _text(m.content, where), "tool_call_id": m.tool_call_id}
+        if m.name:
+            d["name"] = m.name
+        if m.status == "error":
+            d["content"] = f"Error: {d['content']}"
+    elif isinstance(m, FunctionMessage):
+        d = {"role": "tool", "content": _text(m.content, where), "name": m.name}
+    elif isinstance(m, ChatMessage):
+        d = {"role": m.role, "content": _text(m.content, where)}
+    else:
+        raise ValueError(f"{where}: message type {type(m).__name__} is not supported")
+    if m.name and d["role"] != "tool":
+        d["name"] = m.name
+    return d
 
 
 def _invalid_as_call(call: dict) -> dict:

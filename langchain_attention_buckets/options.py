@@ -2,8 +2,8 @@
 
 Owns ``CallOptions`` (frozen) and every check of a per-call setting: sampling
 (``SamplingParams``), ``max_tokens``, ``stop``, ``aggregation``, ``logit_bias``,
-tools and tool choice, ``response_format``, and the warning for options this
-model ignores. The chat model builds ``CallOptions.from_fields`` at construction
+tools and tool choice, ``response_format``, and the error for an option this
+model does not know (with the nearest one it does). The chat model builds ``CallOptions.from_fields`` at construction
 and ``merged`` once per call (the langchain-ollama ``_chat_params`` pattern).
 Imports ``sampling``, ``merge``, ``tool_choice`` and ``grammar_select``; never the
 engine or LangChain.
@@ -11,7 +11,6 @@ engine or LangChain.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,7 +40,46 @@ CALL_OPTIONS = frozenset(
         "repetition_penalty",
     }
 )
-"""The call options the chat model reads; any other is ignored with a warning."""
+"""The call options the chat model reads."""
+
+LANGCHAIN_OPTIONS = frozenset({"stream", "structured_output_format"})
+"""Options LangChain itself may pass with a call (``invoke(..., stream=True)`` decides streaming;
+``structured_output_format`` is the older name of ``ls_structured_output_format``): accepted, not
+read. Any option outside these and ``CALL_OPTIONS`` is an error, as an API server would answer."""
+
+_NUMBERS = ("temperature", "top_p", "top_k", "seed", "repetition_penalty", "max_tokens", "speculative_tokens")
+
+
+def check_not_bool(name: str, value) -> None:
+    """bool is an int subclass: ``temperature=True`` is a bug, not 1.0."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name}={value!r}: a boolean is not a number; give a number (or None for the default)")
+
+
+def nearest(name: str, allowed) -> str:
+    """" (did you mean 'x'?)" for the allowed name closest to ``name``, or ""."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(allowed), n=1, cutoff=0.6)
+    if not close:  # max_new_tokens -> max_tokens: the shared words count more than the letters
+        words = set(name.split("_"))
+        scored = [(len(words & set(a.split("_"))), a) for a in allowed if "_" in a or a in words]
+        best = max(scored, default=(0, ""))
+        close = [best[1]] if best[0] else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_call_options(kwargs: Mapping[str, Any]) -> None:
+    """ValueError for a call option this model does not know, naming it and the nearest known one."""
+    unknown = sorted(set(kwargs) - CALL_OPTIONS - LANGCHAIN_OPTIONS)
+    if unknown:
+        name = unknown[0]
+        raise ValueError(
+            f"unknown call option {name!r}{nearest(name, CALL_OPTIONS)}; the options a call reads: "
+            f"{', '.join(sorted(CALL_OPTIONS - {'ls_structured_output_format'}))}"
+        )
+    for name in _NUMBERS:
+        check_not_bool(name, kwargs.get(name))
 
 _SAMPLING = ("temperature", "top_k", "top_p", "seed", "repetition_penalty")
 
@@ -65,6 +103,8 @@ class CallOptions:
     @classmethod
     def from_fields(cls, llm: Any) -> CallOptions:
         """The defaults of every call: the chat model's fields, checked (ValueError names the bad one)."""
+        for name in _NUMBERS:
+            check_not_bool(name, getattr(llm, name))
         sampling = SamplingParams(*(getattr(llm, name) for name in _SAMPLING))
         check_max_tokens(llm.max_tokens)
         if not isinstance(llm.speculative_tokens, int) or llm.speculative_tokens < 0:
@@ -82,11 +122,9 @@ class CallOptions:
     def merged(self, kwargs: Mapping[str, Any], stop: list[str] | None = None) -> CallOptions:
         """These options overridden by one call's ``stop`` and keyword options, checked.
 
-        Options this model does not read are ignored with a warning.
+        An option this model does not know is a ValueError naming it (see ``check_call_options``).
         """
-        unknown = set(kwargs) - CALL_OPTIONS
-        if unknown:
-            warnings.warn(f"ignored call options {sorted(unknown)}", stacklevel=4)
+        check_call_options(kwargs)
         tools = tuple(kwargs.get("tools") or ())
         choice = normalize_tool_choice(kwargs.get("tool_choice"), [t["function"]["name"] for t in tools])
         response_format = check_response_format(kwargs.get("response_format"))
@@ -115,7 +153,8 @@ class CallOptions:
         out = []
         for token, value in self.logit_bias.items():
             token = int(token)
-            if not 0 <= token < vocab_size or not isinstance(value, (int, float)) or value != value:
+            bad = isinstance(value, bool) or not isinstance(value, (int, float)) or value != value
+            if not 0 <= token < vocab_size or bad:
                 raise ValueError(f"logit_bias entry {token!r}: {value!r} needs a token id in [0, {vocab_size}) and a number")
             out.append((token, float(value)))
         return tuple(out)

@@ -3,7 +3,7 @@
 Owns ``ContextLengthError``, ``MemoryBudgetError``, ``MemoryEstimate`` and the checks that
 ``Engine.check`` runs before a request is queued, and ``free_memory`` (the device's).
 
-May import: ``loading`` (the loaded model's sizes), ``merge`` and ``sampling`` (their value
+May import: langchain-core's exception types, ``loading`` (the loaded model's sizes), ``merge`` and ``sampling`` (their value
 checks), ``engine.request``.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from langchain_core.exceptions import ContextOverflowError  # the one LangChain type the engine raises
 
 from ..loading import LoadedModel
 from ..merge import validate_aggregation
@@ -21,8 +22,13 @@ from .request import Request
 GIB = 1024**3
 
 
-class ContextLengthError(ValueError):
-    """A prompt plus max_tokens does not fit the model's context window."""
+class ContextLengthError(ValueError, ContextOverflowError):
+    """A prompt plus max_tokens does not fit the model's context window.
+
+    Also langchain-core's ``ContextOverflowError``, so LangChain's own handling (the
+    summarization middleware's retry with a shorter prompt, ``except ContextOverflowError``
+    in user code) catches it like any provider's overflow; still a ValueError, as before.
+    """
 
 
 class MemoryBudgetError(ValueError):
