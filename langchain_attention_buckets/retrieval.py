@@ -114,8 +114,10 @@ class ToolRetriever:
         k: tools per request when no token budget is set. Default 5.
         token_budget: select as many tools (most similar first) as fit this many tokens of
             documentation instead of a fixed k. Default None.
-        count_tokens: how to count tokens for the budget (e.g. a tokenizer's ``len(encode(text))``).
-            Default: characters / 4.
+        count_tokens: how to count tokens for the budget: the chat model the tools go to (its
+            ``get_num_tokens``, e.g. ``ChatAttentionBuckets``: the model's own tokenizer), a
+            tokenizer (its ``encode``), or a function text -> count. Default: characters / 4, a
+            rough stand-in for English text under BPE tokenizers (JSON schemas run nearer 3).
         order: "retrieval" (default), "reversed" or "long_context".
         split: retrieve for each clause of a request that asks for several things ("look up X, then
             convert Y and add Z") and interleave the clauses' best tools. Default True.
@@ -131,7 +133,7 @@ class ToolRetriever:
         vectorstore: VectorStore | None = None,
         k: int = 5,
         token_budget: int | None = None,
-        count_tokens: Callable[[str], int] | None = None,
+        count_tokens: Callable[[str], int] | Any | None = None,
         order: Order = "retrieval",
         split: bool = True,
         cache_path: str | Path | None = None,
@@ -150,7 +152,7 @@ class ToolRetriever:
         self.by_name = dict(zip(names, self.tools))
         self.spec_by_name = dict(zip(names, self.specs))
         self.k, self.token_budget, self.order, self.split = k, token_budget, order, split
-        self.count_tokens = count_tokens or (lambda text: max(1, len(text) // 4))
+        self.count_tokens = token_counter(count_tokens)
         self.embeddings = embeddings or MiniLMEmbeddings()
         self.vectorstore = vectorstore if vectorstore is not None else InMemoryVectorStore(self.embeddings)
         self._index(Path(cache_path) if cache_path else None)
@@ -253,6 +255,25 @@ class ToolRetriever:
 
 
 _CLAUSE_BREAK = re.compile(r"(?:[.;!?]\s+|,?\s+(?:and\s+)?then\s+|,\s+and\s+|\s+and\s+also\s+|,\s+(?=(?:convert|compute|calculate|find|look|get|add|check|list|send|tell|show|translate|book|create|count)\b))", re.I)
+
+
+def token_counter(counter: Any) -> Callable[[str], int]:
+    """text -> tokens, from a language model, a tokenizer, a function, or None (characters / 4)."""
+    if counter is None:
+        return lambda text: max(1, len(text) // 4)
+    if hasattr(counter, "get_num_tokens"):  # a LangChain model: its own tokenizer
+        return counter.get_num_tokens
+    if hasattr(counter, "encode"):  # a tokenizer (Hugging Face or tiktoken)
+        try:
+            counter.encode("x", add_special_tokens=False)
+            return lambda text: len(counter.encode(text, add_special_tokens=False))
+        except TypeError:
+            return lambda text: len(counter.encode(text))
+    if callable(counter):
+        return counter
+    raise ValueError(
+        f"count_tokens={counter!r} is not allowed; give a chat model, a tokenizer, a function text -> int or None"
+    )
 
 
 def split_request(text: str) -> list[str]:

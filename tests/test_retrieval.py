@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 
 from langchain_attention_buckets import ChatAttentionBuckets
 from langchain_attention_buckets.rag import cited, format_documents, load_markdown_folder, rag_chain
-from langchain_attention_buckets.retrieval import ToolRetriever, query_of, reorder, split_request
+from langchain_attention_buckets.retrieval import ToolRetriever, query_of, reorder, split_request, tool_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -91,6 +92,18 @@ def test_token_budget_selects_as_many_as_fit():
     assert len(r.select_names("order")) == 1  # at least one, even over budget
     big = ToolRetriever(CATALOG, embeddings=KeywordEmbeddings(), token_budget=10**6)
     assert len(big.select_names("order")) == len(CATALOG)
+
+
+def test_token_budget_counts_in_the_models_tokens(tiny_chat_dir):
+    llm = ChatAttentionBuckets(model=tiny_chat_dir)
+    tok = llm.tokenizer()
+    doc = json.dumps(tool_spec(get_order), ensure_ascii=False)
+    by_model = ToolRetriever(CATALOG, embeddings=KeywordEmbeddings(), token_budget=100, count_tokens=llm)
+    by_tokenizer = ToolRetriever(CATALOG, embeddings=KeywordEmbeddings(), token_budget=100, count_tokens=tok)
+    assert by_model.count_tokens(doc) == by_tokenizer.count_tokens(doc) == len(tok.encode(doc, add_special_tokens=False))
+    assert ToolRetriever(CATALOG, embeddings=KeywordEmbeddings()).count_tokens(doc) == len(doc) // 4  # the fallback
+    with pytest.raises(ValueError, match="count_tokens=3"):
+        ToolRetriever(CATALOG, embeddings=KeywordEmbeddings(), count_tokens=3)
 
 
 def test_clauses_are_retrieved_one_by_one():
