@@ -30,6 +30,7 @@ import asyncio
 import json
 import re
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -84,6 +85,9 @@ _NUMBER_FIELDS = (
     "bases", "n_buckets", "temperature", "max_tokens", "top_p", "top_k", "seed", "repetition_penalty",
     "speculative_tokens", "prefix_cache_bytes",
 )
+# LangChain's standard parameters for remote models (init_chat_model and the standard tests pass
+# them to every provider): accepted so that provider-agnostic code runs, ignored with a warning.
+_REMOTE_ONLY = ("timeout", "max_retries", "api_key", "base_url")
 # A tool name as OpenAI's API accepts it (the name is written into the prompt and the grammar).
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -197,6 +201,10 @@ class ChatAttentionBuckets(BaseChatModel):
         """Unknown keyword arguments and booleans given for numbers are errors, not silently dropped."""
         if not isinstance(values, dict):
             return values
+        remote = [k for k in _REMOTE_ONLY if k in values]
+        if remote:
+            values = {k: v for k, v in values.items() if k not in remote}
+            warnings.warn(f"{', '.join(remote)}: no use for a local model; ignored", stacklevel=4)
         known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -384,7 +392,7 @@ class ChatAttentionBuckets(BaseChatModel):
             strict: passed to the OpenAI-format conversion.
             **kwargs: bound as call options (e.g. ``response_format`` from ``create_agent``).
         """
-        formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
+        formatted = _one_per_name([convert_to_openai_tool(t, strict=strict) for t in tools])
         names = [t["function"]["name"] for t in formatted]
         self._check_tools(formatted)
         normalize_tool_choice(tool_choice, names)  # raises on bad values
@@ -610,6 +618,36 @@ class ChatAttentionBuckets(BaseChatModel):
             return False
         handlers = run_manager.handlers if run_manager else []
         return bool(kwargs.get("stream")) or any(isinstance(h, _StreamingCallbackHandler) for h in handlers)
+
+
+def _one_per_name(tools: list[dict]) -> list[dict]:
+    """The tools with a repeat of the same tool dropped (a pydantic model and its JSON schema differ
+    only in titles); two different tools with one name stay, for the unique-name check to refuse."""
+    out, seen = [], {}
+    for tool in tools:
+        fn = tool.get("function") or {}
+        given = {k: v for k, v in fn.items() if v not in ("", None)}  # no description == empty one
+        key = json.dumps(_without_titles(given), sort_keys=True, default=str)
+        if seen.get(fn.get("name")) == key:
+            continue
+        seen.setdefault(fn.get("name"), key)
+        out.append(tool)
+    return out
+
+
+def _without_titles(node: Any) -> Any:
+    """A schema without its "title" annotations (property names called "title" are kept)."""
+    if isinstance(node, list):
+        return [_without_titles(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            out[key] = {name: _without_titles(v) for name, v in value.items()}
+        elif key != "title":
+            out[key] = _without_titles(value)
+    return out
 
 
 def _prompt_ids(tokenizer, messages: list[BaseMessage], options: CallOptions, check_tool_call_ids: bool = True) -> list[int]:

@@ -151,7 +151,7 @@ def test_load_model_says_a_path_is_missing_too():
 
 def test_bind_tools_refuses_duplicate_names(llm):
     with pytest.raises(ValueError, match="repeated: echo"):
-        llm.bind_tools([echo_tool("echo"), echo_tool("echo")])
+        llm.bind_tools([echo_tool("echo"), echo_tool("echo", {"type": "object", "properties": {"n": {"type": "integer"}}})])
 
 
 @pytest.mark.parametrize("name", ["my tool", "x" * 65, "wetter.heute", ""])
@@ -278,3 +278,17 @@ def test_trim_messages_counts_with_the_model(llm):
     assert llm.get_num_tokens_from_messages(trimmed) <= 150
     partial = [ToolMessage("3", tool_call_id="c1"), HumanMessage("thanks")]  # a slice: its call was cut
     assert llm.get_num_tokens_from_messages(partial) > 0
+
+
+def test_the_same_tool_twice_is_one_tool(llm):
+    """A pydantic model and its JSON schema (LangChain's standard unit suite binds both) differ in titles only."""
+    bound = llm.bind_tools([Person, Person.model_json_schema()])
+    assert [t["function"]["name"] for t in bound.kwargs["tools"]] == ["Person"]
+    other = echo_tool("Person", {"type": "object", "properties": {"other": {"type": "string"}}})
+    with pytest.raises(ValueError, match="repeated: Person"):
+        llm.bind_tools([Person, other])
+
+
+def test_langchains_remote_parameters_are_ignored_with_a_warning():
+    with pytest.warns(UserWarning, match="timeout, max_retries, api_key: no use for a local model"):
+        ChatAttentionBuckets(timeout=60, max_retries=2, api_key="x")
