@@ -528,7 +528,9 @@ class ChatAttentionBuckets(BaseChatModel):
         engine = get_engine(loaded, self.prefix_cache_bytes)
         tools, choice, response_format = options.tools, options.choice, options.response_format
         parallel = options.parallel_tool_calls
-        constraint = call_constraint(loaded, tools, choice, parallel, response_format, self.constrained_decoding)
+        constraint = call_constraint(
+            loaded, tools, choice, parallel, response_format, self.constrained_decoding, options.max_tokens
+        )
         bases = self.resolved_bases(options.model)
         request = Request(
             prompt=tuple(_prompt_ids(loaded.tokenizer, messages, options)),

@@ -42,14 +42,30 @@ def response_schema(response_format: dict) -> dict:
 
 
 def call_constraint(
-    loaded: LoadedModel, tools, choice: Choice, parallel: bool, response_format: dict | None, constrained: bool
+    loaded: LoadedModel,
+    tools,
+    choice: Choice,
+    parallel: bool,
+    response_format: dict | None,
+    constrained: bool,
+    max_tokens: int | None = None,
 ) -> TokenConstraint | None:
     """The grammar of this call, or None when the output is free.
 
     Forced tool choice: calls only. Otherwise a response format makes the answer JSON (or, with
     tools and "auto", calls or JSON). "none" never lets a call through, even without constrained
-    decoding. "auto" constrains a call once it opens.
+    decoding. "auto" constrains a call once it opens. The grammar keeps its output complete
+    within ``max_tokens`` (see ``constrain.closing``).
+
+    Raises:
+        ValueError: ``max_tokens`` is below the fewest tokens of a complete output (forced
+            calls, structured output); the message names the minimum.
     """
+    constraint = _grammar(loaded, tools, choice, parallel, response_format, constrained)
+    return None if constraint is None else constraint.limit(max_tokens)
+
+
+def _grammar(loaded: LoadedModel, tools, choice: Choice, parallel: bool, response_format: dict | None, constrained: bool):
     compiler = compiler_for(loaded.tokenizer, vocab_size=loaded.vocab_size, stop_token_ids=sorted(loaded.eos_token_ids))
     forced = tools and choice.kind in ("required", "named")
     if forced and constrained:

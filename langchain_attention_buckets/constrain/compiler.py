@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
+from .closing import Steering, TokenTable
 from .grammar import (
     JSON_STYLE,
     ToolChoiceMode,
@@ -74,15 +75,49 @@ def _has_triton() -> bool:
 class GrammarConstraint:
     """One request's grammar state: an xgrammar matcher over a shared compiled grammar.
 
-    Implements `sampling.TokenConstraint`. Not thread-safe; one per generation.
+    Implements `sampling.TokenConstraint`. Not thread-safe; one per generation. With a
+    token table (the compiler always gives one) it also steers: degenerate repetition in
+    strings and arrays is closed, and after `limit(max_tokens)` the output is complete
+    within the budget (see `closing`).
     """
 
-    def __init__(self, compiled: xgrammar.CompiledGrammar, vocab_size: int) -> None:
+    def __init__(
+        self, compiled: xgrammar.CompiledGrammar, vocab_size: int, table: TokenTable | None = None, label: str = "output"
+    ) -> None:
         xgr = _xgr()
         self._matcher = xgr.GrammarMatcher(compiled)
         self._vocab_size = vocab_size
         self._set_bitmask(xgr.allocate_token_bitmask(1, vocab_size))  # (1, ceil(V/32)) int32, CPU
         self._device_bitmask: torch.Tensor | None = None
+        self.label = label
+        self._steer = None if table is None else Steering(self._matcher, table, self._bitmask, None)
+
+    def limit(self, max_tokens: int | None) -> GrammarConstraint:
+        """Keep the output complete and valid within `max_tokens` tokens; returns self.
+
+        Raises:
+            ValueError: `max_tokens` is below the fewest tokens of a complete output (the
+                message names that minimum and the shortest output).
+        """
+        if self._steer is None or max_tokens is None:
+            return self
+        shortest = self.shortest()
+        if shortest is not None and max_tokens < shortest[0]:
+            n, text = shortest
+            raise ValueError(
+                f"max_tokens={max_tokens} is below {n}, the fewest tokens {self.label} takes "
+                f"(the shortest is {text!r}); use max_tokens >= {n}"
+            )
+        self._steer.max_tokens = max_tokens
+        return self
+
+    def shortest(self) -> tuple[int, str] | None:
+        """(tokens, text) of the shortest completion found from the current state, or None."""
+        plan = None if self._steer is None else self._steer.plan()
+        if plan is None:
+            return None
+        text = b"".join(self._steer.table.bytes[t] for t in plan)
+        return len(plan), text.decode("utf-8", errors="replace")
 
     def apply_mask(self, logits: torch.Tensor) -> bool:
         """Set the logits of tokens the grammar forbids now to -inf, in place.
@@ -97,6 +132,17 @@ class GrammarConstraint:
         """
         if logits.dim() != 1:
             raise ValueError(f"apply_mask takes one logits row (1-D), got shape {tuple(logits.shape)}")
+        if not self._apply_grammar(logits):
+            return False
+        keep = None if self._steer is None else self._steer.restrict(logits)
+        if keep is not None:
+            idx = torch.tensor(keep, device=logits.device)
+            kept = logits[idx].nan_to_num(neginf=0.0)  # a forced token the model ruled out still wins
+            logits.fill_(-math.inf)
+            logits[idx] = kept
+        return True
+
+    def _apply_grammar(self, logits: torch.Tensor) -> bool:
         if self._matcher.is_terminated():
             logits.fill_(-math.inf)
             return False
@@ -125,6 +171,8 @@ class GrammarConstraint:
             raise ValueError(f"token {token_id} after the grammar terminated")
         if not self._matcher.accept_token(int(token_id)):
             raise ValueError(f"token {token_id} is not allowed by the grammar at this point")
+        if self._steer is not None:
+            self._steer.accepted(int(token_id))
 
     def is_terminated(self) -> bool:
         """True once a stop token was accepted."""
@@ -185,6 +233,7 @@ class ConstraintCompiler:
         self._cache_size = cache_size
         self._hits = self._misses = 0
         self._lock = threading.Lock()
+        self._table: TokenTable | None = None
 
     @classmethod
     def from_tokenizer(
@@ -246,7 +295,8 @@ class ConstraintCompiler:
         specs, mode, parallel = plan_tool_calls(tools, mode, allowed, parallel)
         # Only what shapes the grammar goes in the key (no descriptions).
         spec = {"kind": "tool_calls", "mode": mode, "parallel": parallel, "tools": specs}
-        return self._constraint(spec, lambda: self._compile_structural(tool_calls_format(specs, mode, parallel)))
+        label = "the output" if mode != "forced" else f"a call of {specs[0][0]}" if len(specs) == 1 else "a tool call"
+        return self._constraint(spec, lambda: self._compile_structural(tool_calls_format(specs, mode, parallel)), label)
 
     def tool_calls_or_json(
         self,
@@ -273,7 +323,7 @@ class ConstraintCompiler:
         def build():
             return self._compile_structural(tool_calls_or_json_format(specs, schema, owner, parallel))
 
-        return self._constraint(spec, build)
+        return self._constraint(spec, build, "a tool call or an answer")
 
     def json_schema(self, schema: dict | bool) -> GrammarConstraint:
         """A constraint whose output is one JSON value valid under `schema` (compact form).
@@ -293,12 +343,13 @@ class ConstraintCompiler:
             except (RuntimeError, ValueError) as err:
                 raise compile_error(owner, err) from None
 
-        return self._constraint({"kind": "json_schema", "schema": schema}, build)
+        return self._constraint({"kind": "json_schema", "schema": schema}, build, f"a value of {owner}")
 
     def json_object(self) -> GrammarConstraint:
         """A constraint whose output is any JSON object (JSON mode)."""
         schema = {"type": "object"}
-        return self._constraint({"kind": "json_object"}, lambda: self._xgc.compile_json_schema(schema, **JSON_STYLE))
+        build = lambda: self._xgc.compile_json_schema(schema, **JSON_STYLE)  # noqa: E731
+        return self._constraint({"kind": "json_object"}, build, "a JSON object")
 
     def cache_info(self) -> CacheInfo:
         """Hits, misses and size of the compiled-grammar cache."""
@@ -311,7 +362,14 @@ class ConstraintCompiler:
         except (RuntimeError, ValueError) as err:
             raise compile_error("tool calls", err) from None
 
-    def _constraint(self, spec: dict, build: Callable[[], Any]) -> GrammarConstraint:
+    def token_table(self) -> TokenTable:
+        """The bytes of every token (built on first use; the budget and repetition control read it)."""
+        with self._lock:
+            if self._table is None:
+                self._table = TokenTable(self.tokenizer_info.decoded_vocab, self.stop_token_ids)
+            return self._table
+
+    def _constraint(self, spec: dict, build: Callable[[], Any], label: str) -> GrammarConstraint:
         key = json.dumps(spec, separators=(",", ":"))
         with self._lock:
             compiled = self._cache.get(key)
@@ -327,7 +385,7 @@ class ConstraintCompiler:
                 self._cache.move_to_end(key)
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        return GrammarConstraint(compiled, self.vocab_size)
+        return GrammarConstraint(compiled, self.vocab_size, self.token_table(), label)
 
 
 def _stop_ids(tokenizer: Any, stop_token_ids: int | list[int] | None) -> list[int]:
