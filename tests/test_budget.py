@@ -17,20 +17,19 @@ import torch
 xgr = pytest.importorskip("xgrammar")
 jsonschema = pytest.importorskip("jsonschema")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_constrain import object_schemas, parse_calls, validate
 
-from langchain_attention_buckets.constrain import ConstraintCompiler, compiler_for  # noqa: E402
-from langchain_attention_buckets.constrain.closing import (  # noqa: E402
+from langchain_attention_buckets.constrain import ConstraintCompiler, compiler_for
+from langchain_attention_buckets.constrain.closing import (
     JsonScanner,
     TokenTable,
     items_loop,
     repetition_closer,
     string_loops,
 )
-from langchain_attention_buckets.tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN  # noqa: E402
-
-from test_constrain import object_schemas, parse_calls, validate  # noqa: E402
+from langchain_attention_buckets.tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 SMOL_VOCAB, SMOL_EOS = 49152, 2
 JOKE = {
@@ -152,7 +151,7 @@ def test_below_the_minimum_fails_before_generating_naming_it(smol):
 
 def test_the_shortest_call_picks_the_tool_with_the_shortest_arguments(smol):
     long = {"type": "function", "function": {"name": "a", "parameters": JOKE}}
-    n, text = smol.tool_calls([long, CITIES], mode="forced").shortest()
+    _n, text = smol.tool_calls([long, CITIES], mode="forced").shortest()
     assert '"name": "get_weather"' in text
 
 
@@ -185,7 +184,7 @@ def test_a_repeated_city_ends_the_array(smol, smol_tokenizer):
     ids = smol_tokenizer.encode(prefix, add_special_tokens=False)
     g = smol.tool_calls([CITIES], mode="forced", parallel=False).limit(160)
     text, finish = drive(g, ids + ids[-4:] * 50, 160, SMOL_VOCAB, SMOL_EOS)
-    ((name, args),) = parse_calls(text.decode())
+    ((_name, args),) = parse_calls(text.decode())
     assert args == {"cities": ["Paris", "Paris"]} and finish == "stop"
 
 
@@ -234,7 +233,7 @@ def test_every_forced_call_within_a_tiny_budget_validates(smol):
         g = smol.tool_calls(tools, mode="forced", parallel=False)
         budget = g.shortest()[0] + extra
         text, _ = drive(g.limit(budget), [], budget, SMOL_VOCAB, SMOL_EOS, seed=seed, noise=4.0)
-        ((name, args),) = parse_calls(text.decode())
+        ((_name, args),) = parse_calls(text.decode())
         validate(args, params)
 
     run()

@@ -348,7 +348,7 @@ class ConstraintCompiler:
     def json_object(self) -> GrammarConstraint:
         """A constraint whose output is any JSON object (JSON mode)."""
         schema = {"type": "object"}
-        build = lambda: self._xgc.compile_json_schema(schema, **JSON_STYLE)  # noqa: E731
+        build = lambda: self._xgc.compile_json_schema(schema, **JSON_STYLE)
         return self._constraint({"kind": "json_object"}, build, "a JSON object")
 
     def cache_info(self) -> CacheInfo:
