@@ -21,13 +21,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from langchain_core.messages import HumanMessage  # noqa: E402
 from tool_catalog import build_catalog, load_requests  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from langchain_attention_buckets import ChatAttentionBuckets  # noqa: E402
-import numpy as np  # noqa: E402
-
 from langchain_attention_buckets.bench.stats import bootstrap_indices, compare, summarize  # noqa: E402
 from langchain_attention_buckets.retrieval import ORDERS, ToolRetriever  # noqa: E402
 

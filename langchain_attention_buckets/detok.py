@@ -52,7 +52,8 @@ class IncrementalDetokenizer:
         """At the end of generation: the held-back text (not a stop string after all)."""
         if self.stopped:
             return ""
-        tail = self._decode(self.ids[self._prefix_offset :])[len(self._decode(self.ids[self._prefix_offset : self._read_offset])) :]
+        known = len(self._decode(self.ids[self._prefix_offset : self._read_offset]))
+        tail = self._decode(self.ids[self._prefix_offset :])[known:]
         out, self._held = self._held + tail, ""
         self._prefix_offset = self._read_offset = len(self.ids)
         return self._emit(out)

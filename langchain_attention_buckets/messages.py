@@ -131,7 +131,8 @@ def _invalid_as_call(call: dict) -> dict:
         value = json.loads(args) if isinstance(args, str) else args
     except json.JSONDecodeError:
         value = args
-    return {"id": call.get("id"), "name": call.get("name") or "", "arguments": value if isinstance(value, dict) else {"_raw": value}}
+    arguments = value if isinstance(value, dict) else {"_raw": value}
+    return {"id": call.get("id"), "name": call.get("name") or "", "arguments": arguments}
 
 
 def _name_prefixes(messages: list[dict]) -> list[dict]:

@@ -248,7 +248,9 @@ def test_every_message_kind_renders_in_order():
         SystemMessage("sys two"),
         HumanMessage("hi", name="alice"),
         HumanMessage("again"),
-        AIMessage("", tool_calls=[{"name": "add", "args": {"a": 1, "b": 2}, "id": "c1"}, {"name": "add", "args": {}, "id": "c2"}]),
+        AIMessage(
+            "", tool_calls=[{"name": "add", "args": {"a": 1, "b": 2}, "id": "c1"}, {"name": "add", "args": {}, "id": "c2"}]
+        ),
         ToolMessage("3", tool_call_id="c1", name="add"),
         ToolMessage([{"type": "text", "text": "list content"}], tool_call_id="c2"),
     ]
@@ -360,8 +362,12 @@ def test_broken_output_becomes_invalid_tool_calls():
     """The assembly of chunks from text that does not parse (a model writing without a grammar)."""
     from langchain_attention_buckets.parse import ToolCallParser
 
-    call = _Call(engine=None, request=Request((1,), (1.0,)), parser=ToolCallParser({"add": add.args_schema.model_json_schema()}), model_name="m", bases=(1.0,))
-    text = 'ok <tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call><tool_call>{"name": "add", "arguments": {"a": </tool_call><tool_call>{"name": "sub"'
+    parser = ToolCallParser({"add": add.args_schema.model_json_schema()})
+    call = _Call(engine=None, request=Request((1,), (1.0,)), parser=parser, model_name="m", bases=(1.0,))
+    text = (
+        'ok <tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
+        '<tool_call>{"name": "add", "arguments": {"a": </tool_call><tool_call>{"name": "sub"'
+    )
     chunks = [call.chunk(TokenEvent(0, ch)) for ch in text]
     chunks.append(call.last(Result([], text, "length", 3, len(text))))
     msg = _collect(chunks).generations[0].message
@@ -397,7 +403,8 @@ def test_structured_output_typed_dict_and_json_schema(llm):
 
 
 def test_json_mode_gives_json(llm):
-    out = llm.with_structured_output(None or {"title": "any", "type": "object"}, method="json_mode").invoke("json please", max_tokens=60)
+    structured = llm.with_structured_output(None or {"title": "any", "type": "object"}, method="json_mode")
+    out = structured.invoke("json please", max_tokens=60)
     assert isinstance(out, dict)
 
 

@@ -91,7 +91,8 @@ def test_options_langchain_itself_passes_are_accepted(llm):
 
 
 @pytest.mark.parametrize(
-    "field", ["bases", "temperature", "top_k", "top_p", "n_buckets", "max_tokens", "seed", "repetition_penalty", "speculative_tokens"]
+    "field",
+    ["bases", "temperature", "top_k", "top_p", "n_buckets", "max_tokens", "seed", "repetition_penalty", "speculative_tokens"],
 )
 def test_a_boolean_is_not_a_number(field):
     with pytest.raises(ValueError, match=rf"{field}=True: a boolean is not a number"):
@@ -218,18 +219,49 @@ def test_summarization_middleware_retries_a_summary_that_overflows(llm):
 # ---- parse failures say why -----------------------------------------------------------------
 
 
-def test_function_calling_cut_by_max_tokens_gives_a_parsing_error(llm):
-    out = llm.with_structured_output(Person, method="function_calling", include_raw=True).invoke("Anna is 30", max_tokens=2)
+# With constrained decoding the grammar closes every call and object within max_tokens (and a
+# max_tokens below the shortest output is refused up front, test_budget.py); a cut call or object
+# comes only from free decoding.
+
+
+def _free(tiny_chat_dir):
+    return ChatAttentionBuckets(
+        model=tiny_chat_dir, dtype="float32", bases=TINY_BASES, logit_bias=CLOSING, constrained_decoding=False
+    )
+
+
+def test_function_calling_cut_by_max_tokens_gives_a_parsing_error(tiny_chat_dir):
+    structured = _free(tiny_chat_dir).with_structured_output(Person, method="function_calling", include_raw=True)
+    out = structured.invoke("Anna is 30", max_tokens=2)
     assert out["parsed"] is None
     assert "max_tokens reached before the call closed" in str(out["parsing_error"])
 
 
 @pytest.mark.parametrize("method", ["json_schema", "json_mode"])
-def test_json_cut_by_max_tokens_gives_a_parsing_error(llm, method):
+def test_json_cut_by_max_tokens_gives_a_parsing_error(tiny_chat_dir, method):
     schema = Person if method == "json_schema" else {"title": "P", "type": "object"}
-    out = llm.with_structured_output(schema, method=method, include_raw=True).invoke("Anna is 30", max_tokens=2)
+    out = _free(tiny_chat_dir).with_structured_output(schema, method=method, include_raw=True).invoke("Anna is 30", max_tokens=2)
     assert out["parsed"] is None
     assert "max_tokens reached before the JSON closed" in str(out["parsing_error"])
+
+
+@pytest.mark.parametrize(
+    ("calls", "finish", "why"),
+    [
+        ([{"name": "Person", "args": '{"name": "An', "id": "c1", "error": None}], "length", "max_tokens reached"),
+        ([{"name": "Person", "args": "{oops}", "id": "c1", "error": None}], "stop", "not a valid JSON object"),
+        ([], "stop", "no tool call in the output"),
+    ],
+)
+def test_structured_call_errors_say_why(calls, finish, why):
+    from langchain_core.exceptions import OutputParserException
+    from langchain_core.messages import AIMessage
+
+    from langchain_attention_buckets.chat_model import _parseable_call
+
+    raw = AIMessage("", invalid_tool_calls=calls, response_metadata={"finish_reason": finish})
+    with pytest.raises(OutputParserException, match=why):
+        _parseable_call(raw)
 
 
 # ---- token counting -------------------------------------------------------------------------

@@ -20,7 +20,9 @@ SMOL_TEMPLATE = (
 TOOLS_TEMPLATE = (
     "{% if tools %}TOOLS:{{ tools | tojson }}\n{% endif %}"
     "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] or '' }}"
-    "{% if m.tool_calls %}{% for c in m.tool_calls %}<call {{ c.function.name }} {{ c.function.arguments | tojson }}>{% endfor %}{% endif %}"
+    "{% if m.tool_calls %}{% for c in m.tool_calls %}"
+    "<call {{ c.function.name }} {{ c.function.arguments | tojson }}>"
+    "{% endfor %}{% endif %}"
     "\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
 )
 STRICT_TEMPLATE = (
@@ -156,7 +158,11 @@ def test_render_call_asks_for_the_format_in_the_system_turn_without_tools():
         (Choice("required"), None, "Answer by calling one of the functions."),
         (Choice("named", "get_weather"), None, "Answer by calling the function get_weather."),
         (Choice("none"), None, "Do not call a function now; answer in text."),
-        (Choice("auto"), {"type": "json_object"}, "When you give your final answer instead of calling a function, reply with a JSON object only."),
+        (
+            Choice("auto"),
+            {"type": "json_object"},
+            "When you give your final answer instead of calling a function, reply with a JSON object only.",
+        ),
     ],
 )
 def test_render_call_with_tools_adds_the_instruction_after_the_tools(choice, response_format, text):
@@ -202,7 +208,10 @@ def test_an_unclosed_call_is_invalid_and_kept():
 
 
 def test_streamed_parse_equals_whole_parse_for_every_split():
-    text = 'Hi <tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>\n<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call> done <tool'
+    text = (
+        'Hi <tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>\n'
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call> done <tool'
+    )
     whole = parse(text, SCHEMAS)
     for size in (1, 2, 3, 7, 13):
         parser = ToolCallParser(SCHEMAS)

@@ -284,15 +284,15 @@ def test_a_forced_call_streams_its_arguments_and_adds_up_to_invoke(llm):
     assert msg.tool_calls and without_ids(add_up(chunks)) == without_ids(msg)
 
 
-def test_a_call_cut_by_max_tokens_is_invalid_with_the_reason(llm):
-    bound = llm.bind_tools([add], tool_choice="any")
-    msg = bound.invoke("What is 2 + 3?", max_tokens=22)
+def test_a_call_cut_by_max_tokens_is_invalid_with_the_reason():
+    """A call cut by the budget (free decoding: with a grammar the call closes in time) is invalid
+    with its reason, the same in the collected message and in the summed stream."""
+    chunks = _cut_call_chunks()
+    msg = _collect(chunks).generations[0].message
     (bad,) = msg.invalid_tool_calls
     assert msg.tool_calls == [] and bad["error"].startswith("max_tokens reached before the call closed")
-    stream = None
-    for c in bound.stream("What is 2 + 3?", max_tokens=22):
-        stream = c if stream is None else stream + c
-    assert without_ids(stream)[:2] == without_ids(msg)[:2] and stream.invalid_tool_calls[0]["args"] == bad["args"]
+    stream = add_up([c.message for c in chunks])
+    assert stream.invalid_tool_calls[0]["args"] == bad["args"]
     assert list(stream.response_metadata["tool_call_errors"].values()) == [bad["error"]]
 
 
@@ -337,11 +337,20 @@ def test_stream_still_streams_by_default_and_streaming_false_turns_it_off(tiny_c
     assert len(list(ChatAttentionBuckets(**kw, streaming=False).stream("Tell me a story"))) == 1
 
 
-def test_streaming_true_invoke_keeps_the_reason_of_an_invalid_call(tiny_chat_dir):
+def _cut_call_chunks():
+    """The chunks of a forced call cut by max_tokens (free decoding: a grammar closes it in time)."""
+    parser = ToolCallParser({"add": add.args_schema.model_json_schema()})
+    call = _Call(engine=None, request=Request((1,), (1.0,)), parser=parser, model_name="m", bases=(1.0,))
+    text = '<tool_call>{"name": "add", "arguments": {"a": 2, "b'
+    return [call.chunk(TokenEvent(0, ch)) for ch in text] + [call.last(Result([], text, "length", 3, len(text)))]
+
+
+def test_streaming_true_invoke_keeps_the_reason_of_an_invalid_call(tiny_chat_dir, monkeypatch):
     llm = ChatAttentionBuckets(
         model=tiny_chat_dir, dtype="float32", bases=TINY_BASES, logit_bias=CLOSING, streaming=True
     )
-    msg = llm.bind_tools([add], tool_choice="any").invoke("What is 2 + 3?", max_tokens=22)
+    monkeypatch.setattr(ChatAttentionBuckets, "_stream", lambda self, *a, **k: iter(_cut_call_chunks()))
+    msg = llm.bind_tools([add], tool_choice="any").invoke("What is 2 + 3?", max_tokens=40)
     assert msg.invalid_tool_calls[0]["error"].startswith("max_tokens reached before the call closed")
 
 

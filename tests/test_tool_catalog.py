@@ -17,8 +17,7 @@ from langchain_core.tools import ToolException
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import tool_catalog  # noqa: E402
-from tool_catalog import _common, calendar_tools, database, inventory, make_shop_db  # noqa: E402
-from tool_catalog import currency, dates, math_tools, text, units  # noqa: E402
+from tool_catalog import _common, calendar_tools, currency, database, dates, inventory, make_shop_db, math_tools, text, units  # noqa: E402  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +193,8 @@ def test_currency_uses_the_fixed_snapshot(tools):
     assert out == {"amount": 100, "from_currency": "USD", "to_currency": "EUR", "rate": 0.9335,
                    "converted": 93.35, "rates_date": snapshot["as_of"]}
     # cross rate through USD: 1 GBP = JPY/GBP
-    assert call(tools, "get_exchange_rate", base_currency="GBP", quote_currency="JPY")["rate"] == pytest.approx(160.88 / 0.7909, rel=1e-6)
+    rate = call(tools, "get_exchange_rate", base_currency="GBP", quote_currency="JPY")["rate"]
+    assert rate == pytest.approx(160.88 / 0.7909, rel=1e-6)
     many = call(tools, "convert_currency_to_many", amount=1000, from_currency="USD", to_currencies=["EUR", "JPY"])
     assert many["converted"] == {"EUR": 933.5, "JPY": 160880.0}
     fee = call(tools, "convert_price_with_card_fee", amount=100, from_currency="USD", to_currency="USD", fee_percent=3)
@@ -206,7 +206,9 @@ def test_currency_uses_the_fixed_snapshot(tools):
 def test_dates_and_time_zones(tools):
     tokyo = call(tools, "convert_timezone", datetime="2024-03-14T18:45:00Z", to_timezone="Asia/Tokyo")
     assert tokyo["datetime"] == "2024-03-15T03:45:00+09:00" and tokyo["weekday"] == "Friday"
-    naive = call(tools, "convert_timezone", datetime="2024-05-02 09:30", from_timezone="America/New_York", to_timezone="Europe/Berlin")
+    naive = call(
+        tools, "convert_timezone", datetime="2024-05-02 09:30", from_timezone="America/New_York", to_timezone="Europe/Berlin"
+    )
     assert naive["time"] == "15:30"
     # 01:30 + 1h on the spring-forward night in New York is 03:30 EDT
     jump = call(tools, "add_time_to_datetime", datetime="2024-03-10T01:30:00", hours=1, timezone="America/New_York")

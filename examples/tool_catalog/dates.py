@@ -10,8 +10,8 @@ package, and a missing database is reported as such.
 from __future__ import annotations
 
 import calendar
-import re
 import datetime as dtm
+import re
 from typing import Literal
 
 from langchain_core.tools import ToolException

@@ -380,7 +380,9 @@ class Steering:
         repetition: stop degenerate repetition inside strings and arrays.
     """
 
-    def __init__(self, matcher: Any, table: TokenTable, bitmask: torch.Tensor, max_tokens: int | None, repetition: bool = True) -> None:
+    def __init__(
+        self, matcher: Any, table: TokenTable, bitmask: torch.Tensor, max_tokens: int | None, repetition: bool = True
+    ) -> None:
         self.m, self.table, self.max_tokens, self.repetition = matcher, table, max_tokens, repetition
         self._bitmask = bitmask.clone()  # the walks' own scratch bitmask
         self.scan = JsonScanner()
