@@ -179,6 +179,15 @@ class ChatAttentionBuckets(BaseChatModel):
     prefix_cache: bool = True
     """Reuse the keys/values of a prompt prefix seen in an earlier call. Default True."""
 
+    deterministic: bool = False
+    """Same greedy tokens (and seeded samples) bit for bit whether the prompt's prefix came from
+    the prefix cache or not, alone or with other calls in flight (threads or asyncio tasks),
+    whatever ``speculative_tokens`` is. Costs speed: each call runs alone (no batching with
+    other calls), is prefilled in 64-token blocks and reuses only whole cached blocks, and
+    decodes one token per pass (see docs/performance.md). Default False: outputs then equal
+    a lone uncached call's up to floating-point rounding, so a greedy pick can flip on a
+    near-tie."""
+
     prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES
     """Memory bound of the prefix cache, in bytes (shared by all users of the model). Default 2 GiB."""
 
@@ -543,6 +552,7 @@ class ChatAttentionBuckets(BaseChatModel):
             prefix_cache=self.prefix_cache,
             logit_bias=options.bias(loaded.vocab_size),
             speculative_tokens=options.speculative_tokens,
+            deterministic=self.deterministic,
         )
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
         parser = ToolCallParser(schemas) if tools and choice.kind != "none" else None

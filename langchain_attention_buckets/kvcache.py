@@ -143,14 +143,21 @@ class _Entry:
     tokens: np.ndarray  # (n,) int64
     kv: list[KV]  # per layer: (n_buckets, kv_heads, n, head_dim)
     nbytes: int
+    exact: int = 0  # leading positions computed by aligned, lone prefill passes (reusable bit for bit)
 
 
 class PrefixCache:
     """Keys and values of recent token sequences, per base set, bounded in bytes (LRU).
 
     Exactness: a prefix's keys and values depend only on the prefix tokens, the
-    weights and the row's base, so reusing them gives the same result as
-    recomputing them (up to floating-point summation order).
+    weights and the row's base, but their rounding depends on the shapes of the forward
+    passes that computed them (a matrix product's rows round differently with the number
+    of rows; a position computed inside a 33-token prefill differs in the last bits from
+    the same position fed alone). Reusing any prefix is therefore exact only up to
+    rounding. Bit-exact reuse needs the prefix to have been computed exactly as a fresh
+    request would compute it: each entry records how many leading positions (``exact``)
+    came from prefill passes of whole blocks aligned to absolute positions, run for one
+    request alone; a lookup with ``block`` reuses only those, in whole blocks.
     """
 
     def __init__(self, max_bytes: int):
@@ -174,9 +181,12 @@ class PrefixCache:
             self._entries.clear()
 
     def lookup_with_continuation(
-        self, key: Hashable, tokens: Sequence[int], limit: int
+        self, key: Hashable, tokens: Sequence[int], limit: int, block: int = 0
     ) -> tuple[int, list[KV] | None, list[int]]:
         """Longest cached prefix of ``tokens`` (at most ``limit`` tokens) for this key.
+
+        With ``block`` > 0 only exact positions count (see the class), rounded down to a
+        multiple of ``block``: what a fresh aligned prefill would have computed bit for bit.
 
         Returns the prefix length, per-layer views (n_buckets, kv_heads, n, head_dim) of its
         keys and values (None when nothing matched), and the tokens that followed ``tokens`` in
@@ -189,7 +199,10 @@ class PrefixCache:
             for entry_id, entry in self._entries.items():
                 if entry_id[0] != key:
                     continue
-                n = _common_prefix(entry.tokens, query, limit)
+                if block:
+                    n = _common_prefix(entry.tokens, query, min(limit, entry.exact)) // block * block
+                else:
+                    n = _common_prefix(entry.tokens, query, limit)
                 if n > best_len:
                     best_len, best_id = n, entry_id
             if best_id is None:
@@ -202,17 +215,21 @@ class PrefixCache:
             follow = entry.tokens[n:].tolist() if _is_prefix(query, entry.tokens) else []
             return best_len, [(k[:, :, :best_len], v[:, :, :best_len]) for k, v in entry.kv], follow
 
-    def store(self, key: Hashable, tokens: Sequence[int], kv: list[KV]) -> None:
-        """Keep ``kv`` for ``tokens``; entries that are prefixes of it are dropped as redundant."""
+    def store(self, key: Hashable, tokens: Sequence[int], kv: list[KV], exact: int = 0) -> None:
+        """Keep ``kv`` for ``tokens`` (its first ``exact`` positions bit-exact, see the class);
+        entries that are prefixes of it, and no more exact, are dropped as redundant."""
         arr = np.asarray(tokens, dtype=np.int64)
         nbytes = sum(k.nbytes + v.nbytes for k, v in kv)
         if nbytes > self.max_bytes or len(arr) == 0:
             return
         with self._lock:
-            for entry_id in [i for i, e in self._entries.items() if i[0] == key and _is_prefix(e.tokens, arr)]:
+            redundant = [
+                i for i, e in self._entries.items() if i[0] == key and e.exact <= exact and _is_prefix(e.tokens, arr)
+            ]
+            for entry_id in redundant:
                 del self._entries[entry_id]
             self._next_id += 1
-            self._entries[(key, self._next_id)] = _Entry(arr, kv, nbytes)
+            self._entries[(key, self._next_id)] = _Entry(arr, kv, nbytes, exact)
             total = sum(e.nbytes for e in self._entries.values())
             while total > self.max_bytes:
                 _, evicted = self._entries.popitem(last=False)

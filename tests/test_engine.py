@@ -592,3 +592,15 @@ def test_ngram_draft():
 
     assert _ngram_draft([5, 6, 7, 8, 9, 1, 5, 6, 7], 3) == [8, 9, 1]
     assert _ngram_draft([1, 2, 3], 4) == []
+
+
+def test_prompt_is_cached_as_soon_as_its_prefill_is_done(tiny_loaded):
+    # A client that stops reading after the first token still leaves the next turn fast.
+    eng = Engine(tiny_loaded)
+    prompt = random_prompt(40, seed=70)
+    gen = eng.submit(Request(prompt, BASES, max_tokens=50))
+    next(iter(gen))
+    gen.cancel()
+    assert gen.result().finish_reason == "cancelled"
+    again = eng.generate(Request(prompt + (3, 4), BASES, max_tokens=3))
+    assert again.cached_tokens == len(prompt)

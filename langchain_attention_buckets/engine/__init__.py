@@ -58,6 +58,7 @@ from .scheduler import Scheduler
 from .steps import EngineStats
 
 __all__ = [
+    "DEFAULT_DETERMINISTIC_BLOCK",
     "DEFAULT_MAX_BATCH_ROWS",
     "DEFAULT_PREFILL_CHUNK",
     "DEFAULT_PREFIX_CACHE_BYTES",
@@ -77,6 +78,7 @@ __all__ = [
 DEFAULT_PREFIX_CACHE_BYTES = 2 * 1024**3
 DEFAULT_PREFILL_CHUNK = 1024
 DEFAULT_MAX_BATCH_ROWS = 64
+DEFAULT_DETERMINISTIC_BLOCK = 64
 
 
 class Engine:
@@ -91,6 +93,10 @@ class Engine:
             passes (``packed.py``; faster, costs one extra copy of those weights). None: only
             when the copies take at most half of the free memory; True: always where
             supported; False: never.
+        deterministic_block: prefill block (tokens) of deterministic requests: their prompts
+            are prefilled in passes of this many tokens at multiples of it, and reuse cached
+            prefixes in whole blocks only. Smaller: more of a cached prefix is reused, but
+            more, smaller passes (slower when nothing is cached).
     """
 
     def __init__(
@@ -101,7 +107,10 @@ class Engine:
         prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
         packed_weights: bool | None = None,
+        deterministic_block: int = DEFAULT_DETERMINISTIC_BLOCK,
     ):
+        if isinstance(deterministic_block, bool) or not isinstance(deterministic_block, int) or deterministic_block < 1:
+            raise ValueError(f"deterministic_block={deterministic_block!r} must be an integer >= 1")
         if packed_weights not in (None, True, False):
             raise ValueError(f"packed_weights={packed_weights!r}; use None (automatic), True or False")
         self.loaded = loaded
@@ -111,7 +120,8 @@ class Engine:
         self._packed_mode = packed_weights
         self._packed = self._pack(packed_weights)  # None: the model's own layers
         self._scheduler = Scheduler(
-            loaded, self.prefix_cache, self.stats, self._fresh_packed, prefill_chunk, max_batch_rows
+            loaded, self.prefix_cache, self.stats, self._fresh_packed, prefill_chunk, max_batch_rows,
+            deterministic_block,
         )
         _ALL_ENGINES.add(self)
 

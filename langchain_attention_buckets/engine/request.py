@@ -35,7 +35,12 @@ class Request:
         logit_bias: (token id, bias) pairs added to the merged logits before the grammar mask.
         speculative_tokens: for greedy requests, check up to this many drafted tokens in one
             forward pass (drafts: what followed the same prompt before, or an n-gram of the
-            context); 0 turns it off. The output is the same either way.
+            context); 0 turns it off. Off in deterministic mode.
+        deterministic: produce the same tokens bit for bit whether the prompt's prefix comes
+            from the prefix cache or not, whatever other requests are submitted meanwhile,
+            with or without ``speculative_tokens``: the request runs alone (no batching with
+            others), is prefilled in blocks aligned to absolute positions, reuses only cached
+            blocks computed that way, and decodes one token per pass.
     """
 
     prompt: tuple[int, ...]
@@ -49,6 +54,7 @@ class Request:
     ignore_eos: bool = False
     logit_bias: tuple[tuple[int, float], ...] = ()
     speculative_tokens: int = 8
+    deterministic: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,15 @@
 
 ``Scheduler`` owns the queue of submitted requests, the worker thread that owns the model,
 and the running ``Batch``. Between steps the worker admits queued requests (prefix lookup,
-prefill, first token, join the batch); every step decodes all rows at once, or speculates for
-a lone greedy request; finished requests are retired, their keys and values stored in the
-prefix cache.
+prefill, first token, prompt keys and values into the prefix cache, join the batch); every
+step decodes all rows at once, or speculates for a lone greedy request; finished requests are
+retired, their keys and values (prompt and answer) stored in the prefix cache.
+
+A deterministic request runs alone: it is admitted only into an empty batch, and nothing
+joins it until it finishes; its prompt is prefilled in blocks of ``deterministic_block``
+tokens at multiples of the block (absolute positions), and it reuses only cached blocks
+computed that way. Every forward pass it runs then has the same shapes and inputs whether
+its prefix was cached or not, so its tokens are the same bit for bit.
 
 May import: ``kvcache``, ``loading``, ``packed`` (type), ``rope`` (frequencies), ``sampling``,
 ``engine.request``, ``engine.batch``, ``engine.steps``.
@@ -39,15 +45,18 @@ class Scheduler:
         packed: returns the packed layers for the next forward pass (None: the model's own).
         prefill_chunk: prompt tokens per prefill forward pass.
         max_batch_rows: most rows (requests x buckets) decoded together.
+        deterministic_block: prefill block of deterministic requests (tokens).
     """
 
     def __init__(self, loaded: LoadedModel, prefix_cache: PrefixCache, stats: EngineStats,
-                 packed: Callable[[], PackedWeights | None], prefill_chunk: int, max_batch_rows: int):
+                 packed: Callable[[], PackedWeights | None], prefill_chunk: int, max_batch_rows: int,
+                 deterministic_block: int):
         self.loaded, self.model = loaded, loaded.model
         self.prefix_cache = prefix_cache
         self.stats = stats
         self.prefill_chunk = prefill_chunk
         self.max_batch_rows = max_batch_rows
+        self.deterministic_block = deterministic_block
         self.cond = threading.Condition()  # guards the queue; held by the worker while it takes from it
         self.batch = Batch()
         self._packed = packed
@@ -117,13 +126,22 @@ class Scheduler:
         self.batch.clear()
 
     def _take_pending(self) -> list[Generation]:
-        """Queued requests that fit in the batch (one always does when the batch is empty)."""
+        """Queued requests that fit in the batch (one always does when the batch is empty).
+
+        A deterministic request is taken only alone into an empty batch, and nothing joins it;
+        requests behind it in the queue wait, so it is not starved."""
         rows = sum(run.n for run in self.batch.requests)
         taken, kept = [], []
+        alone = any(run.request.deterministic for run in self.batch.requests)
         for g in self._pending:
             n = len(g.request.bases)
             if g.cancelled:
                 g._finish(Result([], "", "cancelled", len(g.request.prompt), 0))
+            elif alone:
+                kept.append(g)
+            elif g.request.deterministic:
+                (taken if not taken and not self.batch.requests else kept).append(g)
+                alone = True  # nothing joins it, and nothing behind it overtakes it
             elif rows + n <= self.max_batch_rows or (not taken and not self.batch.requests):
                 taken.append(g)
                 rows += n
@@ -142,18 +160,41 @@ class Scheduler:
         freqs, scales = zip(*(self._frequencies(g.request.bases) for g in gens))
         prefixes = [(p, kv) for p, kv, _ in found]
         group, ids, pos = steps.new_rows(self.loaded, runs, prefixes, torch.cat(freqs), torch.cat(scales))
-        # 3. prefill, all new requests in the same forward passes
-        logits = steps.prefill(self.model, group, ids, pos, self.prefill_chunk, self._packed(), self.stats)
-        # 4. the first token of each; then the new rows join the running batch
+        # 3. prefill, all new requests in the same forward passes (a deterministic one: alone,
+        #    in aligned blocks; its cached prefix is a whole number of blocks)
+        chunk = self.deterministic_block if gens[0].request.deterministic else self.prefill_chunk
+        logits = steps.prefill(self.model, group, ids, pos, chunk, self._packed(), self.stats)
+        # 4. the first token of each; the prompts' keys and values go to the prefix cache now,
+        #    so a request cancelled or abandoned early still leaves the next turn fast;
+        #    then the new rows join the running batch
         tokens, alive = process_logits(logits, [run.step for run in runs])
-        self.batch.join(group)
         steps.deliver(runs, tokens.tolist(), alive)
+        self._store_prompts(group)
+        self.batch.join(group)
         self._retire()
 
     def _lookup(self, request: Request) -> tuple[int, list[KV] | None, list[int]]:
         if not request.prefix_cache or self.prefix_cache.max_bytes <= 0:
             return 0, None, []
-        return self.prefix_cache.lookup_with_continuation(request.bases, request.prompt, len(request.prompt) - 1)
+        block = self.deterministic_block if request.deterministic else 0
+        return self.prefix_cache.lookup_with_continuation(
+            request.bases, request.prompt, len(request.prompt) - 1, block
+        )
+
+    def _exact(self, request: Request, positions: int) -> int:
+        """How many leading positions of a request's rows are bit-exact for reuse (whole aligned
+        prefill blocks; only deterministic requests prefill that way)."""
+        if not request.deterministic:
+            return 0
+        return min(positions, len(request.prompt)) // self.deterministic_block * self.deterministic_block
+
+    def _store_prompts(self, group: Batch) -> None:
+        for run, row in group.starts():
+            req = run.request
+            if req.prefix_cache and self.prefix_cache.max_bytes > 0:
+                positions = group.filled(row)
+                kv = group.gather(range(row, row + run.n), positions)
+                self.prefix_cache.store(req.bases, req.prompt, kv, self._exact(req, len(req.prompt)))
 
     def _frequencies(self, bases: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         if bases not in self._freq_cache:
@@ -186,8 +227,10 @@ class Scheduler:
     def _store_prefix(self, run: Running, row: int) -> None:
         # The cache holds the prompt and the generated tokens fed back so far
         # (all but the last one sampled, unless the request ended without sampling).
+        # The prompt alone was stored at admission.
         positions = self.batch.filled(row)
         tokens = (list(run.request.prompt) + run.tokens)[: positions.numel()]
-        if len(tokens) != positions.numel():
+        if len(tokens) != positions.numel() or len(tokens) <= run.prompt_len:
             return
-        self.prefix_cache.store(run.request.bases, tokens, self.batch.gather(range(row, row + run.n), positions))
+        kv = self.batch.gather(range(row, row + run.n), positions)
+        self.prefix_cache.store(run.request.bases, tokens, kv, self._exact(run.request, len(tokens)))

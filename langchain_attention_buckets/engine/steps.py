@@ -143,7 +143,7 @@ def draft(run: Running) -> list[int]:
     """Tokens the request is likely to generate next, or [] (then decode one token)."""
     req = run.request
     k = req.speculative_tokens
-    if k <= 0 or not req.sampling.greedy:
+    if k <= 0 or not req.sampling.greedy or req.deterministic:  # a verify pass rounds unlike a decode pass
         return []
     done = len(run.tokens)
     if run.replay and run.replay[:done] == run.tokens and len(run.replay) > done:
