@@ -13,7 +13,8 @@ How a request runs:
 2. One worker thread per model owns the model. It admits queued requests into
    the running batch: each request is N rows (one per RoPE base); the longest
    cached prefix of its prompt is copied from the prefix cache, and only the
-   rest is prefilled, in chunks, all new requests in one forward pass.
+   rest is prefilled, in chunks, all new requests in one forward pass. The prompts' keys
+   and values go to the prefix cache right after their prefill.
 3. Decoding is lockstep: every step runs one forward pass over all rows of all
    requests, merges each request's N logit rows into one, masks, samples, and
    feeds the chosen token back to the request's rows.
@@ -22,7 +23,11 @@ How a request runs:
 
 Requests that arrive together, or while others decode, share forward passes
 (continuous batching at step boundaries); results equal those of one request at
-a time.
+a time up to floating-point rounding (more rows, padding and speculation round
+differently, which can flip a greedy pick at a near-tie). A ``deterministic``
+request runs alone, prefilled in blocks aligned to absolute positions, reusing
+only cached blocks computed that way, one token per decode pass: its tokens are
+the same bit for bit cached or not, alone or not (see ``scheduler``).
 
 The parts, each in its own module:
 

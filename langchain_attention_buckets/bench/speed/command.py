@@ -18,7 +18,7 @@ import torch
 
 from ...engine import Engine
 from ...loading import ModelSpec, load_model
-from . import agent, buckets, dtype, hf, mask, packed, spec
+from . import agent, buckets, determinism, dtype, hf, mask, packed, spec
 from .common import Setup
 
 
@@ -36,6 +36,7 @@ PARTS: dict[str, Part] = {  # in the order they run
     "mask": Part(mask.run, mask.print_rows),
     "spec": Part(spec.run, spec.print_rows),
     "agent": Part(agent.run, agent.print_rows),
+    "determinism": Part(determinism.run, determinism.print_rows, default=False),
 }
 # names that add columns to another part's rows (and run it) rather than rows of their own
 EXTENDS = {"sequential": "buckets"}
