@@ -174,7 +174,8 @@ def test_chat_model_passes_deterministic(tiny_chat_dir):
 SYSTEM = (
     "You are a careful assistant inside a test of reproducible output. Answer briefly and "
     "directly, in plain words, without greetings, lists or markdown. If a question has a "
-    "number for an answer, give the number first."
+    "number for an answer, give the number first. Keep every answer under twenty words and "
+    "never repeat the question."
 )
 
 
@@ -202,7 +203,7 @@ def test_fifty_prompts_equal_cold_warm_threads_and_asyncio():
 
     from langchain_attention_buckets import ChatAttentionBuckets
 
-    llm = ChatAttentionBuckets(bases=100000.0, max_tokens=6, deterministic=True)
+    llm = ChatAttentionBuckets(bases=100000.0, max_tokens=4, deterministic=True)
     chats = [[SystemMessage(SYSTEM), HumanMessage(p)] for p in varied_prompts()]
     assert len(chats) >= 50
 
@@ -228,4 +229,4 @@ def test_fifty_prompts_equal_cold_warm_threads_and_asyncio():
     assert len(set(texts)) > 10  # varied answers, not one template
     for name, got in (("warm", warm), ("threads", threads), ("asyncio", tasks)):
         assert [m.content for m in got] == texts, name
-    assert all(m.usage_metadata["input_token_details"]["cache_read"] >= 64 for m in warm)
+    assert all(m.usage_metadata["input_token_details"]["cache_read"] == 64 for m in warm)  # one whole block
