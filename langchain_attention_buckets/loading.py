@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .progress import progress_bar
 from .rope import check_supported, head_dim, model_base
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -390,20 +391,33 @@ def _converted(gguf: Path) -> Path:
     target = cache_dir() / "converted" / f"{gguf.stem}-{key}"
     if (target / "done.json").is_file():
         return target
+    # the first run takes tens of seconds: say what is happening (transformers adds a per-tensor bar)
+    with progress_bar(3, desc=f"converting {gguf.name} once", unit="step") as bar:
+        _convert(gguf, target, stat.st_size, bar)
+    return target
+
+
+def _convert(gguf: Path, target: Path, size: int, bar) -> None:
+    """Read, de-quantize and save ``gguf`` as a safetensors folder at ``target`` (three steps of ``bar``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    bar.set_postfix_str("tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    bar.update()
+    bar.set_postfix_str("de-quantizing weights")
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    bar.update()
     # The weights are de-quantized already; drop the GGUF marker so they save as plain safetensors.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
+    bar.set_postfix_str("writing safetensors")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "done.json").write_text(json.dumps({"source": str(gguf.resolve()), "size": stat.st_size}))
+        (tmp / "done.json").write_text(json.dumps({"source": str(gguf.resolve()), "size": size}))
         try:
             tmp.rename(target)
         except OSError:  # another process converted it meanwhile
@@ -411,7 +425,7 @@ def _converted(gguf: Path) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    bar.update()
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

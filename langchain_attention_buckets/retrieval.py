@@ -37,6 +37,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
 from .constrain.grammar import check_unique_tool_names
+from .progress import progress_bar
 
 Order = Literal["retrieval", "reversed", "long_context"]
 ORDERS = ("retrieval", "reversed", "long_context")
@@ -123,6 +124,8 @@ class ToolRetriever:
             convert Y and add Z") and interleave the clauses' best tools. Default True.
         cache_path: a JSON file where the catalog's embeddings are kept; embeddings of unchanged
             tools are read from it instead of being computed again. Default None.
+        progress: show a progress bar while the catalog is embedded. Default None: on a terminal,
+            unless ATTENTION_BUCKETS_PROGRESS says otherwise (``progress.progress_enabled``).
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class ToolRetriever:
         order: Order = "retrieval",
         split: bool = True,
         cache_path: str | Path | None = None,
+        progress: bool | None = None,
     ):
         if not tools:
             raise ValueError("tools is empty; give the catalog to retrieve from")
@@ -152,6 +156,7 @@ class ToolRetriever:
         self.by_name = dict(zip(names, self.tools))
         self.spec_by_name = dict(zip(names, self.specs))
         self.k, self.token_budget, self.order, self.split = k, token_budget, order, split
+        self.progress = progress
         self.count_tokens = token_counter(count_tokens)
         self.embeddings = embeddings or MiniLMEmbeddings()
         self.vectorstore = vectorstore if vectorstore is not None else InMemoryVectorStore(self.embeddings)
@@ -165,7 +170,7 @@ class ToolRetriever:
         cached = _read_cache(cache_path)
         missing = [i for i, key in enumerate(keys) if key not in cached]
         if missing:
-            vectors = self.embeddings.embed_documents([texts[i] for i in missing])
+            vectors = _embed([texts[i] for i in missing], self.embeddings, self.progress)
             cached.update({keys[i]: v for i, v in zip(missing, vectors)})
             if cache_path is not None:
                 cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -288,6 +293,19 @@ def query_of(messages: Sequence[BaseMessage]) -> str:
         if isinstance(m, HumanMessage):
             return m.text
     return messages[-1].text if messages else ""
+
+
+EMBED_BATCH = 64
+
+
+def _embed(texts: list[str], embeddings: Embeddings, progress: bool | None) -> list[list[float]]:
+    """``embeddings.embed_documents(texts)`` in batches, with a progress bar over the catalog."""
+    vectors: list[list[float]] = []
+    with progress_bar(len(texts), desc="embedding the tool catalog", unit="tool", progress=progress) as bar:
+        for i in range(0, len(texts), EMBED_BATCH):
+            vectors += embeddings.embed_documents(texts[i : i + EMBED_BATCH])
+            bar.update(len(texts[i : i + EMBED_BATCH]))
+    return vectors
 
 
 def _read_cache(path: Path | None) -> dict[str, list[float]]:

@@ -451,3 +451,21 @@ def test_default_factory_with_the_real_chat_model(tmp_path, tiny_chat_dir):
     assert all(r["input_tokens"] > 50 and r["output_tokens"] <= 4 for r in res["records"])
     assert len(factory(CONFIGS["plain"]).resolved_bases()) == 1
     assert len(factory(CONFIGS["paper"]).resolved_bases()) == 6
+
+
+def test_progress_bar_counts_every_call(tmp_path, monkeypatch):
+    from langchain_attention_buckets.bench import accuracy
+
+    made = []
+    monkeypatch.setattr(accuracy, "progress_bar", lambda total, **kw: made.append((total, kw)) or _quiet(total, kw))
+    calls: list[int] = []
+    run_accuracy("kv-short", configs="plain", output=tmp_path, factory=fake_factory("kv-short", 8, 4, calls),
+                 plots=False, **SMALL)
+    [(total, kwargs)] = made
+    assert total == len(calls) == 12 and kwargs["progress"] is None  # None: the shared rule decides
+
+
+def _quiet(total, kwargs):
+    from langchain_attention_buckets.progress import progress_bar
+
+    return progress_bar(total, **{**kwargs, "progress": False})

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 from langchain_core.language_models import BaseChatModel
 
+from ..progress import progress_bar
 from .cache import ResultCache, record_key
 from .configs import BASELINE, CONFIGS, BenchConfig, ModelFactory, default_factory, parse_configs, reorder_items
 from .report import markdown_report
@@ -96,7 +97,7 @@ def run_accuracy(
     seed: int = 0,
     output: str | Path = "bench-results/accuracy",
     max_tokens: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     model: str | None = None,
     n_resamples: int = N_RESAMPLES,
     plots: bool = True,
@@ -114,7 +115,7 @@ def run_accuracy(
         seed: Seed of the data and of the bootstrap.
         output: Folder for records.jsonl, results.json and the plots.
         max_tokens: Reply length for the default factory; default the task's.
-        progress: Show a progress bar.
+        progress: Show a progress bar (None: on a terminal, see ``progress.progress_enabled``).
         model: Model path or hub id for the default factory; also part of the cache key.
         n_resamples: Bootstrap resamples.
         plots: Write the PNG plots.
@@ -252,26 +253,8 @@ def _running_accuracy(cache: ResultCache, keys: dict, configs: Sequence[BenchCon
     return " ".join(parts)
 
 
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, s: str) -> None:
-        pass
-
-
-def _progress(total: int, done: int, task: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, desc=f"bench accuracy {task}", unit="call", dynamic_ncols=True)
+def _progress(total: int, done: int, task: str, enabled: bool | None):
+    return progress_bar(total, initial=done, desc=f"bench accuracy {task}", unit="call", progress=enabled)
 
 
 # ---- command line -----------------------------------------------------------------
@@ -324,7 +307,7 @@ def accuracy_main(args: argparse.Namespace) -> int:
     results = run_accuracy(
         args.task, configs=configs, positions=positions, n_items=n_items,
         samples_per_position=args.samples, seed=args.seed, output=output,
-        max_tokens=args.max_tokens, progress=not args.no_progress, model=args.model,
+        max_tokens=args.max_tokens, progress=False if args.no_progress else None, model=args.model,
         n_resamples=args.resamples,
     )
     print_report(results)

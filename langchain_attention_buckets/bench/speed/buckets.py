@@ -12,29 +12,40 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...progress import progress_bar
 from .common import Setup, bases_for, make_prompt, run_engine
 from .sequential import run_sequential
 
 
 def run(setup: Setup) -> dict:
     """``{"buckets": rows}``, one row per (length, N), lengths outermost."""
-    loaded, rows = setup.loaded, []
-    for length in setup.lengths:
-        prompt = make_prompt(loaded, length)
-        one = None
-        for n in setup.ns:
-            bases = bases_for(n, loaded.base)
-            row = {"n": n, "length": length, **run_engine(setup.engine, prompt, bases, setup.decode_tokens, setup.repeats)}
-            one = one or row
-            row["ttft_ratio"] = row["ttft_s"] / one["ttft_s"]
-            row["decode_step_ratio"] = row["decode_step_s"] / one["decode_step_s"]
-            if "sequential" in setup.parts and n > 1:
-                seq = run_sequential(loaded, prompt, bases, setup.decode_tokens, setup.repeats)
-                row["sequential"] = seq
-                row["batched_speedup_ttft"] = seq["ttft_s"] / row["ttft_s"]
-                row["batched_speedup_decode"] = seq["decode_step_s"] / row["decode_step_s"]
-            rows.append(row)
+    rows: list[dict] = []
+    total = len(setup.lengths) * len(setup.ns)
+    with progress_bar(total, desc="buckets", unit="point", leave=False, progress=setup.progress) as bar:
+        for length in setup.lengths:
+            one = None
+            for n in setup.ns:
+                rows.append(_row(setup, length, n, one))
+                one = one or rows[-1]
+                bar.update()
     return {"buckets": rows}
+
+
+def _row(setup: Setup, length: int, n: int, one: dict | None) -> dict:
+    """The row of N = ``n`` at ``length``; ``one``: the first row at this length (None: this is it)."""
+    loaded = setup.loaded
+    prompt = make_prompt(loaded, length)
+    bases = bases_for(n, loaded.base)
+    row = {"n": n, "length": length, **run_engine(setup.engine, prompt, bases, setup.decode_tokens, setup.repeats)}
+    one = one or row
+    row["ttft_ratio"] = row["ttft_s"] / one["ttft_s"]
+    row["decode_step_ratio"] = row["decode_step_s"] / one["decode_step_s"]
+    if "sequential" in setup.parts and n > 1:
+        seq = run_sequential(loaded, prompt, bases, setup.decode_tokens, setup.repeats)
+        row["sequential"] = seq
+        row["batched_speedup_ttft"] = seq["ttft_s"] / row["ttft_s"]
+        row["batched_speedup_decode"] = seq["decode_step_s"] / row["decode_step_s"]
+    return row
 
 
 def print_rows(result: dict, setup: Setup) -> None:

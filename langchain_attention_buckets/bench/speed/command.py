@@ -18,6 +18,7 @@ import torch
 
 from ...engine import Engine
 from ...loading import ModelSpec, load_model
+from ...progress import progress_bar
 from . import agent, buckets, determinism, dtype, hf, mask, packed, spec
 from .common import Setup
 
@@ -64,6 +65,7 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parts", type=_parts, default=DEFAULT_PARTS,
                    help=f"which measurements: {', '.join(CHOICES)} (default: all but {' and '.join(_OPT_IN)})")
     p.add_argument("--output", default="bench-out/speed", help="folder for speed.json and speed.png")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _setup(args: argparse.Namespace) -> Setup:
@@ -79,6 +81,7 @@ def _setup(args: argparse.Namespace) -> Setup:
         decode_tokens=args.decode_tokens,
         repeats=args.repeats,
         parts=args.parts,
+        progress=False if args.no_progress else None,
     )
 
 
@@ -98,11 +101,14 @@ def speed_main(args: argparse.Namespace) -> int:
     setup = _setup(args)
     wanted = {EXTENDS.get(name, name) for name in setup.parts}
     out = _header(setup)
-    for name, part in PARTS.items():
-        if name in wanted:
-            result = part.run(setup)
-            part.print_rows(result, setup)
+    names = [name for name in PARTS if name in wanted]
+    with progress_bar(len(names), desc="bench speed", unit="part", progress=setup.progress) as bar:
+        for name in names:
+            bar.set_postfix_str(name)
+            result = PARTS[name].run(setup)
+            PARTS[name].print_rows(result, setup)
             out.update(result)
+            bar.update()
     folder = Path(args.output)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "speed.json").write_text(json.dumps(out, indent=2))

@@ -38,6 +38,7 @@ class Setup:
     decode_tokens: int
     repeats: int
     parts: frozenset[str]
+    progress: bool | None = None  # progress bars (None: on a terminal, see ``progress.progress_enabled``)
 
 
 def bases_for(n: int, base: float) -> tuple[float, ...]:
