@@ -23,7 +23,8 @@ COMMANDS = _commands(build_parser())
 
 
 def test_the_commands():
-    assert set(COMMANDS) == {(), ("bases",), ("bench",), ("bench", "accuracy"), ("bench", "speed")}
+    assert set(COMMANDS) == {(), ("bases",), ("bench",), ("bench", "accuracy"), ("bench", "speed"),
+                             ("bench", "memory")}
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "attention-buckets")
