@@ -7,7 +7,12 @@ import shutil
 
 import pytest
 
-from langchain_attention_buckets.bench.memory import rss_bytes, run_memory, summarize, workload
+from langchain_attention_buckets.bench.memory import (
+    rss_bytes,
+    run_memory,
+    summarize,
+    workload,
+)
 from langchain_attention_buckets.cli import main
 
 
@@ -29,7 +34,7 @@ def test_rss_is_read():
 
 
 def test_summary_slope_and_bound():
-    flat = [{"calls": c, "rss_bytes": 1000 + (c if c < 50 else 50)} for c in range(0, 101, 10)]
+    flat = [{"calls": c, "rss_bytes": 1000 + (min(50, c))} for c in range(0, 101, 10)]
     s = summarize(flat, bound=100, cache_max=100)
     assert s["cache_within_bound"] and s["rss_slope_last_half_bytes_per_call"] == pytest.approx(0, abs=1e-9)
     assert s["rss_levels_off"]

@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -21,7 +22,7 @@ class Terminal(io.StringIO):
 class FakeBar:
     """Stands in for ``progress_bar``: records the total and every update."""
 
-    made: list["FakeBar"] = []
+    made: ClassVar[list[FakeBar]] = []
 
     def __init__(self, total=None, **kwargs):
         self.total, self.kwargs, self.n, self.closed = total, kwargs, 0, False

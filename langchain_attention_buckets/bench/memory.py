@@ -293,7 +293,7 @@ def _write(results: dict[str, Any], folder: Path, plots: bool) -> dict[str, Any]
     return results
 
 
-def _mib(n: int | float | None) -> str:
+def _mib(n: float | None) -> str:
     return "-" if n is None else f"{n / MIB:.1f}"
 
 
