@@ -48,13 +48,13 @@ Message = tuple[str, str]  # (role, text): a LangChain message-like
 @dataclass(frozen=True)
 class Call:
     """One step of the workload: its kind, bucket set, the conversations it sends (one, or three
-    for a batch), its reply length, and for a ``tool`` call which tools it must call."""
+    for a batch), its reply length, and for a ``tool`` call which tools are bound."""
 
     kind: str
     buckets: str
     conversations: tuple[tuple[Message, ...], ...]
     max_tokens: int
-    tools: int | None = None  # index into ``tool_sets()``: the call must call one of them
+    tools: int | None = None  # index into ``tool_sets()``: tools bound with tool_choice="auto" (a grammar each)
 
 
 # ---- the workload --------------------------------------------------------------------
@@ -218,7 +218,7 @@ def run_memory(
     """
     _check_settings(calls, sample_every, max_tokens, prefix_cache_bytes)
     models = chat_models(model, prefix_cache_bytes)
-    bound = [models["one"].bind_tools(tools, tool_choice="any") for tools in tool_sets(seed)]
+    bound = [models["one"].bind_tools(tools, tool_choice="auto") for tools in tool_sets(seed)]
     cache = models["one"].engine().prefix_cache
     t0 = time.perf_counter()
     samples, kinds, seconds, done, cache_max = [_sample(cache, 0, t0)], Counter(), Counter(), 0, 0
