@@ -18,12 +18,19 @@ passes, like the rotary module, so the model object is never left modified.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import weakref
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+# oneDNN keeps one compiled primitive per input shape, 1,024 by default, and prompts of every
+# length keep adding shapes, so a long-running process grows (docs/performance.md, "Memory over
+# time"). 64 holds the few decode shapes and recent prefill chunks at no measured cost. Read by
+# oneDNN when it first builds a primitive; a value set by the user wins.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
 # Below this many weight elements the oneDNN call's fixed cost (~50 us) outweighs the saving
 # (measured: 384 x 384 at one row is 28 us by default and 71 us packed).
