@@ -155,13 +155,13 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     catalog = build_catalog()
     cache = Path(os.environ.get("ATTENTION_BUCKETS_CACHE", Path.home() / ".cache" / "langchain-attention-buckets"))
     retriever = ToolRetriever(catalog, cache_path=cache / "tool-catalog-embeddings.json")
-    plain = ChatAttentionBuckets(model=args.model, bases=1.0, max_tokens=96)
-    own = plain.load().base
+    probe = ChatAttentionBuckets(model=args.model)  # only to read the model's own base
+    own = probe.load().base
     configs = {
         f"one base ({own:g})": ChatAttentionBuckets(model=args.model, bases=own, max_tokens=96),
         "6 buckets (paper set)": ChatAttentionBuckets(model=args.model, bases="paper", max_tokens=96),
     }
-    print(f"{len(catalog)} tools in the catalog; model {plain.model_name} on {plain.load().device}")
+    print(f"{len(catalog)} tools in the catalog; model {probe.model_name} on {probe.load().device}")
     summary = []
     for question, expected in QUESTIONS[:1] if args.fast else QUESTIONS:
         print(f"\n=== {question}")

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     retriever = ToolRetriever(catalog, k=args.k, split=False, cache_path=cache / "tool-catalog-embeddings.json")
     requests = [r for r in load_requests() if len(r["tools"]) == 1]
     requests = [r for r in requests if r["tools"][0] in retriever.select_names(r["request"])][: args.requests]
-    probe = ChatAttentionBuckets(bases=1.0)
+    probe = ChatAttentionBuckets()  # only to read the model's own base
     base = probe.load().base
     configs = {"one-base": base, "paper": "paper"}
     out_dir = Path(args.output)

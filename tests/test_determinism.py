@@ -203,7 +203,7 @@ def test_fifty_prompts_equal_cold_warm_threads_and_asyncio():
 
     from langchain_attention_buckets import ChatAttentionBuckets
 
-    llm = ChatAttentionBuckets(bases=100000.0, max_tokens=4, deterministic=True)
+    llm = ChatAttentionBuckets(bases=100000.0, max_tokens=2, deterministic=True)
     chats = [[SystemMessage(SYSTEM), HumanMessage(p)] for p in varied_prompts()]
     assert len(chats) >= 50
 
