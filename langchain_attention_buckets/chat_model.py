@@ -37,11 +37,11 @@ from operator import itemgetter
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.exceptions import OutputParserException
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import PydanticToolsParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -470,7 +470,10 @@ class ChatAttentionBuckets(BaseChatModel):
             json_schema = convert_to_json_schema(schema)
             self._check_response_schema(json_schema)
             llm = self.bind(
-                response_format={"type": "json_schema", "json_schema": {"name": json_schema.get("title", "output"), "schema": json_schema}},
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": json_schema.get("title", "output"), "schema": json_schema},
+                },
                 ls_structured_output_format={"kwargs": {"method": method}, "schema": json_schema},
             )
             parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()

@@ -259,7 +259,10 @@ class ToolRetriever:
         return ToolRetrievalMiddleware(self, **kwargs)
 
 
-_CLAUSE_BREAK = re.compile(r"(?:[.;!?]\s+|,?\s+(?:and\s+)?then\s+|,\s+and\s+|\s+and\s+also\s+|,\s+(?=(?:convert|compute|calculate|find|look|get|add|check|list|send|tell|show|translate|book|create|count)\b))", re.I)
+_CLAUSE_VERBS = "convert|compute|calculate|find|look|get|add|check|list|send|tell|show|translate|book|create|count"
+_CLAUSE_BREAK = re.compile(
+    rf"(?:[.;!?]\s+|,?\s+(?:and\s+)?then\s+|,\s+and\s+|\s+and\s+also\s+|,\s+(?=(?:{_CLAUSE_VERBS})\b))", re.I
+)
 
 
 def token_counter(counter: Any) -> Callable[[str], int]:

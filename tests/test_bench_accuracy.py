@@ -17,17 +17,24 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from langchain_attention_buckets.bench import accuracy
 from langchain_attention_buckets.bench.accuracy import (
-    add_accuracy_arguments, accuracy_main, default_positions, parse_positions, run_accuracy,
+    accuracy_main,
+    add_accuracy_arguments,
+    default_positions,
+    parse_positions,
+    run_accuracy,
 )
 from langchain_attention_buckets.bench.configs import (
-    CONFIGS, BenchConfig, default_factory, parse_configs, reorder_items,
+    CONFIGS,
+    BenchConfig,
+    default_factory,
+    parse_configs,
+    reorder_items,
 )
 from langchain_attention_buckets.bench.report import format_report, markdown_report
 from langchain_attention_buckets.bench.stats import bootstrap_indices, compare, consistency, summarize
 from langchain_attention_buckets.bench.tasks import TASKS, Sample, make_samples
 from langchain_attention_buckets.bench.tasks.tool_catalog import CATALOG
 from langchain_attention_buckets.bench.tasks.tools import _fill
-
 
 # ---- a fake chat model -------------------------------------------------------------
 

@@ -14,7 +14,8 @@ def test_speed_bench_writes_json_and_plot(tiny_chat_dir, tmp_path, monkeypatch):
     out = tmp_path / "speed"
     rc = main(
         ["bench", "speed", "--model", tiny_chat_dir, "--dtype", "float32", "--buckets", "1,2", "--lengths", "24,48",
-         "--decode-tokens", "4", "--repeats", "1", "--parts", "buckets,sequential,hf,mask,spec,agent,packed", "--output", str(out)]
+         "--decode-tokens", "4", "--repeats", "1", "--parts", "buckets,sequential,hf,mask,spec,agent,packed",
+         "--output", str(out)]
     )
     assert rc == 0
     data = json.loads((out / "speed.json").read_text())

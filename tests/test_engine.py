@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 import torch
-from conftest import as_loaded, generate_in_threads, random_prompt, tiny_model
+from conftest import generate_in_threads, random_prompt, tiny_model
 
 from langchain_attention_buckets.engine import (
     ContextLengthError,
@@ -582,7 +582,8 @@ def test_speculation_respects_stop_strings_max_tokens_and_grammars(tiny_loaded):
     for kw in ({"stop": (stop,)}, {"max_tokens": 7}):
         plain, fast, _ = _spec_pair(tiny_loaded, prompt, **{"max_tokens": 30, **kw})
         assert (fast.token_ids, fast.text, fast.finish_reason) == (plain.token_ids, plain.text, plain.finish_reason)
-    plain = Engine(tiny_loaded, prefix_cache_bytes=0).generate(Request(prompt, BASES, max_tokens=25, constraint=EvenOnly(), speculative_tokens=0))
+    request = Request(prompt, BASES, max_tokens=25, constraint=EvenOnly(), speculative_tokens=0)
+    plain = Engine(tiny_loaded, prefix_cache_bytes=0).generate(request)
     fast = Engine(tiny_loaded, prefix_cache_bytes=0).generate(Request(prompt, BASES, max_tokens=25, constraint=EvenOnly()))
     assert fast.token_ids == plain.token_ids
 

@@ -207,7 +207,10 @@ def test_recall_on_the_labelled_requests(tmp_path):
 
 
 def test_rag_formats_cites_and_returns_documents():
-    docs = [Document("Lisbon opens at 10.", metadata={"title": "Stores"}), Document("Refunds in 10 days.", metadata={"title": "Returns"})]
+    docs = [
+        Document("Lisbon opens at 10.", metadata={"title": "Stores"}),
+        Document("Refunds in 10 days.", metadata={"title": "Returns"}),
+    ]
     assert format_documents(docs).startswith("[1] Stores\nLisbon opens at 10.\n\n[2] Returns")
     assert cited("See [2] and [2], also [7].", docs) == [docs[1]]
 

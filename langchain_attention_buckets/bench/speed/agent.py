@@ -19,7 +19,8 @@ _BUCKETS = 6
 def _agent_tools(n: int = 14) -> list[dict]:
     topics = [
         ("get_order", "Look up an order in the shop database by its id", {"order_id": "The order id, like A1001"}),
-        ("convert_currency", "Convert an amount of money between two currencies", {"amount": "The amount", "from_currency": "ISO code", "to_currency": "ISO code"}),
+        ("convert_currency", "Convert an amount of money between two currencies",
+         {"amount": "The amount", "from_currency": "ISO code", "to_currency": "ISO code"}),
         ("add_days", "Add a number of days to a date", {"date": "ISO date", "days": "Days to add"}),
         ("get_weather", "Current weather for a city", {"city": "City name"}),
         ("search_products", "Search the product catalog by keyword", {"query": "Search words"}),
@@ -30,7 +31,8 @@ def _agent_tools(n: int = 14) -> list[dict]:
         ("translate", "Translate text into another language", {"text": "Text", "target_language": "Language code"}),
         ("geocode", "Coordinates of an address", {"address": "Street address"}),
         ("word_count", "Count the words of a text", {"text": "The text"}),
-        ("compound_interest", "Future value with compound interest", {"principal": "Amount", "rate": "Yearly rate in percent", "years": "Years"}),
+        ("compound_interest", "Future value with compound interest",
+         {"principal": "Amount", "rate": "Yearly rate in percent", "years": "Years"}),
         ("time_in_zone", "Convert a time into another time zone", {"datetime": "ISO datetime", "timezone": "IANA zone"}),
     ]
     filler = (

@@ -52,7 +52,8 @@ def print_rows(result: dict, setup: Setup) -> None:
     for row in result["buckets"]:
         seq = ""
         if "sequential" in row:
-            seq = f" | sequential bases: TTFT x{row['batched_speedup_ttft']:.2f} slower, decode x{row['batched_speedup_decode']:.2f} slower"
+            seq = (f" | sequential bases: TTFT x{row['batched_speedup_ttft']:.2f} slower, "
+                   f"decode x{row['batched_speedup_decode']:.2f} slower")
         print(
             f"N={row['n']} L={row['length']}: TTFT {row['ttft_s'] * 1e3:.0f} ms (x{row['ttft_ratio']:.2f}), "
             f"decode step {row['decode_step_s'] * 1e3:.1f} ms (x{row['decode_step_ratio']:.2f}), "
@@ -68,7 +69,9 @@ def plot_speed(out: dict, path: Path) -> None:
     fig = Figure(figsize=(10, 4))
     FigureCanvasAgg(fig)
     rows = out["buckets"]
-    for ax, key, title in ((fig.add_subplot(1, 2, 1), "ttft_ratio", "prefill (time to first token)"), (fig.add_subplot(1, 2, 2), "decode_step_ratio", "decode step")):
+    panels = ((fig.add_subplot(1, 2, 1), "ttft_ratio", "prefill (time to first token)"),
+              (fig.add_subplot(1, 2, 2), "decode_step_ratio", "decode step"))
+    for ax, key, title in panels:
         for length in sorted({r["length"] for r in rows}):
             pts = [r for r in rows if r["length"] == length]
             ax.plot([r["n"] for r in pts], [r[key] for r in pts], marker="o", label=f"{length} tokens")

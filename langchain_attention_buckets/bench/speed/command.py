@@ -93,7 +93,8 @@ def _header(setup: Setup) -> dict[str, Any]:
         "dtype": str(loaded.dtype).replace("torch.", ""),
         "torch_threads": torch.get_num_threads(),
         "hardware": _hardware(loaded.device),
-        "settings": {"buckets": setup.ns, "lengths": setup.lengths, "decode_tokens": setup.decode_tokens, "repeats": setup.repeats},
+        "settings": {"buckets": setup.ns, "lengths": setup.lengths, "decode_tokens": setup.decode_tokens,
+                     "repeats": setup.repeats},
     }
 
 

@@ -49,10 +49,13 @@ def run(setup: Setup) -> dict:
             hf_runs.append(run_hf_generate(loaded, prompt, setup.decode_tokens, 1))
         ours = {k: median([r[k] for r in ours_runs]) for k in ("ttft_s", "decode_step_s")}
         hf = {k: median([r[k] for r in hf_runs]) for k in ("ttft_s", "decode_step_s")}
-        rows.append({"length": length, "ours": ours, "hf": hf, "decode_step_ratio": ours["decode_step_s"] / hf["decode_step_s"], "ttft_ratio": ours["ttft_s"] / hf["ttft_s"]})
+        rows.append({"length": length, "ours": ours, "hf": hf,
+                     "decode_step_ratio": ours["decode_step_s"] / hf["decode_step_s"],
+                     "ttft_ratio": ours["ttft_s"] / hf["ttft_s"]})
     return {"hf": rows}
 
 
 def print_rows(result: dict, setup: Setup) -> None:
     for row in result["hf"]:
-        print(f"N=1 vs transformers generate, {row['length']} tokens: TTFT x{row['ttft_ratio']:.3f}, decode step x{row['decode_step_ratio']:.3f}")
+        print(f"N=1 vs transformers generate, {row['length']} tokens: "
+              f"TTFT x{row['ttft_ratio']:.3f}, decode step x{row['decode_step_ratio']:.3f}")

@@ -14,9 +14,9 @@ import time
 
 import torch
 
+from ...forward import bucketed_forward
 from ...loading import LoadedModel
 from ...merge import merge
-from ...forward import bucketed_forward
 from ...rope import bucket_frequencies, rotary_module
 from .common import median, sync
 

@@ -68,4 +68,5 @@ def run(setup: Setup) -> dict:
 def print_rows(result: dict, setup: Setup) -> None:
     for key, sp in result["spec"].items():
         print(f"speculative decoding, N={key.removeprefix('n=')}: " + ", ".join(
-            f"{k} x{v['speedup']:.2f} per token (acceptance {v['acceptance']:.0%}, same output {v['same_output']})" for k, v in sp.items()))
+            f"{k} x{v['speedup']:.2f} per token (acceptance {v['acceptance']:.0%}, same output {v['same_output']})"
+            for k, v in sp.items()))
