@@ -54,9 +54,11 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, PrivateAttr, field_validator, model_validator
 
 from .bases import MAX_BUCKETS, check_bases_spec, resolve_bases
+from .decision import DecisionConstraint, check_tool_call_bias, conversation_state, opener_ids, resolve_decision
 from .engine import DEFAULT_PREFIX_CACHE_BYTES, Engine, Request, Result, TokenEvent, get_engine
 from .grammar_select import call_constraint
 from .loading import (
+    EMBEDDED_MODEL_NAME,
     LoadedModel,
     ModelSpec,
     check_device,
@@ -78,7 +80,7 @@ __all__ = ["ChatAttentionBuckets", "Choice", "ToolChoice", "normalize_tool_choic
 # Fields that CallOptions.from_fields reads: setting one after construction rebuilds the defaults.
 _OPTION_FIELDS = frozenset(
     {"temperature", "top_k", "top_p", "seed", "repetition_penalty", "max_tokens", "stop", "aggregation"}
-    | {"logit_bias", "speculative_tokens", "parallel_tool_calls"}
+    | {"logit_bias", "speculative_tokens", "parallel_tool_calls", "tool_call_bias"}
 )
 # Numeric fields: a boolean given for one is refused (pydantic would make True 1 or 1.0).
 _NUMBER_FIELDS = (
@@ -156,6 +158,15 @@ class ChatAttentionBuckets(BaseChatModel):
     parallel_tool_calls: bool = False
     """Default for bind_tools: allow several tool calls in one answer. Default False: one call per
     answer, then the answer ends (small models tend to repeat a call)."""
+
+    tool_call_bias: Literal["auto"] | float | tuple[float, float] | None = "auto"
+    """How readily ``tool_choice="auto"`` opens a tool call: a logit bias on the call opener at the
+    first token of the answer, as (before any tool result for the latest request, after results
+    came back); one number for both. Once the opener starts, the call is made (the grammar
+    constrains it). "auto" (default): calibrated for the embedded model (call when a request
+    needs a tool, answer once the results are in; docs/chat-model.md has the measured
+    accuracy), 0 for other models (calibrate yours with ``attention-buckets bench decisions``).
+    None or 0: the model decides alone."""
 
     logit_bias: dict[int, float] | None = None
     """Added to the merged logits of the given token ids before sampling (and before the grammar
@@ -241,6 +252,11 @@ class ChatAttentionBuckets(BaseChatModel):
     def _check_bases(cls, value):
         checked = check_bases_spec(value)
         return checked if isinstance(checked, str) else value  # a list stays the list it was given
+
+    @field_validator("tool_call_bias", mode="before")
+    @classmethod
+    def _check_tool_call_bias(cls, value):
+        return check_tool_call_bias(value)
 
     @field_validator("n_buckets")
     @classmethod
@@ -543,9 +559,16 @@ class ChatAttentionBuckets(BaseChatModel):
         constraint = call_constraint(
             loaded, tools, choice, parallel, response_format, self.constrained_decoding, options.max_tokens
         )
+        dicts = to_chat_dicts(messages)
+        decision = None
+        policy = resolve_decision(options.tool_call_bias, loaded.name == EMBEDDED_MODEL_NAME)
+        if tools and choice.kind == "auto" and not policy.off:
+            state = conversation_state(dicts)
+            decision = {"state": state, "bias": policy.bias(state)}
+            constraint = DecisionConstraint(constraint, opener_ids(loaded.tokenizer), decision["bias"])
         bases = self.resolved_bases(options.model)
         request = Request(
-            prompt=tuple(_prompt_ids(loaded.tokenizer, messages, options)),
+            prompt=tuple(_render_ids(loaded.tokenizer, dicts, options)),
             bases=bases,
             aggregation=options.aggregation,
             sampling=options.sampling,
@@ -559,7 +582,7 @@ class ChatAttentionBuckets(BaseChatModel):
         )
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
         parser = ToolCallParser(schemas) if tools and choice.kind != "none" else None
-        return _Call(engine, request, parser, options.model or self.model_name, bases)
+        return _Call(engine, request, parser, options.model or self.model_name, bases, decision)
 
     def _stream(
         self,
@@ -667,7 +690,11 @@ def _without_titles(node: Any) -> Any:
 
 def _prompt_ids(tokenizer, messages: list[BaseMessage], options: CallOptions, check_tool_call_ids: bool = True) -> list[int]:
     """The prompt's token ids: messages -> chat dicts -> the call's prompt text -> ids."""
-    dicts = to_chat_dicts(messages, check_tool_call_ids=check_tool_call_ids)
+    return _render_ids(tokenizer, to_chat_dicts(messages, check_tool_call_ids=check_tool_call_ids), options)
+
+
+def _render_ids(tokenizer, dicts: list[dict], options: CallOptions) -> list[int]:
+    """The token ids of the call's prompt text for chat dicts."""
     prompt = render_call(tokenizer, dicts, options.tools, options.choice, options.response_format)
     return tokenizer.encode(prompt, add_special_tokens=False)
 
@@ -732,6 +759,7 @@ class _Call:
     parser: ToolCallParser | None
     model_name: str
     bases: tuple[float, ...]
+    decision: dict | None = None  # the tool decision's state and bias, when one applied
     ids: dict[int, str] = field(default_factory=dict)  # call index -> id
     errors: dict[str, str] = field(default_factory=dict)  # id of an invalid call -> reason
 
@@ -752,6 +780,8 @@ class _Call:
             "aggregation": self.request.aggregation,
             "time_to_first_token": result.time_to_first_token,
         }
+        if self.decision is not None:
+            metadata["tool_decision"] = dict(self.decision)
         if self.errors:
             metadata["tool_call_errors"] = dict(self.errors)
         message = AIMessageChunk(

@@ -4,6 +4,7 @@
     attention-buckets bench accuracy ...        accuracy against the position of the essential information
     attention-buckets bench speed ...           prefill/decode throughput, time to first token, memory
     attention-buckets bench memory ...          resident memory and the prefix cache over many varied calls
+    attention-buckets bench decisions ...       tool_choice="auto": call-or-answer accuracy, bias calibration
 
 The agent demo (the main job) is ``python examples/agent_demo.py``: it needs the example
 tool catalog next to it, which is not part of the package.
@@ -21,6 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # imported here, not in the handlers, so that a broken command fails on --help too
 from .bases import auto_distance_range, coverage, plot_bases, resolve_bases
 from .bench.accuracy import accuracy_main, add_accuracy_arguments
+from .bench.decisions import add_decisions_arguments, decisions_main
 from .bench.memory import add_memory_arguments, memory_main
 from .bench.speed import add_speed_arguments, speed_main
 from .loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path
@@ -79,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.choices["speed"].set_defaults(func=speed_main)
     add_memory_arguments(bench.add_parser("memory", help="resident memory and the prefix cache over many varied calls"))
     bench.choices["memory"].set_defaults(func=memory_main)
+    add_decisions_arguments(bench.add_parser("decisions", help='tool_choice="auto": call-or-answer accuracy and its calibration'))
+    bench.choices["decisions"].set_defaults(func=decisions_main)
     return parser
 
 

@@ -2,10 +2,10 @@
 
 Owns ``CallOptions`` (frozen) and every check of a per-call setting: sampling
 (``SamplingParams``), ``max_tokens``, ``stop``, ``aggregation``, ``logit_bias``,
-tools and tool choice, ``response_format``, and the error for an option this
+tools and tool choice, ``response_format``, ``tool_call_bias``, and the error for an option this
 model does not know (with the nearest one it does). The chat model builds ``CallOptions.from_fields`` at construction
 and ``merged`` once per call (the langchain-ollama ``_chat_params`` pattern).
-Imports ``sampling``, ``merge``, ``tool_choice`` and ``grammar_select``; never the
+Imports ``sampling``, ``merge``, ``tool_choice``, ``decision`` and ``grammar_select``; never the
 engine or LangChain.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .decision import check_tool_call_bias
 from .grammar_select import check_response_format
 from .merge import validate_aggregation
 from .sampling import SamplingParams, check_max_tokens
@@ -38,6 +39,7 @@ CALL_OPTIONS = frozenset(
         "strict",
         "logit_bias",
         "repetition_penalty",
+        "tool_call_bias",
     }
 )
 """The call options the chat model reads."""
@@ -99,6 +101,7 @@ class CallOptions:
     tools: tuple[dict, ...] = ()  # OpenAI format, as bind_tools wrote them
     choice: Choice = Choice("auto")
     response_format: dict | None = None
+    tool_call_bias: Any = "auto"  # checked; decision.resolve_decision reads it
 
     @classmethod
     def from_fields(cls, llm: Any) -> CallOptions:
@@ -117,6 +120,7 @@ class CallOptions:
             logit_bias=llm.logit_bias,
             speculative_tokens=llm.speculative_tokens,
             parallel_tool_calls=llm.parallel_tool_calls,
+            tool_call_bias=check_tool_call_bias(llm.tool_call_bias),
         )
 
     def merged(self, kwargs: Mapping[str, Any], stop: list[str] | None = None) -> CallOptions:
@@ -144,6 +148,7 @@ class CallOptions:
             tools=tools,
             choice=choice,
             response_format=response_format,
+            tool_call_bias=check_tool_call_bias(kwargs.get("tool_call_bias", self.tool_call_bias)),
         )
 
     def bias(self, vocab_size: int) -> tuple[tuple[int, float], ...]:

@@ -1,0 +1,143 @@
+"""The tool decision in ``tool_choice="auto"``: call a tool now, or answer in text.
+
+A model with tools bound and a free choice makes the decision at the first token of its
+answer: the call opener (``<tool_call>``, or its first token where the tokenizer splits it)
+or a text token. A small model leans to text even when the request plainly needs a tool,
+and once the results are in it may call again instead of answering. The policy is a
+calibrated logit bias on the opener's first token at that first step, one value for each
+state of the conversation:
+
+- ``before``: no tool result since the latest user message (the request is new);
+- ``after``: results have come back for it.
+
+Once the opener's first token is picked, the rest of the opener is forced, so a picked
+call is a call (the grammar then constrains its name and arguments). Later tokens are not
+biased: a model that starts in text and opens a call later still may.
+
+The bias is a decision threshold: greedy decoding opens a call when the opener's merged
+logit plus the bias beats every text token, so the margin ``logit(opener) - max(text)``
+at the first step decides, and ``attention-buckets bench decisions`` measures that margin on
+labelled conversations and picks the bias that maximises balanced accuracy on a
+development split (docs/chat-model.md has the command and the numbers).
+
+Owns ``ToolDecision`` (the policy's values and checks), ``DEFAULT_DECISION`` (the values
+calibrated for the embedded model), ``conversation_state`` and ``DecisionConstraint`` (the
+``sampling.TokenConstraint`` that applies the bias and forces the opener). Imports
+``tool_format`` only; no LangChain, no engine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .tool_format import TOOL_CALL_OPEN
+
+State = Literal["before", "after"]
+
+
+@dataclass(frozen=True)
+class ToolDecision:
+    """Logit bias on opening a tool call at the answer's first token, by conversation state."""
+
+    before: float = 0.0
+    after: float = 0.0
+
+    def bias(self, state: State) -> float:
+        return self.before if state == "before" else self.after
+
+    @property
+    def off(self) -> bool:
+        return self.before == 0.0 and self.after == 0.0
+
+
+OFF = ToolDecision()
+
+# Calibrated for the embedded SmolLM2-135M-Instruct with the default six buckets on the
+# development split of examples/tool_catalog/decisions.jsonl (docs/chat-model.md):
+#     attention-buckets bench decisions --output bench-out/decisions
+DEFAULT_DECISION = ToolDecision(before=2.0, after=-2.0)
+
+
+def check_tool_call_bias(value: Any) -> Any:
+    """``value`` if it is "auto", None, a number or a (before, after) pair of numbers; else ValueError."""
+    if value is None or value == "auto":
+        return value
+    numbers = list(value) if isinstance(value, (list, tuple)) else [value]
+    ok = len(numbers) == 2 if isinstance(value, (list, tuple)) else True
+    for v in numbers:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            ok = False
+    if not ok:
+        raise ValueError(
+            f"tool_call_bias={value!r} is not allowed; use 'auto' (calibrated), None (off), one finite "
+            "number, or a pair (before results, after results) of finite numbers"
+        )
+    return value
+
+
+def resolve_decision(value: Any, embedded: bool) -> ToolDecision:
+    """The policy a checked ``tool_call_bias`` stands for; "auto": calibrated for the embedded
+    model, off for other models (calibrate one with ``attention-buckets bench decisions``)."""
+    if value is None:
+        return OFF
+    if value == "auto":
+        return DEFAULT_DECISION if embedded else OFF
+    if isinstance(value, (list, tuple)):
+        return ToolDecision(float(value[0]), float(value[1]))
+    return ToolDecision(float(value), float(value))
+
+
+def conversation_state(messages: Sequence[dict]) -> State:
+    """"after" when a tool result follows the latest user message (chat-format dicts), else "before"."""
+    for message in reversed(messages):
+        if message.get("role") == "tool":
+            return "after"
+        if message.get("role") == "user":
+            return "before"
+    return "before"
+
+
+def opener_ids(tokenizer) -> tuple[int, ...]:
+    """The call opener's token ids under ``tokenizer`` (one id where it is a token of its own)."""
+    return tuple(tokenizer.encode(TOOL_CALL_OPEN, add_special_tokens=False))
+
+
+class DecisionConstraint:
+    """A ``sampling.TokenConstraint`` around a grammar (or none): bias the opener at the first
+    step; after the opener's first token, force the rest of it. Not thread-safe; one per call."""
+
+    def __init__(self, inner: Any | None, opener: Sequence[int], bias: float) -> None:
+        if not opener:
+            raise ValueError("the call opener has no tokens")
+        self.inner = inner
+        self.opener = tuple(opener)
+        self.bias = float(bias)
+        self._step = 0
+        self._forcing = False  # inside the opener, after its first token
+
+    def apply_mask(self, logits) -> bool:
+        if self.inner is not None and not self.inner.apply_mask(logits):
+            return False
+        if self._step == 0 and self.bias:
+            logits[self.opener[0]] += self.bias
+        elif self._forcing:
+            token = self.opener[self._step]
+            kept = logits[token].nan_to_num(neginf=0.0)
+            logits.fill_(-math.inf)
+            logits[token] = kept
+        return True
+
+    def accept(self, token_id: int) -> None:
+        if self.inner is not None:
+            self.inner.accept(token_id)
+        if self._step == 0:
+            self._forcing = token_id == self.opener[0] and len(self.opener) > 1
+        self._step += 1
+        if self._forcing and self._step >= len(self.opener):
+            self._forcing = False
+
+    def is_terminated(self) -> bool:
+        return self.inner is not None and self.inner.is_terminated()
