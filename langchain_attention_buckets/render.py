@@ -192,9 +192,35 @@ def _fallback_message(message: dict) -> dict:
         content = f"{message['content']}\n{calls}" if message.get("content") else calls
         return {"role": "assistant", "content": content}
     if role == "tool":
-        body = json.dumps({"name": message.get("name"), "content": _json_or_text(message["content"])}, ensure_ascii=False)
-        return {"role": "tool", "content": f"<tool_response>\n{body}\n</tool_response>"}
+        return RESULT_FORMS[FALLBACK_RESULT_FORM](message.get("name"), message["content"])
     return {k: v for k, v in message.items() if k != "tool_calls"}
+
+
+def _tagged(name, content: str) -> dict:
+    body = json.dumps({"name": name, "content": _json_or_text(content)}, ensure_ascii=False)
+    return {"role": "tool", "content": f"<tool_response>\n{body}\n</tool_response>"}
+
+
+def _tool_plain(name, content: str) -> dict:
+    return {"role": "tool", "content": f"{name or 'the tool'} returned: {content}"}
+
+
+def _user_plain(name, content: str) -> dict:
+    return {"role": "user", "content": f"Result of {name or 'the tool'}: {content}"}
+
+
+def _user_reminder(name, content: str) -> dict:
+    return {"role": "user", "content": f"Result of {name or 'the tool'}: {content}\n\nAnswer my request using this result."}
+
+
+RESULT_FORMS = {"tagged": _tagged, "tool-plain": _tool_plain, "user-plain": _user_plain, "user-reminder": _user_reminder}
+"""How the fallback format writes a tool result: "tagged" (a ``tool`` turn holding
+``<tool_response>{"name": ..., "content": ...}</tool_response>``), "tool-plain" (a ``tool`` turn,
+"NAME returned: RESULT"), "user-plain" (a ``user`` turn, "Result of NAME: RESULT") or
+"user-reminder" (that, then "Answer my request using this result.")."""
+FALLBACK_RESULT_FORM = "tagged"
+"""The form in use (see ``RESULT_FORMS``): the one the embedded model answered best from,
+measured by ``examples/tool_catalog/result_forms.py`` (docs/chat-model.md)."""
 
 
 def _json_or_text(content: str):

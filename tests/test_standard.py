@@ -94,3 +94,23 @@ class TestChatAttentionBucketsIntegration(_OurModel, ChatModelIntegrationTests):
     )
     def test_unicode_tool_call_integration(self, model, *args, **kwargs) -> None:
         super().test_unicode_tool_call_integration(model, *args, **kwargs)
+
+
+@pytest.mark.embedded
+class TestWithDefaultSettings:
+    """The standard agent-loop and structured-output tests with every setting at its default
+    (six buckets, the calibrated tool decision, no repetition penalty, max_tokens 512)."""
+
+    suite = TestChatAttentionBucketsIntegration()
+
+    @pytest.fixture
+    def model(self, request):
+        return ChatAttentionBuckets(**getattr(request, "param", {}))
+
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    def test_agent_loop(self, model) -> None:
+        ChatModelIntegrationTests.test_agent_loop(self.suite, model)
+
+    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
+    def test_structured_output(self, model, schema_type) -> None:
+        ChatModelIntegrationTests.test_structured_output(self.suite, model, schema_type)

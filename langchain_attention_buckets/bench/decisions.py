@@ -151,7 +151,7 @@ def add_decisions_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", default=",".join(CONFIGS),
                    help="bucket configurations, comma-separated: 'one' (the model's own base), 'paper' (default: one,paper)")
     p.add_argument("--aggregation", default="confidence", choices=["confidence", "mean", "max"], help="merge rule")
-    p.add_argument("--limit", type=int, default=None, help="use the first N conversations of each split and label")
+    p.add_argument("--limit", type=int, default=None, help="use the first N conversations of each split, label and state")
     p.add_argument("--output", default=None, help="folder for margins.jsonl (resumable) and decisions.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -185,12 +185,15 @@ def decisions_main(args: argparse.Namespace) -> int:
 
 
 def _limited(rows: list[dict], limit: int | None) -> list[dict]:
+    """The first ``limit`` rows of each split, label and conversation state."""
+    from ..decision import conversation_state
+
     if limit is None:
         return rows
     seen: dict[tuple, int] = {}
     out = []
     for r in rows:
-        key = (r["split"], r["label"])
+        key = (r["split"], r["label"], conversation_state(r["messages"]))
         seen[key] = seen.get(key, 0) + 1
         if seen[key] <= limit:
             out.append(r)
