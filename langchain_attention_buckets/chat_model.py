@@ -57,6 +57,7 @@ from .bases import MAX_BUCKETS, check_bases_spec, resolve_bases
 from .decision import DecisionConstraint, check_tool_call_bias, conversation_state, opener_ids, resolve_decision
 from .engine import DEFAULT_PREFIX_CACHE_BYTES, Engine, Request, Result, TokenEvent, get_engine
 from .grammar_select import call_constraint
+from .guard import AnswerGuard, answer_guard
 from .loading import (
     EMBEDDED_MODEL_NAME,
     LoadedModel,
@@ -80,12 +81,12 @@ __all__ = ["ChatAttentionBuckets", "Choice", "ToolChoice", "normalize_tool_choic
 # Fields that CallOptions.from_fields reads: setting one after construction rebuilds the defaults.
 _OPTION_FIELDS = frozenset(
     {"temperature", "top_k", "top_p", "seed", "repetition_penalty", "max_tokens", "stop", "aggregation"}
-    | {"logit_bias", "speculative_tokens", "parallel_tool_calls", "tool_call_bias"}
+    | {"logit_bias", "speculative_tokens", "parallel_tool_calls", "tool_call_bias", "loop_detection", "loop_min_chars"}
 )
 # Numeric fields: a boolean given for one is refused (pydantic would make True 1 or 1.0).
 _NUMBER_FIELDS = (
     "bases", "n_buckets", "temperature", "max_tokens", "top_p", "top_k", "seed", "repetition_penalty",
-    "speculative_tokens", "prefix_cache_bytes",
+    "speculative_tokens", "prefix_cache_bytes", "loop_min_chars",
 )
 # LangChain's standard parameters for remote models (init_chat_model and the standard tests pass
 # them to every provider): accepted so that provider-agnostic code runs, ignored with a warning.
@@ -171,6 +172,15 @@ class ChatAttentionBuckets(BaseChatModel):
     logit_bias: dict[int, float] | None = None
     """Added to the merged logits of the given token ids before sampling (and before the grammar
     mask). Default None."""
+
+    loop_detection: bool = True
+    """End a free-text answer that loops: once its text ends in 3+ copies of one block (holding a
+    letter or digit) spanning ``loop_min_chars`` characters, generation stops, the text keeps what
+    was streamed, ``finish_reason`` is "stop" and ``response_metadata["stopped_by"]`` is
+    "repetition". Tool-call arguments and JSON answers are never cut. Default True."""
+
+    loop_min_chars: int = 48
+    """The shortest repeated span (characters) that counts as a loop (>= 1). Default 48."""
 
     streaming: bool = False
     """Whether ``invoke`` reports each token to callbacks (``on_llm_new_token``) as it is generated.
@@ -582,7 +592,8 @@ class ChatAttentionBuckets(BaseChatModel):
         )
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
         parser = ToolCallParser(schemas) if tools and choice.kind != "none" else None
-        return _Call(engine, request, parser, options.model or self.model_name, bases, decision)
+        guard = answer_guard(loaded.tokenizer, tools, dicts, response_format, options.loop_chars)
+        return _Call(engine, request, parser, options.model or self.model_name, bases, decision, guard)
 
     def _stream(
         self,
@@ -595,7 +606,11 @@ class ChatAttentionBuckets(BaseChatModel):
         gen = call.engine.submit(call.request)
         try:
             for event in gen:
+                if call.stopped:  # the guard ended the answer; the engine stops at its next step
+                    continue
                 chunk = call.chunk(event)
+                if call.stopped:
+                    gen.cancel()
                 if run_manager:  # callbacks see what the chunks show, not the raw call markup
                     run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
                 yield chunk
@@ -617,7 +632,11 @@ class ChatAttentionBuckets(BaseChatModel):
         gen = call.engine.submit(call.request, loop=asyncio.get_running_loop())
         try:
             async for event in gen:
+                if call.stopped:
+                    continue
                 chunk = call.chunk(event)
+                if call.stopped:
+                    gen.cancel()
                 if run_manager:
                     await run_manager.on_llm_new_token(chunk.message.content, chunk=chunk)
                 yield chunk
@@ -760,33 +779,50 @@ class _Call:
     model_name: str
     bases: tuple[float, ...]
     decision: dict | None = None  # the tool decision's state and bias, when one applied
+    guard: AnswerGuard | None = None  # ends the answer's text at a loop or a fallback marker
     ids: dict[int, str] = field(default_factory=dict)  # call index -> id
     errors: dict[str, str] = field(default_factory=dict)  # id of an invalid call -> reason
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the guard ended the answer (a loop or a fallback marker)."""
+        return self.guard is not None and self.guard.stopped
+
     def chunk(self, event: TokenEvent) -> ChatGenerationChunk:
         """The message chunk of one token: its final text, and what it added to tool calls."""
+        if self.stopped:
+            return ChatGenerationChunk(message=AIMessageChunk(content=""))
         if self.parser is None:
-            return ChatGenerationChunk(message=AIMessageChunk(content=event.text))
-        return self._parsed(list(self.parser.feed(event.text)))
+            text = self.guard.feed(event.text) if self.guard else event.text
+            return ChatGenerationChunk(message=AIMessageChunk(content=text))
+        return self._parsed(self._guarded(self.parser.feed(event.text)))
 
     def last(self, result: Result) -> ChatGenerationChunk:
         ended = _ENDED.get(result.finish_reason, f"the answer ended ({result.finish_reason})")
-        tail = self._parsed(list(self.parser.finish(ended))) if self.parser else None
+        text, calls = "", []
+        if self.parser and not self.stopped:
+            tail = self._parsed(self._guarded(self.parser.finish(ended))).message
+            text, calls = tail.content, tail.tool_call_chunks
+        if self.guard and not self.stopped:  # text held back as a possible marker's start
+            text += self.guard.finish()
+        finish_reason = "stop" if self.stopped else result.finish_reason
         metadata = {
             "model_name": self.model_name,
             "model_provider": "attention_buckets",
-            "finish_reason": result.finish_reason,
+            "finish_reason": finish_reason,
             "bases": list(self.bases),
             "aggregation": self.request.aggregation,
             "time_to_first_token": result.time_to_first_token,
         }
         if self.decision is not None:
             metadata["tool_decision"] = dict(self.decision)
+        if self.stopped:
+            metadata["stopped_by"] = self.guard.stopped_by
         if self.errors:
             metadata["tool_call_errors"] = dict(self.errors)
         message = AIMessageChunk(
-            content=tail.message.content if tail else "",
-            tool_call_chunks=tail.message.tool_call_chunks if tail else [],
+            content=text,
+            tool_call_chunks=calls,
             usage_metadata={
                 "input_tokens": result.prompt_tokens,
                 "output_tokens": result.completion_tokens,
@@ -796,7 +832,20 @@ class _Call:
             response_metadata=metadata,
             chunk_position="last",
         )
-        return ChatGenerationChunk(message=message, generation_info={"finish_reason": result.finish_reason})
+        return ChatGenerationChunk(message=message, generation_info={"finish_reason": finish_reason})
+
+    def _guarded(self, events) -> list:
+        """The parser's events with their text passed through the guard, up to where it ends the answer."""
+        if self.guard is None:
+            return list(events)
+        out = []
+        for e in events:
+            if isinstance(e, TextPiece):
+                e = TextPiece(self.guard.feed(e.text))
+            out.append(e)
+            if self.guard.stopped:  # what the parser read past that point is not part of the answer
+                break
+        return out
 
     def _parsed(self, events: list) -> ChatGenerationChunk:
         text = "".join(e.text for e in events if isinstance(e, TextPiece))

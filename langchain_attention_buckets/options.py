@@ -1,7 +1,7 @@
 """The options of one chat-model call: the chat model's fields, overridden by the call's, checked once.
 
 Owns ``CallOptions`` (frozen) and every check of a per-call setting: sampling
-(``SamplingParams``), ``max_tokens``, ``stop``, ``aggregation``, ``logit_bias``,
+(``SamplingParams``), ``max_tokens``, ``stop``, ``aggregation``, ``logit_bias``, loop detection,
 tools and tool choice, ``response_format``, ``tool_call_bias``, and the error for an option this
 model does not know (with the nearest one it does). The chat model builds ``CallOptions.from_fields`` at construction
 and ``merged`` once per call (the langchain-ollama ``_chat_params`` pattern).
@@ -40,6 +40,8 @@ CALL_OPTIONS = frozenset(
         "logit_bias",
         "repetition_penalty",
         "tool_call_bias",
+        "loop_detection",
+        "loop_min_chars",
     }
 )
 """The call options the chat model reads."""
@@ -49,7 +51,9 @@ LANGCHAIN_OPTIONS = frozenset({"stream", "structured_output_format"})
 ``structured_output_format`` is the older name of ``ls_structured_output_format``): accepted, not
 read. Any option outside these and ``CALL_OPTIONS`` is an error, as an API server would answer."""
 
-_NUMBERS = ("temperature", "top_p", "top_k", "seed", "repetition_penalty", "max_tokens", "speculative_tokens")
+_NUMBERS = (
+    "temperature", "top_p", "top_k", "seed", "repetition_penalty", "max_tokens", "speculative_tokens", "loop_min_chars",
+)
 
 
 def check_not_bool(name: str, value) -> None:
@@ -102,6 +106,13 @@ class CallOptions:
     choice: Choice = Choice("auto")
     response_format: dict | None = None
     tool_call_bias: Any = "auto"  # checked; decision.resolve_decision reads it
+    loop_detection: bool = True
+    loop_min_chars: int = 48
+
+    @property
+    def loop_chars(self) -> int | None:
+        """The shortest repeated span that ends an answer as a loop; None: loop detection off."""
+        return self.loop_min_chars if self.loop_detection else None
 
     @classmethod
     def from_fields(cls, llm: Any) -> CallOptions:
@@ -121,6 +132,8 @@ class CallOptions:
             speculative_tokens=llm.speculative_tokens,
             parallel_tool_calls=llm.parallel_tool_calls,
             tool_call_bias=check_tool_call_bias(llm.tool_call_bias),
+            loop_detection=_check_loop_detection(llm.loop_detection),
+            loop_min_chars=_check_loop_min_chars(llm.loop_min_chars),
         )
 
     def merged(self, kwargs: Mapping[str, Any], stop: list[str] | None = None) -> CallOptions:
@@ -149,6 +162,8 @@ class CallOptions:
             choice=choice,
             response_format=response_format,
             tool_call_bias=check_tool_call_bias(kwargs.get("tool_call_bias", self.tool_call_bias)),
+            loop_detection=_check_loop_detection(kwargs.get("loop_detection", self.loop_detection)),
+            loop_min_chars=_check_loop_min_chars(kwargs.get("loop_min_chars", self.loop_min_chars)),
         )
 
     def bias(self, vocab_size: int) -> tuple[tuple[int, float], ...]:
@@ -163,6 +178,18 @@ class CallOptions:
                 raise ValueError(f"logit_bias entry {token!r}: {value!r} needs a token id in [0, {vocab_size}) and a number")
             out.append((token, float(value)))
         return tuple(out)
+
+
+def _check_loop_detection(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"loop_detection={value!r} must be True or False")
+    return value
+
+
+def _check_loop_min_chars(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"loop_min_chars={value!r} must be an integer >= 1 (characters)")
+    return value
 
 
 def _check_stop(stop) -> tuple[str, ...]:
