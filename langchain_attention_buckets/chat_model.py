@@ -10,7 +10,9 @@ Flow, by function name:
                   -> engine.Request
       engine.submit -> TokenEvents (text of each token)
       _Call.chunk: text -> parse.ToolCallParser -> AIMessageChunk(content | tool_call_chunks:
-                  a call's name first, then its argument text as it is generated)
+                  a call's name first, then its argument text as it is generated); the content
+                  through guard.AnswerGuard, which ends it at a loop or a fallback tool marker
+                  (then the engine's request is cancelled)
       last chunk: usage_metadata, response_metadata (and each invalid call's reason),
                   chunk_position="last"
     _generate / _agenerate collect the stream (_collect: each invalid call gets its error).

@@ -286,8 +286,15 @@ def test_bad_loop_settings_are_refused(tiny_chat_dir, looping, kwargs, message):
 
 @pytest.mark.embedded
 def test_embedded_answer_after_a_tool_result_has_no_markers():
-    """The embedded model, with its default six buckets, answers a tool result without markers."""
-    llm = ChatAttentionBuckets(max_tokens=96)
-    message = llm.bind_tools([get_weather]).invoke(tool_conversation())
+    """The embedded model (six buckets) tends to echo the tool result as a <tool_response> turn
+    after one; the caller never sees the marker."""
+    call = {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1", "type": "tool_call"}
+    conversation = [
+        HumanMessage("What's the weather in Paris?"),
+        AIMessage("", tool_calls=[call]),
+        ToolMessage('{"city": "Paris", "temp_c": 18, "sky": "cloudy"}', tool_call_id="call_1", name="get_weather"),
+    ]
+    message = ChatAttentionBuckets(max_tokens=64).bind_tools([get_weather]).invoke(conversation)
     assert not any(m in message.content for m in FALLBACK_MARKERS)
-    assert message.response_metadata["finish_reason"] in ("stop", "length")
+    if message.response_metadata.get("stopped_by") == "tool_marker":
+        assert message.response_metadata["finish_reason"] == "stop"
