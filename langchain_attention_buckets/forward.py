@@ -63,8 +63,11 @@ def bucketed_forward(
         ).logits
 
 
-def forward_buckets(model: torch.nn.Module, input_ids: Sequence[int], bases: Sequence[float]) -> torch.Tensor:
-    """Logits of one prompt under each base: (n_bases, seq, vocab), one forward pass, no cache.
+def forward_buckets(
+    model: torch.nn.Module, input_ids: Sequence[int], bases: Sequence[float], logits_to_keep: int = 0
+) -> torch.Tensor:
+    """Logits of one prompt under each base: (n_bases, seq, vocab), one forward pass, no cache;
+    with ``logits_to_keep=k > 0``, of the last k positions only (n_bases, k, vocab).
 
     The building block of the engine, exposed for inspection and tests.
     """
@@ -72,4 +75,4 @@ def forward_buckets(model: torch.nn.Module, input_ids: Sequence[int], bases: Seq
     pos = torch.arange(ids.shape[1], device=model.device).expand_as(ids)
     freqs, scales = bucket_frequencies(model.config, tuple(bases), model.device, rotary_module(model))
     with torch.inference_mode():
-        return bucketed_forward(model, ids, pos, freqs, scales, list(bases), logits_to_keep=0)
+        return bucketed_forward(model, ids, pos, freqs, scales, list(bases), logits_to_keep=logits_to_keep)

@@ -218,7 +218,7 @@ RESULT_FORMS = {"tagged": _tagged, "tool-plain": _tool_plain, "user-plain": _use
 ``<tool_response>{"name": ..., "content": ...}</tool_response>``), "tool-plain" (a ``tool`` turn,
 "NAME returned: RESULT"), "user-plain" (a ``user`` turn, "Result of NAME: RESULT") or
 "user-reminder" (that, then "Answer my request using this result.")."""
-FALLBACK_RESULT_FORM = "tagged"
+FALLBACK_RESULT_FORM = "user-plain"
 """The form in use (see ``RESULT_FORMS``): the one the embedded model answered best from,
 measured by ``examples/tool_catalog/result_forms.py`` (docs/chat-model.md)."""
 

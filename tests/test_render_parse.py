@@ -87,8 +87,29 @@ def test_fallback_round_trip_of_calls_and_results():
     ]
     out = render(tok, msgs, [TOOL])
     assert format_tool_call("get_weather", {"city": "Paris"}) in out
-    assert '<|im_start|>tool\n<tool_response>\n{"name": "get_weather", "content": "sunny"}\n</tool_response>' in out
-    assert out.index("Weather in Paris?") < out.index('<tool_call>{"name": "get_weather"') < out.index("<tool_response>")
+    assert "<|im_start|>user\nResult of get_weather: sunny<|im_end|>" in out  # the default form
+    assert out.index("Weather in Paris?") < out.index('<tool_call>{"name": "get_weather"') < out.index("Result of")
+
+
+@pytest.mark.parametrize(
+    "form, expected",
+    [
+        ("tagged", '<|im_start|>tool\n<tool_response>\n{"name": "get_weather", "content": {"sky": "clear"}}\n</tool_response>'),
+        ("tool-plain", '<|im_start|>tool\nget_weather returned: {"sky": "clear"}<|im_end|>'),
+        ("user-plain", '<|im_start|>user\nResult of get_weather: {"sky": "clear"}<|im_end|>'),
+        ("user-reminder", 'Result of get_weather: {"sky": "clear"}\n\nAnswer my request using this result.<|im_end|>'),
+    ],
+)
+def test_each_tool_result_form(monkeypatch, form, expected):
+    from langchain_attention_buckets import render as render_module
+
+    monkeypatch.setattr(render_module, "FALLBACK_RESULT_FORM", form)
+    msgs = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "name": "get_weather", "arguments": {"city": "Paris"}}]},
+        {"role": "tool", "content": '{"sky": "clear"}', "name": "get_weather", "tool_call_id": "1"},
+    ]
+    assert expected in render(TemplateTokenizer(SMOL_TEMPLATE), msgs, [TOOL])
 
 
 def test_tool_results_become_user_turns_where_the_template_refuses_a_tool_role():
@@ -99,7 +120,7 @@ def test_tool_results_become_user_turns_where_the_template_refuses_a_tool_role()
         {"role": "tool", "content": "rain", "name": "get_weather"},
     ]
     out = render(tok, msgs, [TOOL])
-    assert "<user><tool_response>" in out and "rain" in out
+    assert "<user>Result of get_weather: rain" in out
 
 
 def test_same_roles_are_joined_only_where_the_template_refuses_them():

@@ -80,7 +80,7 @@ def margins(rows: list[dict], llm, cache: Path | None, label: str, progress: boo
             dicts = to_chat_dicts(convert_to_messages(row["messages"]))
             options = llm._defaults.merged({"tools": row["tools"]})
             ids = _render_ids(loaded.tokenizer, dicts, options)
-            logits = forward_buckets(loaded.model, ids, bases)[:, -1]  # (n, V)
+            logits = forward_buckets(loaded.model, ids, bases, logits_to_keep=1)[:, -1]  # (n, V)
             merged = merge(logits[None], llm.aggregation)[0].float()
             other = merged.clone()
             other[opener] = -torch.inf
