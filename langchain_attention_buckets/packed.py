@@ -26,11 +26,16 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-# oneDNN keeps one compiled primitive per input shape, 1,024 by default, and prompts of every
-# length keep adding shapes, so a long-running process grows (docs/performance.md, "Memory over
-# time"). 64 holds the few decode shapes and recent prefill chunks at no measured cost. Read by
-# oneDNN when it first builds a primitive; a value set by the user wins.
+# Every packed layer call runs a oneDNN inner product compiled for its input's shape, and
+# prompts of every length keep adding shapes. Two caches keep them, each 1,024 entries by
+# default: oneDNN's primitive cache and, above it, ideep's LRU of inner-product computations
+# (torch's `_linear_pointwise` goes through ideep), ~0.27 MiB an entry, so a long-running
+# process grew by ~280 MiB before they filled (docs/performance.md, "Memory over time"). 64
+# each holds the decode shapes and recent prefill chunks; a miss costs one primitive build
+# (well under a millisecond). Both are read when torch first runs a oneDNN linear; a value
+# set by the user wins.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+os.environ.setdefault("LRU_CACHE_CAPACITY", "64")
 
 # Below this many weight elements the oneDNN call's fixed cost (~50 us) outweighs the saving
 # (measured: 384 x 384 at one row is 28 us by default and 71 us packed).
