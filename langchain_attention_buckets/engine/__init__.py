@@ -36,6 +36,7 @@ The parts, each in its own module:
 - ``scheduler``: the queue and the worker thread (admit, step, retire).
 - ``batch``: the running batch's per-row state and each running request's state.
 - ``steps``: prefill, decode, speculate and draft, as free functions over a batch.
+- ``heap``: handing freed heap memory back to the system when the worker goes idle.
 - ``forward.bucketed_forward`` (a module of the package above): the one forward pass
   with a RoPE base per row, used by every step.
 
@@ -56,6 +57,7 @@ from .. import packed
 from ..forward import forward_buckets
 from ..kvcache import PrefixCache
 from ..loading import LoadedModel
+from .heap import DEFAULT_IDLE_TRIM_INTERVAL, IdleTrim, check_interval
 from .limits import ContextLengthError, MemoryBudgetError, MemoryEstimate, check_memory, check_request, estimate_memory
 from .limits import free_memory as _free_memory
 from .request import Generation, Request, Result, TokenEvent
@@ -64,6 +66,7 @@ from .steps import EngineStats
 
 __all__ = [
     "DEFAULT_DETERMINISTIC_BLOCK",
+    "DEFAULT_IDLE_TRIM_INTERVAL",
     "DEFAULT_MAX_BATCH_ROWS",
     "DEFAULT_PREFILL_CHUNK",
     "DEFAULT_PREFIX_CACHE_BYTES",
@@ -102,6 +105,9 @@ class Engine:
             are prefilled in passes of this many tokens at multiples of it, and reuse cached
             prefixes in whole blocks only. Smaller: more of a cached prefix is reused, but
             more, smaller passes (slower when nothing is cached).
+        idle_trim_interval: when the worker goes idle, hand the heap memory freed since back
+            to the system (glibc's ``malloc_trim``), at most once per this many seconds;
+            None or 0: never. Does nothing where the C library is not glibc. See ``heap``.
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class Engine:
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
         packed_weights: bool | None = None,
         deterministic_block: int = DEFAULT_DETERMINISTIC_BLOCK,
+        idle_trim_interval: float | None = DEFAULT_IDLE_TRIM_INTERVAL,
     ):
         if isinstance(deterministic_block, bool) or not isinstance(deterministic_block, int) or deterministic_block < 1:
             raise ValueError(f"deterministic_block={deterministic_block!r} must be an integer >= 1")
@@ -122,11 +129,12 @@ class Engine:
         self.model = loaded.model
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.stats = EngineStats()
+        self.idle_trim = IdleTrim(idle_trim_interval)  # its count and seconds: trims so far
         self._packed_mode = packed_weights
         self._packed = self._pack(packed_weights)  # None: the model's own layers
         self._scheduler = Scheduler(
             loaded, self.prefix_cache, self.stats, self._fresh_packed, prefill_chunk, max_batch_rows,
-            deterministic_block,
+            deterministic_block, self.idle_trim,
         )
         _ALL_ENGINES.add(self)
 
@@ -175,6 +183,15 @@ class Engine:
     def packed_weights(self) -> packed.PackedWeights | None:
         """The packed copies of the linear layers the forward passes run with (None: the model's own)."""
         return self._packed
+
+    @property
+    def idle_trim_interval(self) -> float | None:
+        """Seconds between two idle heap trims at most (None: off); settable on a running engine."""
+        return self.idle_trim.interval
+
+    @idle_trim_interval.setter
+    def idle_trim_interval(self, value: float | None) -> None:
+        self.idle_trim.interval = check_interval(value)
 
     def grow_prefix_cache(self, max_bytes: int) -> None:
         """Raise the prefix cache's bound to ``max_bytes`` if it is lower; it is never lowered here,

@@ -4,7 +4,10 @@
 and the running ``Batch``. Between steps the worker admits queued requests (prefix lookup,
 prefill, first token, prompt keys and values into the prefix cache, join the batch); every
 step decodes all rows at once, or speculates for a lone greedy request; finished requests are
-retired, their keys and values (prompt and answer) stored in the prefix cache.
+retired, their keys and values (prompt and answer) stored in the prefix cache. When the
+queue and the batch are empty after work, the worker hands freed heap back to the system
+(``heap.IdleTrim``: glibc's ``malloc_trim``, at most once per interval, never while a
+request waits).
 
 A deterministic request runs alone: it is admitted only into an empty batch, and nothing
 joins it until it finishes; its prompt is prefilled in blocks of ``deterministic_block``
@@ -13,7 +16,7 @@ computed that way. Every forward pass it runs then has the same shapes and input
 its prefix was cached or not, so its tokens are the same bit for bit.
 
 May import: ``kvcache``, ``loading``, ``packed`` (type), ``rope`` (frequencies), ``sampling``,
-``engine.request``, ``engine.batch``, ``engine.steps``.
+``engine.request``, ``engine.batch``, ``engine.steps``, ``engine.heap``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..rope import bucket_frequencies, rotary_module
 from ..sampling import process_logits
 from . import steps
 from .batch import Batch, Running
+from .heap import IdleTrim
 from .request import Generation, Request, Result
 from .steps import EngineStats
 
@@ -46,17 +50,19 @@ class Scheduler:
         prefill_chunk: prompt tokens per prefill forward pass.
         max_batch_rows: most rows (requests x buckets) decoded together.
         deterministic_block: prefill block of deterministic requests (tokens).
+        idle_trim: hands freed heap back when the worker goes idle (None: never).
     """
 
     def __init__(self, loaded: LoadedModel, prefix_cache: PrefixCache, stats: EngineStats,
                  packed: Callable[[], PackedWeights | None], prefill_chunk: int, max_batch_rows: int,
-                 deterministic_block: int):
+                 deterministic_block: int, idle_trim: IdleTrim | None = None):
         self.loaded, self.model = loaded, loaded.model
         self.prefix_cache = prefix_cache
         self.stats = stats
         self.prefill_chunk = prefill_chunk
         self.max_batch_rows = max_batch_rows
         self.deterministic_block = deterministic_block
+        self.idle_trim = idle_trim if idle_trim is not None else IdleTrim(None)
         self.cond = threading.Condition()  # guards the queue; held by the worker while it takes from it
         self.batch = Batch()
         self._packed = packed
@@ -89,15 +95,24 @@ class Scheduler:
     # ---- the worker --------------------------------------------------------------------
 
     def _run(self) -> None:
+        owed = False  # work done since the last idle trim
         while True:
             with self.cond:
                 while not self._pending and not self.batch.requests and not self._closed:
-                    self.cond.wait()
+                    wait = self.idle_trim.wait_time() if owed else None
+                    if wait == 0:
+                        break  # idle with a trim due: run it outside the lock
+                    self.cond.wait(wait)  # a submit wakes it; so does the trim coming due
                 if self._closed and not self.batch.requests:
                     for g in self._pending:
                         g._put(RuntimeError("the engine was closed"))
                     return
                 new = self._take_pending()
+            if not new and not self.batch.requests:
+                if owed and self.idle_trim():
+                    owed = False
+                continue
+            owed = True
             try:
                 with torch.inference_mode():
                     if new:
