@@ -219,7 +219,8 @@ def run_memory(
     _check_settings(calls, sample_every, max_tokens, prefix_cache_bytes)
     models = chat_models(model, prefix_cache_bytes)
     bound = [models["one"].bind_tools(tools, tool_choice="auto") for tools in tool_sets(seed)]
-    cache = models["one"].engine().prefix_cache
+    engine = models["one"].engine()
+    cache = engine.prefix_cache
     t0 = time.perf_counter()
     samples, kinds, seconds, done, cache_max = [_sample(cache, 0, t0)], Counter(), Counter(), 0, 0
     with progress_bar(calls, desc="bench memory", unit="call", progress=progress) as bar:
@@ -239,7 +240,8 @@ def run_memory(
                 "requested_prefix_cache_bytes": prefix_cache_bytes, "sample_every": sample_every,
                 "max_tokens": max_tokens, "seed": seed, "calls_by_kind": dict(sorted(kinds.items())),
                 "seconds_per_call_by_kind": {k: round(seconds[k] / kinds[k], 3) for k in sorted(kinds)},
-                "seconds": round(time.perf_counter() - t0, 1)}
+                "seconds": round(time.perf_counter() - t0, 1), "idle_trim_interval": engine.idle_trim_interval,
+                "idle_trims": engine.idle_trim.count, "idle_trim_seconds": round(engine.idle_trim.seconds, 3)}
     results = {"settings": settings, "summary": summarize(samples, cache.max_bytes, cache_max), "samples": samples}
     return _write(results, Path(output), plots)
 
