@@ -66,6 +66,9 @@ def test_score_and_calibrate():
     bias = calibrate(items)
     assert 3.0 < bias <= 4.0 and score(items, bias)["balanced"] == 1.0
     assert calibrate([(-1.0, "answer"), (-2.0, "answer")]) == 0.0  # already right: the smallest bias
+    # one call the model is far from, four answers: balanced accuracy gives up three answers for it
+    skewed = [(-3.0, "call"), (-1.0, "answer"), (-1.1, "answer"), (-1.2, "answer"), (-4.0, "answer")]
+    assert calibrate(skewed, "accuracy") == 0.0 and calibrate(skewed, "balanced") == 3.25
 
 
 def test_the_measured_margin_decides_the_call(tiny_chat_dir, tmp_path):

@@ -12,13 +12,16 @@ pytestmark = pytest.mark.embedded
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "agent_demo.py"
 
 
-@pytest.mark.timeout(600)  # ~150 s alone on 2 cores; a bound for hangs, not a speed test
-def test_agent_demo_reaches_the_right_tools(capsys):
+@pytest.mark.timeout(600)  # a bound for hangs, not a speed test
+def test_agent_demo_runs_the_plain_agent(capsys):
     demo = runpy.run_path(str(DEMO), run_name="agent_demo")
     summary = demo["main"](["--fast"])
     out = capsys.readouterr().out
-    assert len(summary) == 2  # one base, then six buckets
-    for question, label, right_tools, parsed, n_calls, seconds in summary:
-        assert right_tools, (label, out)
-        assert parsed >= 1 and n_calls == 3
-    assert "call get_order(" in out and "call convert_currency(" in out
+    assert len(summary) == 2, out  # one base, then six buckets
+    assert "(stopped:" not in out  # every agent loop ended by itself, within its recursion limit
+    answers = [line for line in out.splitlines() if line.startswith("  answer:")]
+    assert len(answers) == 2 and not any("<tool_" in a for a in answers), out
+    question, label, steps, done, valid, n_calls, seconds = summary[1]
+    assert label.startswith("6 buckets") and steps == 1
+    assert done and valid == n_calls == 1, out  # the default settings: one valid call, then the answer
+    assert "call get_stock_level(" in out

@@ -1,4 +1,7 @@
-"""LangChain's standard test suites, run against the embedded SmolLM2-135M-Instruct with six buckets.
+"""LangChain's standard test suites, run against the embedded SmolLM2-135M-Instruct.
+
+The whole integration suite runs with two buckets (time); the agent-loop and structured-output
+tests run again with every setting at its default (six buckets).
 
 Every xfail below is about what a 135M-parameter model cannot do; each is listed with its
 reason in docs/chat-model.md.
@@ -77,14 +80,6 @@ class TestChatAttentionBucketsIntegration(_OurModel, ChatModelIntegrationTests):
     )
     def test_json_mode(self, model) -> None:
         super().test_json_mode(model)
-
-    @pytest.mark.xfail(
-        strict=False,
-        reason=SMALL_MODEL + "does not decide by itself to call a tool (tool_choice='auto'); it "
-        "answers in text. Forced tool choice works (test_tool_choice, tests/test_agents.py)",
-    )
-    def test_agent_loop(self, model) -> None:
-        super().test_agent_loop(model)
 
     @pytest.mark.xfail(
         strict=False,

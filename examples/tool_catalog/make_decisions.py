@@ -38,11 +38,11 @@ sys.path.insert(0, str(HERE.parent))
 from langchain_core.messages import HumanMessage, ToolMessage  # noqa: E402
 from langchain_core.messages.utils import convert_to_openai_messages  # noqa: E402
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
-from tool_catalog import build_catalog, load_requests, reset_state  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from langchain_attention_buckets import ChatAttentionBuckets  # noqa: E402
 from langchain_attention_buckets.retrieval import ToolRetriever  # noqa: E402
+from tool_catalog import build_catalog, load_requests, reset_state  # noqa: E402
 
 OUT = HERE / "decisions.jsonl"
 RESULTS_EVERY = 3  # results-state conversations for every third single-tool request (and every multi-tool one)
