@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from langchain.agents import create_agent  # noqa: E402
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage  # noqa: E402
 from tool_catalog import build_catalog, load_requests, reset_state  # noqa: E402
+from tool_catalog.result_forms import salient  # noqa: E402
 
 from langchain_attention_buckets import ChatAttentionBuckets  # noqa: E402
 from langchain_attention_buckets.retrieval import ToolRetriever  # noqa: E402
@@ -78,10 +79,21 @@ def run(question: str, llm: ChatAttentionBuckets, retriever: ToolRetriever, cata
     return {"calls": calls, "answer": last.text.strip() if answered else "", "ended": ended, "seconds": seconds}
 
 
-def completed(out: dict, expected: list[str]) -> bool:
-    """Every expected tool called with arguments that parsed, in order, and an answer in text."""
+def right_tools(out: dict, expected: list[str]) -> bool:
+    """Every expected tool called with arguments that parsed, in order (other calls may come between)."""
     valid = [c["name"] for c in out["calls"] if not c.get("invalid")]
-    return out["ended"] and bool(out["answer"]) and _in_order(expected, valid)
+    return _in_order(expected, valid)
+
+
+def uses_result(out: dict) -> bool:
+    """The answer contains a value from a tool result (a number, an id, a name; see result_forms.salient)."""
+    values = set().union(*(salient(c["result"]) for c in out["calls"] if not c.get("invalid")))
+    return any(v in out["answer"] for v in values)
+
+
+def completed(out: dict, expected: list[str]) -> bool:
+    """The loop ended by itself, the expected tools were called, and the answer uses their results."""
+    return out["ended"] and right_tools(out, expected) and uses_result(out)
 
 
 def _in_order(expected: list[str], got: list[str]) -> bool:
@@ -96,7 +108,10 @@ def show(label: str, out: dict, expected: list[str]) -> None:
         args = c["args"] if c.get("invalid") else json.dumps(c["args"], ensure_ascii=False)
         print(f"  call {c['name']}({args}){'  [invalid]' if c.get('invalid') else ''}\n    -> {result}")
     print(f"  answer: {out['answer'] or '(none)'}")
-    print(f"  expected tools {expected}: {'completed' if completed(out, expected) else 'not completed'}")
+    print(
+        f"  expected tools {expected}: {'called' if right_tools(out, expected) else 'not called'}; "
+        f"the answer {'uses' if uses_result(out) else 'does not use'} a result"
+    )
 
 
 def labelled(n: int) -> list[tuple[str, list[str]]]:
@@ -143,17 +158,21 @@ def main(argv: list[str] | None = None) -> list[tuple]:
             if not args.labelled:
                 show(label, out, expected)
             valid = sum(not c.get("invalid") for c in out["calls"])
-            summary.append((question, label, len(expected), completed(out, expected), valid, len(out["calls"]), out["seconds"]))
-    print("\nsummary")
-    for q, label, steps, done, valid, n, seconds in summary:
+            summary.append(
+                (question, label, len(expected), right_tools(out, expected), completed(out, expected),
+                 valid, len(out["calls"]), out["seconds"])
+            )
+    print("\nsummary (completed: the loop ended by itself, the expected tools were called, the answer uses a result)")
+    for q, label, steps, tools_ok, done, valid, n, seconds in summary:
         kind = "single-step" if steps == 1 else f"{steps} steps"
-        print(f"  {q[:44]:<46} {kind:<11} {label:<20} {'completed' if done else 'not completed':<14} "
-              f"{valid}/{n} calls parsed {seconds:6.1f} s")
+        print(f"  {q[:44]:<46} {kind:<11} {label:<20} {'right tools' if tools_ok else 'other tools':<12} "
+              f"{'completed' if done else 'not completed':<14} {valid}/{n} calls parsed {seconds:6.1f} s")
     for _, label in configs:
         for kind, wanted in (("single-step", lambda s: s == 1), ("multi-step", lambda s: s > 1)):
             rows = [r for r in summary if r[1] == label and wanted(r[2])]
             if rows:
-                print(f"  {label}: {sum(r[3] for r in rows)}/{len(rows)} {kind} requests completed")
+                print(f"  {label}: {kind} requests: {sum(r[3] for r in rows)}/{len(rows)} reached the right tools, "
+                      f"{sum(r[4] for r in rows)}/{len(rows)} completed")
     return summary
 
 

@@ -11,8 +11,11 @@ state of the conversation:
 - ``after``: results have come back for it.
 
 Once the opener's first token is picked, the rest of the opener is forced, so a picked
-call is a call (the grammar then constrains its name and arguments). Later tokens are not
-biased: a model that starts in text and opens a call later still may.
+call is a call (the grammar then constrains its name and arguments). A positive bias acts
+at the first token only. A negative one holds for the whole answer until a call opens: a
+model that starts in text ("The result of reserve_stock is:") and would open a call after
+it is held to its answer too (that text-then-call pattern is how a small model loops after
+its results).
 
 The bias is a decision threshold: greedy decoding opens a call when the opener's merged
 logit plus the bias beats every text token, so the margin ``logit(opener) - max(text)``
@@ -109,7 +112,8 @@ def opener_ids(tokenizer) -> tuple[int, ...]:
 
 class DecisionConstraint:
     """A ``sampling.TokenConstraint`` around a grammar (or none): bias the opener at the first
-    step; after the opener's first token, force the rest of it. Not thread-safe; one per call."""
+    step (a negative bias: at every step until a call opens); after the opener's first token
+    at the first step, force the rest of it. Not thread-safe; one per call."""
 
     def __init__(self, inner: Any | None, opener: Sequence[int], bias: float) -> None:
         if not opener:
@@ -119,17 +123,19 @@ class DecisionConstraint:
         self.bias = float(bias)
         self._step = 0
         self._forcing = False  # inside the opener, after its first token
+        self._recent: list[int] = []  # the last len(opener) tokens
+        self._call_started = False
 
     def apply_mask(self, logits) -> bool:
         if self.inner is not None and not self.inner.apply_mask(logits):
             return False
-        if self._step == 0 and self.bias:
-            logits[self.opener[0]] += self.bias
-        elif self._forcing:
+        if self._forcing:
             token = self.opener[self._step]
             kept = logits[token].nan_to_num(neginf=0.0)
             logits.fill_(-math.inf)
             logits[token] = kept
+        elif self._step == 0 or (self.bias < 0 and not self._call_started):
+            logits[self.opener[0]] += self.bias
         return True
 
     def accept(self, token_id: int) -> None:
@@ -140,6 +146,9 @@ class DecisionConstraint:
         self._step += 1
         if self._forcing and self._step >= len(self.opener):
             self._forcing = False
+        self._recent = [*self._recent, int(token_id)][-len(self.opener) :]
+        if tuple(self._recent) == self.opener:
+            self._call_started = True
 
     def is_terminated(self) -> bool:
         return self.inner is not None and self.inner.is_terminated()

@@ -73,15 +73,27 @@ def test_constraint_biases_the_first_step_then_forces_the_opener():
     assert inner.accepted == [5, 6, 7]
 
 
-def test_constraint_after_a_text_token_leaves_later_steps_alone():
-    c = DecisionConstraint(None, (5, 6), bias=-4.0)
+def test_a_positive_bias_acts_at_the_first_step_only():
+    c = DecisionConstraint(None, (5, 6), bias=4.0)
     row = torch.zeros(10)
     c.apply_mask(row)
-    assert row[5] == -4.0
+    assert row[5] == 4.0
     c.accept(2)
     row = torch.zeros(10)
     c.apply_mask(row)
     assert row.eq(0).all() and not c.is_terminated()
+
+
+def test_a_negative_bias_holds_until_a_call_opens():
+    c = DecisionConstraint(None, (5, 6), bias=-4.0)
+    for token in (2, 3, 5, 6):  # text, then the model's own opener (against the bias)
+        row = torch.zeros(10)
+        c.apply_mask(row)
+        assert row[5] == -4.0 and row.ne(0).sum() == 1
+        c.accept(token)
+    row = torch.zeros(10)
+    c.apply_mask(row)  # inside the call: the arguments are left alone
+    assert row.eq(0).all()
 
 
 def test_state_and_policy_values():

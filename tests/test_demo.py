@@ -21,7 +21,8 @@ def test_agent_demo_runs_the_plain_agent(capsys):
     assert "(stopped:" not in out  # every agent loop ended by itself, within its recursion limit
     answers = [line for line in out.splitlines() if line.startswith("  answer:")]
     assert len(answers) == 2 and not any("<tool_" in a for a in answers), out
-    question, label, steps, done, valid, n_calls, seconds = summary[1]
-    assert label.startswith("6 buckets") and steps == 1
-    assert done and valid == n_calls == 1, out  # the default settings: one valid call, then the answer
+    for question, label, steps, tools_ok, done, valid, n_calls, seconds in summary:
+        assert valid == n_calls >= 1, out  # the model called a tool by itself, with arguments that parse
+    question, label, steps, tools_ok, done, valid, n_calls, seconds = summary[1]
+    assert label.startswith("6 buckets") and tools_ok, out  # the default settings reach the right tool
     assert "call get_stock_level(" in out
