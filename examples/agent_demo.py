@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> list[tuple]:
         kind = "single-step" if steps == 1 else f"{steps} steps"
         print(f"  {q[:44]:<46} {kind:<11} {label:<20} {'right tools' if tools_ok else 'other tools':<12} "
               f"{'completed' if done else 'not completed':<14} {valid}/{n} calls parsed {seconds:6.1f} s")
-    for _, label in configs:
+    for label, _ in configs:
         for kind, wanted in (("single-step", lambda s: s == 1), ("multi-step", lambda s: s > 1)):
             rows = [r for r in summary if r[1] == label and wanted(r[2])]
             if rows:
