@@ -81,10 +81,6 @@ class TestChatAttentionBucketsIntegration(_OurModel, ChatModelIntegrationTests):
     def test_json_mode(self, model) -> None:
         super().test_json_mode(model)
 
-    @pytest.mark.skip(reason="run with the default settings in TestWithDefaultSettings (time budget)")
-    def test_agent_loop(self, model) -> None:
-        super().test_agent_loop(model)
-
     @pytest.mark.xfail(
         strict=False,
         reason=SMALL_MODEL + "fills the forced call's string argument with a placeholder such as "
