@@ -44,7 +44,7 @@ class IncrementalDetokenizer:
             self.stopped = True
             self._held = ""
             return self._emit(buf[: min(hits)])
-        keep = _stop_prefix_len(buf, self.stop)
+        keep = partial_suffix_len(buf, self.stop)
         self._held = buf[len(buf) - keep :] if keep else ""
         return self._emit(buf[: len(buf) - keep])
 
@@ -63,8 +63,9 @@ class IncrementalDetokenizer:
         return text
 
 
-def _stop_prefix_len(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of some stop string."""
+def partial_suffix_len(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of some string in ``stops``
+    (text to hold back: it may be the start of one)."""
     best = 0
     for s in stops:
         for n in range(min(len(s) - 1, len(text)), best, -1):

@@ -19,13 +19,15 @@ streams and passes it on, ending it in two cases:
   ``stopped_by`` is "tool_marker".
 
 Text in, text out: imports ``render`` (whether a template renders tools) and
-``tool_format``; no LangChain types, no engine.
+``tool_format``, and ``detok`` (the held-back-suffix rule it shares with stop strings);
+no LangChain types, no engine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .detok import partial_suffix_len
 from .render import template_renders_tools
 from .tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
@@ -93,7 +95,7 @@ class AnswerGuard:
         if hits:
             self.stopped_by, self._held = "tool_marker", ""
             return buf[: min(hits)].rstrip()
-        keep = _marker_prefix_len(buf, self.markers)
+        keep = partial_suffix_len(buf, self.markers)
         if self.markers:  # trailing whitespace waits too: before a marker it is dropped
             keep = len(buf) - len(buf[: len(buf) - keep].rstrip())
         self._held = buf[len(buf) - keep :]
@@ -136,14 +138,3 @@ def answer_guard(
         return None
     markers = fallback_markers(tokenizer, tools, messages)
     return AnswerGuard(markers, min_chars) if markers or min_chars is not None else None
-
-
-def _marker_prefix_len(text: str, markers: Sequence[str]) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of some marker."""
-    best = 0
-    for m in markers:
-        for n in range(min(len(m) - 1, len(text)), best, -1):
-            if text.endswith(m[:n]):
-                best = n
-                break
-    return best
