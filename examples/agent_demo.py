@@ -21,7 +21,6 @@ Llama-family model on the Hub or on disk, ``--model``), the same agent does more
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -35,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from langchain.agents import create_agent  # noqa: E402
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage  # noqa: E402
 from tool_catalog import build_catalog, load_requests, reset_state  # noqa: E402
+from tool_catalog.make_decisions import split_of  # noqa: E402
 from tool_catalog.result_forms import salient  # noqa: E402
 
 from langchain_attention_buckets import ChatAttentionBuckets  # noqa: E402
@@ -118,7 +118,7 @@ def labelled(n: int) -> list[tuple[str, list[str]]]:
     """The first ``n`` single-tool requests of requests.jsonl's test split (the split
     ``make_decisions.py`` uses: a hash of the request; the decision bias is calibrated on dev)."""
     items = [r for r in load_requests() if len(r["tools"]) == 1]
-    test = [r for r in items if int(hashlib.sha256(r["request"].encode()).hexdigest(), 16) % 2 == 1]
+    test = [r for r in items if split_of(r["request"]) == "test"]
     return [(r["request"], r["tools"]) for r in test[:n]]
 
 
