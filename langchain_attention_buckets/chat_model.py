@@ -164,9 +164,9 @@ class ChatAttentionBuckets(BaseChatModel):
 
     tool_call_bias: Literal["auto"] | float | tuple[float, float] | None = "auto"
     """How readily ``tool_choice="auto"`` opens a tool call: a logit bias on the call opener at the
-    first token of the answer, as (before any tool result for the latest request, after results
-    came back); one number for both. Once the opener starts, the call is made (the grammar
-    constrains it). "auto" (default): calibrated for the embedded model (call when a request
+    first token of the answer (a negative one: until a call opens), as (before any tool result
+    for the latest request, after results came back); one number for both. Once the opener
+    starts, the call is made (the grammar constrains it). "auto" (default): calibrated for the embedded model (call when a request
     needs a tool, answer once the results are in; docs/chat-model.md has the measured
     accuracy), 0 for other models (calibrate yours with ``attention-buckets bench decisions``).
     None or 0: the model decides alone."""
