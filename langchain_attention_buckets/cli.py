@@ -5,6 +5,7 @@
     attention-buckets bench speed ...           prefill/decode throughput, time to first token, memory
     attention-buckets bench memory ...          resident memory and the prefix cache over many varied calls
     attention-buckets bench decisions ...       tool_choice="auto": call-or-answer accuracy, bias calibration
+    attention-buckets serve ...                 an OpenAI-compatible server (docs/serving.md)
 
 The agent demo (the main job) is ``python examples/agent_demo.py``: it needs the example
 tool catalog next to it, which is not part of the package.
@@ -27,6 +28,7 @@ from .bench.memory import add_memory_arguments, memory_main
 from .bench.speed import add_speed_arguments, speed_main
 from .loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path
 from .rope import head_dim, model_base
+from .serve.args import add_serve_arguments
 
 
 def _model_facts(model: str | None) -> tuple[str, int, float, int]:
@@ -83,7 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.choices["memory"].set_defaults(func=memory_main)
     add_decisions_arguments(bench.add_parser("decisions", help='tool_choice="auto": call-or-answer accuracy and its calibration'))
     bench.choices["decisions"].set_defaults(func=decisions_main)
+    p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (needs the 'serve' extra)")
+    add_serve_arguments(p)
+    p.set_defaults(func=_serve)
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve.run import serve_main  # FastAPI and uvicorn: imported only when serving
+
+    return serve_main(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,6 +193,10 @@ class Engine:
     def idle_trim_interval(self, value: float | None) -> None:
         self.idle_trim.interval = check_interval(value)
 
+    def activity(self) -> dict[str, int]:
+        """What the worker holds now: running requests, their rows, and queued requests."""
+        return self._scheduler.activity()
+
     def grow_prefix_cache(self, max_bytes: int) -> None:
         """Raise the prefix cache's bound to ``max_bytes`` if it is lower; it is never lowered here,
         so that callers sharing this engine keep the room they asked for."""

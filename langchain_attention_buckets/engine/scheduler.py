@@ -84,6 +84,13 @@ class Scheduler:
             self._pending.append(gen)
             self.cond.notify()
 
+    def activity(self) -> dict[str, int]:
+        """Requests and rows in the running batch, and requests queued for it."""
+        with self.cond:
+            queued = len(self._pending)
+        running = list(self.batch.requests)
+        return {"running": len(running), "rows": sum(run.n for run in running), "queued": queued}
+
     def close(self, timeout: float) -> None:
         """Stop the worker after the requests in flight; queued requests get a RuntimeError."""
         with self.cond:

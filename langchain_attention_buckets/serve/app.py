@@ -1,0 +1,347 @@
+"""The OpenAI-compatible HTTP application over one engine (FastAPI).
+
+Owns ``ServerSettings``, ``create_app`` and the request's life: authentication, the body-size
+limit, admission (at most ``max_concurrent`` requests generate, ``max_queue`` more wait, the
+rest get a 503), the chat model call (``ChatAttentionBuckets.astream`` in a task of its own, so
+that a client that goes away cancels it and its rows leave the engine's batch at the next
+step), and the answer as JSON or server-sent events. Every request of one process shares one
+engine (continuous batching across requests); per-request ``bases``/``n_buckets``/
+``deterministic`` get a chat model of their own over the same weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from langchain_core.messages import AIMessageChunk
+from pydantic import ValidationError
+
+from ..chat_model import ChatAttentionBuckets
+from ..engine import ContextLengthError, MemoryBudgetError
+from .args import API_KEY_ENV
+from .convert import ChunkWriter, completion, new_id, sse, to_messages
+from .protocol import APIError, ChatCompletionRequest, validation_error
+
+_END = object()
+
+
+@dataclass
+class ServerSettings:
+    """How the server runs.
+
+    Args:
+        model_kwargs: keyword arguments of the served ``ChatAttentionBuckets`` (model, bases,
+            aggregation, device, dtype, max_tokens, model_kwargs, ...).
+        served_name: the model id clients send and ``/v1/models`` lists (default: the model's name).
+        api_key: clients must send ``Authorization: Bearer <key>``; None: ``$ATTENTION_BUCKETS_API_KEY``
+            if set, else no key (then bind to loopback only).
+        max_concurrent: requests generating at once (the engine batches them together).
+        max_queue: requests waiting beyond those; the next one gets a 503.
+        max_body_bytes: largest request body (413 beyond).
+        max_variants: chat models kept for per-request bucket settings (least recently used go).
+        preload: load the weights at startup (``/health`` answers 503 until they are in).
+    """
+
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    served_name: str | None = None
+    api_key: str | None = None
+    max_concurrent: int = 16
+    max_queue: int = 64
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_variants: int = 8
+    preload: bool = True
+
+    def __post_init__(self):
+        for name in ("max_concurrent", "max_body_bytes", "max_variants"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if isinstance(self.max_queue, bool) or not isinstance(self.max_queue, int) or self.max_queue < 0:
+            raise ValueError(f"max_queue={self.max_queue!r} must be an integer >= 0")
+        if self.api_key is None:
+            self.api_key = os.environ.get(API_KEY_ENV) or None
+
+
+class Admission:
+    """At most ``limit`` holders at once and ``queue`` waiters; one more waiter is a 503."""
+
+    def __init__(self, limit: int, queue: int):
+        self.limit, self.queue = limit, queue
+        self.running = self.waiting = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self) -> None:
+        """Wait for a slot; a 503 when ``queue`` others already wait."""
+        async with self._cond:
+            if self.running >= self.limit and self.waiting >= self.queue:
+                raise APIError(503, f"the server is busy: {self.running} requests running and {self.waiting} "
+                               "queued (the limit); retry later", headers={"Retry-After": "1"})
+            self.waiting += 1
+            try:
+                await self._cond.wait_for(lambda: self.running < self.limit)
+            finally:
+                self.waiting -= 1
+            self.running += 1
+
+    def release(self) -> None:
+        """Give a slot back (from any task of the loop)."""
+        self.running -= 1
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._cond:
+            self._cond.notify()
+
+
+class Models:
+    """The served chat model and, for per-request bucket settings, variants over the same weights."""
+
+    def __init__(self, kwargs: dict[str, Any], max_variants: int):
+        self.kwargs = dict(kwargs)
+        self.default = ChatAttentionBuckets(**self.kwargs)
+        self.max_variants = max_variants
+        self._variants: OrderedDict[str, ChatAttentionBuckets] = OrderedDict()
+
+    def get(self, overrides: dict[str, Any]) -> ChatAttentionBuckets:
+        if not overrides:
+            return self.default
+        key = json.dumps(overrides, sort_keys=True)
+        llm = self._variants.pop(key, None)
+        if llm is None:
+            try:
+                llm = ChatAttentionBuckets(**{**self.kwargs, **overrides})
+            except ValidationError as exc:
+                raise validation_error(exc) from exc
+        self._variants[key] = llm
+        while len(self._variants) > self.max_variants:
+            self._variants.popitem(last=False)
+        return llm
+
+
+def _status_of(exc: BaseException) -> APIError:
+    """The API error of an exception raised by a call."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, ContextLengthError):
+        return APIError(413, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, MemoryBudgetError):
+        return APIError(413, str(exc), param="max_tokens", code="memory_exceeded")
+    if isinstance(exc, ValidationError):
+        return validation_error(exc)
+    if isinstance(exc, (ValueError, TypeError)):
+        message = str(exc)
+        param = message.split("=", 1)[0].split("[", 1)[0].split(" ", 1)[0] if "=" in message[:40] else None
+        return APIError(400, message, param=param)
+    return APIError(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _error_response(err: APIError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+
+class _BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes is a 413 (by its Content-Length or as it streams in)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = APIError(413, f"the request body is larger than the server's limit of {self.limit} bytes",
+                           code="request_too_large")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await _error_response(too_big)(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise too_big
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except APIError as err:  # raised before any response started (the body is read first)
+            await _error_response(err)(scope, receive, send)
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class _Run:
+    """One call's chunks, produced by a task of its own; a disconnect cancels the task."""
+
+    def __init__(self, runnable, messages, options: dict[str, Any], request: Request, release):
+        self._release = release  # called once, when the run ends
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.task = asyncio.create_task(self._produce(runnable, messages, options))
+        self.watch = asyncio.create_task(_until_disconnected(request))
+        self.watch.add_done_callback(lambda _: self.close())  # the client went away
+
+    async def _produce(self, runnable, messages, options) -> None:
+        try:
+            async for chunk in runnable.astream(messages, **options):
+                self.queue.put_nowait(chunk)
+            self.queue.put_nowait(_END)
+        except asyncio.CancelledError:
+            self.queue.put_nowait(_END)
+            raise
+        except Exception as exc:  # handed to the reader, which answers with its status
+            self.queue.put_nowait(exc)
+
+    async def chunks(self) -> AsyncIterator[AIMessageChunk]:
+        try:
+            while (item := await self.queue.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.watch.cancel()
+        self.task.cancel()
+        if self._release is not None:
+            self._release, release = None, self._release
+            release()
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """The FastAPI application serving one chat model (see ``ServerSettings``)."""
+    settings = settings or ServerSettings()
+    models = Models(settings.model_kwargs, settings.max_variants)
+    served = settings.served_name or models.default.model_name
+    admission = Admission(settings.max_concurrent, settings.max_queue)
+    state = {"ready": not settings.preload}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.preload:
+            await asyncio.to_thread(models.default.engine)
+            state["ready"] = True
+        yield
+
+    app = FastAPI(title="attention-buckets", lifespan=lifespan)
+    app.state.models, app.state.admission, app.state.served = models, admission, served
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError):
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return _error_response(validation_error(exc))
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next):
+        if settings.api_key and request.url.path.startswith("/v1/"):
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
+                return _error_response(APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                                                code="invalid_api_key"))
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health():
+        engine = models.default.engine() if state["ready"] else None
+        body = {"status": "ok" if state["ready"] else "loading", "model": served,
+                "running": admission.running, "queued": admission.waiting}
+        if engine is not None:
+            body["engine"] = engine.activity()
+        return JSONResponse(body, status_code=200 if state["ready"] else 503)
+
+    @app.get("/v1/models")
+    async def list_models():
+        return {"object": "list", "data": [{"id": served, "object": "model", "created": 0, "owned_by": "attention-buckets"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        try:
+            body = ChatCompletionRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
+        if body.model not in (None, served):
+            raise APIError(404, f"model {body.model!r} is not served here; this server serves {served!r}",
+                           param="model", code="model_not_found")
+        messages = to_messages(body.messages)
+        options = body.call_options()
+        llm = models.get(body.model_overrides())
+        binding = body.tool_binding()
+        try:
+            runnable = llm.bind_tools(**binding) if binding else llm
+        except ValueError as exc:
+            raise _status_of(exc) from exc
+        await admission.acquire()
+        run = _Run(runnable, messages, options, request, admission.release)
+        try:
+            return await (_stream(run, body, served) if body.stream else _whole(run, served))
+        except BaseException:
+            run.close()
+            raise
+
+    return app
+
+
+async def _whole(run: _Run, served: str) -> JSONResponse:
+    merged = None
+    try:
+        async for chunk in run.chunks():
+            merged = chunk if merged is None else merged + chunk
+    except Exception as exc:
+        raise _status_of(exc) from exc
+    if merged is None:  # cancelled before anything came back
+        raise APIError(499, "the client closed the request")
+    return JSONResponse(completion(merged, served, new_id(), int(time.time())))
+
+
+async def _stream(run: _Run, body: ChatCompletionRequest, served: str) -> StreamingResponse:
+    """Server-sent events; an error before the first chunk is an ordinary error response."""
+    chunks = run.chunks()
+    try:
+        first = await chunks.__anext__()
+    except StopAsyncIteration:
+        raise APIError(499, "the client closed the request") from None
+    except Exception as exc:
+        raise _status_of(exc) from exc
+    writer = ChunkWriter(served, bool(body.stream_options and body.stream_options.include_usage))
+
+    async def events() -> AsyncIterator[bytes]:
+        yield sse(writer.first())
+        try:
+            for item in writer.delta(first):
+                yield sse(item)
+            async for chunk in chunks:
+                for item in writer.delta(chunk):
+                    yield sse(item)
+            for item in writer.last():
+                yield sse(item)
+        except Exception as exc:  # after the headers went out: OpenAI's error event
+            yield sse(_status_of(exc).body())
+        finally:
+            run.close()
+        yield sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def wrap(app: FastAPI, settings: ServerSettings):
+    """The ASGI application with the body-size limit around it (what uvicorn runs)."""
+    return _BodyLimit(app, settings.max_body_bytes)

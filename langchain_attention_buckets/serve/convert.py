@@ -1,0 +1,154 @@
+"""OpenAI's wire format in and out: request messages to LangChain messages, answers to OpenAI JSON.
+
+Owns ``to_messages`` (each message converted by langchain-core, a bad one named by its index),
+``completion`` (a whole answer as a ``chat.completion``) and ``ChunkWriter`` (a stream of message
+chunks as ``chat.completion.chunk`` objects: the role first, text deltas, ``delta.tool_calls``
+with id, type and name in a call's first delta and argument text after, the finish reason, and
+the usage chunk when asked). Imports langchain-core and ``protocol``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
+
+from .protocol import APIError
+
+_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+def to_messages(raw: list[dict[str, Any]]) -> list[BaseMessage]:
+    """LangChain messages of an OpenAI ``messages`` list; a 400 names the first bad message."""
+    out: list[BaseMessage] = []
+    for i, message in enumerate(raw):
+        role = message.get("role")
+        if role not in _ROLES:
+            raise APIError(400, f"messages[{i}].role={role!r} is not allowed; use one of {', '.join(_ROLES)}",
+                           param=f"messages[{i}].role")
+        if role == "developer":  # OpenAI's newer name for system
+            message = {**message, "role": "system"}
+        if role == "assistant" and message.get("content") is None:
+            message = {**message, "content": ""}
+        try:
+            out.extend(convert_to_messages([message]))
+        except Exception as exc:  # langchain-core raises several types for malformed messages
+            raise APIError(400, f"messages[{i}] is not a valid {role} message: {exc}", param=f"messages[{i}]") from exc
+    return out
+
+
+def new_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def usage(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """OpenAI's usage object from a message's ``usage_metadata``."""
+    meta = metadata or {}
+    prompt, completion = meta.get("input_tokens", 0), meta.get("output_tokens", 0)
+    cached = (meta.get("input_token_details") or {}).get("cache_read", 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def finish_reason(message: AIMessage | AIMessageChunk) -> str:
+    """"tool_calls" when the answer made calls; else the engine's reason in OpenAI's words."""
+    if message.tool_calls or message.invalid_tool_calls:
+        return "tool_calls"
+    reason = message.response_metadata.get("finish_reason", "stop")
+    return "length" if reason == "length" else "stop"
+
+
+def extras(message: AIMessage | AIMessageChunk) -> dict[str, Any]:
+    """This package's facts about an answer (bases, rule, why it stopped), under ``attention_buckets``."""
+    meta = message.response_metadata
+    keys = ("bases", "aggregation", "finish_reason", "stopped_by", "tool_decision", "tool_call_errors", "time_to_first_token")
+    return {k: meta[k] for k in keys if k in meta}
+
+
+def _tool_calls(message: AIMessage) -> list[dict[str, Any]]:
+    """Valid calls with their arguments as JSON text; invalid ones with the text as generated (nothing lost)."""
+    calls = [(c.get("id"), c["name"], json.dumps(c["args"], ensure_ascii=False)) for c in message.tool_calls]
+    calls += [(c.get("id"), c.get("name") or "", c.get("args") or "") for c in message.invalid_tool_calls]
+    return [{"id": i, "type": "function", "function": {"name": n, "arguments": a}} for i, n, a in calls]
+
+
+def completion(message: AIMessage, model: str, request_id: str, created: int) -> dict[str, Any]:
+    """A whole answer as OpenAI's ``chat.completion`` object."""
+    calls = _tool_calls(message)
+    text = message.content if isinstance(message.content, str) else message.text
+    body: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
+    if calls:
+        body["tool_calls"] = calls
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": body, "finish_reason": finish_reason(message), "logprobs": None}],
+        "usage": usage(message.usage_metadata),
+        "attention_buckets": extras(message),
+    }
+
+
+class ChunkWriter:
+    """Message chunks -> ``chat.completion.chunk`` objects, in OpenAI's order."""
+
+    def __init__(self, model: str, include_usage: bool, request_id: str | None = None):
+        self.model, self.include_usage = model, include_usage
+        self.id, self.created = request_id or new_id(), int(time.time())
+        self.merged: AIMessageChunk | None = None
+
+    def _chunk(self, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        out = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+               "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        if self.include_usage:
+            out["usage"] = None
+        out.update(extra)
+        return out
+
+    def first(self) -> dict[str, Any]:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def delta(self, chunk: AIMessageChunk) -> list[dict[str, Any]]:
+        """The chunks one message chunk adds (none when it adds nothing)."""
+        self.merged = chunk if self.merged is None else self.merged + chunk
+        delta: dict[str, Any] = {}
+        if chunk.content:
+            delta["content"] = chunk.content if isinstance(chunk.content, str) else chunk.text
+        calls = []
+        for c in chunk.tool_call_chunks:
+            entry: dict[str, Any] = {"index": c["index"]}
+            if c.get("id"):
+                entry.update(id=c["id"], type="function")
+            function = {}
+            if c.get("name"):
+                function["name"] = c["name"]
+            if c.get("args") or "name" in function:
+                function["arguments"] = c.get("args") or ""
+            if function:
+                entry["function"] = function
+            calls.append(entry)
+        if calls:
+            delta["tool_calls"] = calls
+        return [self._chunk(delta)] if delta else []
+
+    def last(self) -> list[dict[str, Any]]:
+        """The finish chunk, and the usage chunk when ``stream_options.include_usage`` was set."""
+        merged = self.merged if self.merged is not None else AIMessageChunk(content="")
+        out = [self._chunk({}, finish_reason(merged), attention_buckets=extras(merged))]
+        if self.include_usage:
+            out.append({**self._chunk(None), "usage": usage(merged.usage_metadata)})
+        return out
+
+
+def sse(obj: dict[str, Any] | str) -> bytes:
+    """One server-sent event."""
+    data = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
