@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import json
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -142,9 +143,20 @@ def _status_of(exc: BaseException) -> APIError:
         return validation_error(exc)
     if isinstance(exc, (ValueError, TypeError)):
         message = str(exc)
-        param = message.split("=", 1)[0].split("[", 1)[0].split(" ", 1)[0] if "=" in message[:40] else None
-        return APIError(400, message, param=param)
+        return APIError(400, message, param=_param_of(message))
     return APIError(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _param_of(message: str) -> str | None:
+    """The request field a chat-model error names: "aggregation='x' ..." -> aggregation,
+    "message 2 (tool) ..." -> messages[2], "tool name 'x' ..." -> tools."""
+    if (m := re.match(r"(\w+)[=\s\[]", message)) and m.group(1) in ChatCompletionRequest.model_fields:
+        return m.group(1)
+    if m := re.match(r"messages? (\d+)", message):
+        return f"messages[{m.group(1)}]"
+    if message.startswith(("tool name", "tool '")):
+        return "tools"
+    return None
 
 
 def _error_response(err: APIError) -> JSONResponse:

@@ -63,3 +63,45 @@ def serve_main(args: argparse.Namespace) -> int:
     print(f"serving {settings.served_name or 'the model'} on http://{args.host}:{args.port}/v1", file=sys.stderr)
     uvicorn.run(wrap(create_app(settings), settings), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+class ServerThread:
+    """A server running in a thread of this process (tests, benchmarks, notebooks).
+
+    ``url`` is the base URL clients take (``http://127.0.0.1:PORT/v1``); ``stop()`` shuts it down.
+    Use as a context manager, or call ``stop``.
+    """
+
+    def __init__(self, settings: ServerSettings, host: str = "127.0.0.1", port: int = 0, timeout: float = 600.0):
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        check_exposure(host, settings, allow_no_key=False)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.bind((host, port))  # port 0: the system picks a free one, which uvicorn then serves on
+        self.app = create_app(settings)
+        config = uvicorn.Config(wrap(self.app, settings), log_level="warning", timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self.port = sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}/v1"
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:  # set once the app's startup (the weights' loading) is done
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the server did not start (see the log above)")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> "ServerThread":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
