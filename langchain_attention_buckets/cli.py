@@ -5,6 +5,7 @@
     attention-buckets bench speed ...           prefill/decode throughput, time to first token, memory
     attention-buckets bench memory ...          resident memory and the prefix cache over many varied calls
     attention-buckets bench decisions ...       tool_choice="auto": call-or-answer accuracy, bias calibration
+    attention-buckets bench serve ...           a bounded load run of agent sessions against the server
     attention-buckets serve ...                 an OpenAI-compatible server (docs/serving.md)
 
 The agent demo (the main job) is ``python examples/agent_demo.py``: it needs the example
@@ -25,6 +26,7 @@ from .bases import auto_distance_range, coverage, plot_bases, resolve_bases
 from .bench.accuracy import accuracy_main, add_accuracy_arguments
 from .bench.decisions import add_decisions_arguments, decisions_main
 from .bench.memory import add_memory_arguments, memory_main
+from .bench.serve import add_serve_bench_arguments, serve_bench_main
 from .bench.speed import add_speed_arguments, speed_main
 from .loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path
 from .rope import head_dim, model_base
@@ -88,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (needs the 'serve' extra)")
     add_serve_arguments(p)
     p.set_defaults(func=_serve)
+    add_serve_bench_arguments(bench.add_parser("serve", help="a bounded load run of agent-like sessions against the server"))
+    bench.choices["serve"].set_defaults(func=serve_bench_main)
     return parser
 
 

@@ -372,7 +372,9 @@ def test_chat_openai_create_agent_against_the_embedded_model():
         calls.append(product)
         return f"{product}: 42 units"
 
-    settings = ServerSettings(model_kwargs={"max_tokens": 64})  # the embedded model, every default
+    # the embedded model with its defaults but one bucket (six take ~5x longer here; the in-process
+    # suite TestWithDefaultSettings runs the agent loop with all six)
+    settings = ServerSettings(model_kwargs={"max_tokens": 64, "bases": 100000.0})
     with ServerThread(settings) as srv:
         llm = langchain_openai.ChatOpenAI(base_url=srv.url, api_key="unused", model=srv.app.state.served,
                                           temperature=0, max_retries=0)
@@ -382,3 +384,37 @@ def test_chat_openai_create_agent_against_the_embedded_model():
     kinds = [type(m).__name__ for m in result["messages"]]
     assert "ToolMessage" in kinds and calls, kinds
     assert kinds[-1] == "AIMessage" and not result["messages"][-1].tool_calls
+
+
+# ---- the load run (attention-buckets bench serve) -------------------------------------------
+
+
+def test_load_run_accounts_for_every_request(server):
+    import asyncio
+
+    from langchain_attention_buckets.bench.serve import load_run, replay, summarize
+
+    records, wall = asyncio.run(load_run(server.url, "tiny", sessions=4, turns=3, max_tokens=12, affinity=True,
+                                         timeout=60, deadline=120))
+    summary = summarize(records, wall, expected=12)
+    assert summary["requests_ok"] == summary["requests_sent"] == 12 and summary["requests_failed"] == 0
+    assert {(r.session, r.turn) for r in records} == {(s, t) for s in range(4) for t in range(3)}
+    assert 0 < summary["ttft_p50"] <= summary["latency_p95"] and summary["tokens_per_second"] > 0
+    assert 0 < summary["cache_hit_rate"] < 1  # the shared system prompt and earlier turns come from the cache
+    later = [r for r in records if r.turn > 0]
+    assert all(r.cached_tokens > 0 for r in later)
+    assert all(len(r.body["messages"]) > 2 for r in later)  # each turn sends the conversation so far
+    again = asyncio.run(replay(server.url, records, timeout=60))
+    assert again["replayed"] == 12 and again["equal"] == 12, again["different"]
+
+
+def test_load_run_reports_failures(server):
+    import asyncio
+
+    from langchain_attention_buckets.bench.serve import load_run, summarize
+
+    records, wall = asyncio.run(load_run(server.url, "not-served", sessions=2, turns=2, max_tokens=4, affinity=True,
+                                         timeout=30, deadline=60))
+    summary = summarize(records, wall, expected=4)
+    assert summary["requests_ok"] == 0 and summary["requests_failed"] == 2  # each session stops at its failed turn
+    assert all(r.status == 404 for r in records) and "not-served" in summary["errors"][0]
