@@ -159,6 +159,18 @@ def test_response_format(client, fmt):
     jsonschema.validate(value, PERSON if fmt["type"] == "json_schema" else {"type": "object"})
 
 
+def test_openai_parse_helper(client):
+    """The client's own structured-output helper: a pydantic model in, a parsed instance out."""
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    r = client.chat.completions.parse(model="tiny", messages=USER, response_format=Person, max_tokens=60)
+    assert isinstance(r.choices[0].message.parsed, Person)
+
+
 def test_bucket_settings_per_request(client, local):
     r = client.chat.completions.create(model="tiny", messages=USER, max_tokens=6,
                                        extra_body={"bases": [10000.0], "aggregation": "mean"})
