@@ -26,7 +26,7 @@ def get_weather(city: str) -> str:
 
 
 def main() -> list:
-    llm = ChatAttentionBuckets(max_tokens=48)  # the embedded model, six buckets ("paper")
+    llm = ChatAttentionBuckets(max_tokens=48)  # the embedded model; with tools bound: six buckets ("paper")
     bound = llm.bind_tools([get_weather], tool_choice="get_weather")  # the call is guaranteed
     messages = [HumanMessage("What is the weather in Paris?")]
     ai = bound.invoke(messages)

@@ -81,6 +81,11 @@ from .tool_choice import Choice, ToolChoice, normalize_tool_choice
 __all__ = ["ChatAttentionBuckets", "Choice", "ToolChoice", "normalize_tool_choice", "to_chat_dicts"]
 
 # Fields that CallOptions.from_fields reads: setting one after construction rebuilds the defaults.
+ADAPTIVE = "adaptive"
+"""The default ``bases``: buckets for calls with tools bound, the plain model for the rest."""
+ADAPTIVE_TOOL_BASES = "paper"
+"""The base set ``bases="adaptive"`` runs when tools are bound."""
+
 _OPTION_FIELDS = frozenset(
     {"temperature", "top_k", "top_p", "seed", "repetition_penalty", "max_tokens", "stop", "aggregation"}
     | {"logit_bias", "speculative_tokens", "parallel_tool_calls", "tool_call_bias", "loop_detection", "loop_min_chars"}
@@ -114,11 +119,15 @@ class ChatAttentionBuckets(BaseChatModel):
     model: str | None = None
     """Hub id, local folder or .gguf file. Default None: the embedded SmolLM2-135M-Instruct."""
 
-    bases: str | float | list[float] = "paper"
-    """RoPE bases, one bucket each. "paper" (default): the reference tool-use set as ratios of the
-    model's own base (x1, 1.75, 1.8, 1.9, 2.0, 2.5); "auto": the peak/trough cover search for this
-    model; a list of 1-32 positive numbers; or one number (one bucket: the plain model when it is
-    the model's own base)."""
+    bases: str | float | list[float] = "adaptive"
+    """RoPE bases, one bucket each. "adaptive" (default): chosen per call — the "paper" set when
+    tools are bound (tool selection, where buckets were measured to help), the model's own base
+    alone for every other call (free text, RAG, QA, JSON answers: where the paper set was
+    measured to hurt; docs/results.md); ``response_metadata["bucket_choice"]`` says which.
+    "paper": the reference tool-use set as ratios of the model's own base (x1, 1.75, 1.8, 1.9,
+    2.0, 2.5) for every call; "auto": the peak/trough cover search for this model; a list of
+    1-32 positive numbers; or one number (one bucket: the plain model when it is the model's own
+    base)."""
 
     n_buckets: int | None = None
     """Number of bases the "auto" search picks (1-32). Default None: 6."""
@@ -262,6 +271,8 @@ class ChatAttentionBuckets(BaseChatModel):
     @field_validator("bases", mode="before")
     @classmethod
     def _check_bases(cls, value):
+        if isinstance(value, str) and value.strip().lower() == ADAPTIVE:
+            return ADAPTIVE
         checked = check_bases_spec(value)
         return checked if isinstance(checked, str) else value  # a list stays the list it was given
 
@@ -384,19 +395,35 @@ class ChatAttentionBuckets(BaseChatModel):
         """The engine that runs this model's calls (shared by instances with the same model settings)."""
         return get_engine(self.load(model), self.prefix_cache_bytes)
 
-    def resolved_bases(self, model: str | None = None) -> tuple[float, ...]:
-        """The RoPE bases this chat model runs with, for its model."""
+    def resolved_bases(self, model: str | None = None, tools: bool = True) -> tuple[float, ...]:
+        """The RoPE bases this chat model runs with, for its model, in a call with or without tools
+        bound (they differ only for ``bases="adaptive"``; see ``bucket_choice``)."""
         loaded = self.load(model)
-        key = (id(loaded), json.dumps(self.bases), self.n_buckets)
+        spec = self._bases_spec(tools)
+        key = (id(loaded), json.dumps(spec), self.n_buckets)
         if key not in self._bases_cache:
-            self._bases_cache[key] = resolve_bases(
-                self.bases,
+            self._bases_cache[key] = (loaded.base,) if spec is None else resolve_bases(
+                spec,
                 head_dim=loaded.head_dim,
                 base=loaded.base,
                 context_length=loaded.max_positions,
-                n=self.n_buckets if self.bases == "auto" else None,
+                n=self.n_buckets if spec == "auto" else None,
             )
         return self._bases_cache[key]
+
+    def _bases_spec(self, tools: bool):
+        """The ``bases`` setting of one call; None: the model's own base alone."""
+        if self.bases != ADAPTIVE:
+            return self.bases
+        return ADAPTIVE_TOOL_BASES if tools else None
+
+    def bucket_choice(self, tools: bool) -> str:
+        """What ``bases`` chose for a call with or without tools bound, in words (response metadata)."""
+        if self.bases != ADAPTIVE:
+            return f"bases={self.bases!r}"
+        if tools:
+            return f"adaptive: tools bound -> {ADAPTIVE_TOOL_BASES!r} bases"
+        return "adaptive: no tools bound -> the model's own base alone"
 
     def clear_prefix_cache(self) -> None:
         """Forget the cached prompt prefixes of this chat model's engine."""
@@ -578,7 +605,8 @@ class ChatAttentionBuckets(BaseChatModel):
             state = conversation_state(dicts)
             decision = {"state": state, "bias": policy.bias(state)}
             constraint = DecisionConstraint(constraint, opener_ids(loaded.tokenizer), decision["bias"])
-        bases = self.resolved_bases(options.model)
+        with_tools = bool(tools) and choice.kind != "none"
+        bases = self.resolved_bases(options.model, tools=with_tools)
         request = Request(
             prompt=tuple(_render_ids(loaded.tokenizer, dicts, options)),
             bases=bases,
@@ -595,7 +623,8 @@ class ChatAttentionBuckets(BaseChatModel):
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
         parser = ToolCallParser(schemas) if tools and choice.kind != "none" else None
         guard = answer_guard(loaded.tokenizer, tools, dicts, response_format, options.loop_chars)
-        return _Call(engine, request, parser, options.model or self.model_name, bases, decision, guard)
+        return _Call(engine, request, parser, options.model or self.model_name, bases, decision, guard,
+                     self.bucket_choice(with_tools))
 
     def _stream(
         self,
@@ -782,6 +811,7 @@ class _Call:
     bases: tuple[float, ...]
     decision: dict | None = None  # the tool decision's state and bias, when one applied
     guard: AnswerGuard | None = None  # ends the answer's text at a loop or a fallback marker
+    bucket_choice: str = ""  # what the ``bases`` setting chose for this call, in words
     ids: dict[int, str] = field(default_factory=dict)  # call index -> id
     errors: dict[str, str] = field(default_factory=dict)  # id of an invalid call -> reason
 
@@ -813,6 +843,7 @@ class _Call:
             "model_provider": "attention_buckets",
             "finish_reason": finish_reason,
             "bases": list(self.bases),
+            "bucket_choice": self.bucket_choice,
             "aggregation": self.request.aggregation,
             "time_to_first_token": result.time_to_first_token,
         }

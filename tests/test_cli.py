@@ -24,7 +24,7 @@ COMMANDS = _commands(build_parser())
 
 def test_the_commands():
     assert set(COMMANDS) == {(), ("bases",), ("bench",), ("bench", "accuracy"), ("bench", "speed"),
-                             ("bench", "memory"), ("bench", "decisions")}
+                             ("bench", "memory"), ("bench", "decisions"), ("bench", "serve"), ("serve",)}
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "attention-buckets")
@@ -40,3 +40,18 @@ def test_unknown_speed_part_is_refused(capsys):
         main(["bench", "speed", "--parts", "buckets,nope"])
     assert exit_.value.code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_serve_refuses_an_open_address_without_a_key(monkeypatch):
+    monkeypatch.delenv("ATTENTION_BUCKETS_API_KEY", raising=False)
+    with pytest.raises(SystemExit, match="without an API key"):
+        main(["serve", "--host", "0.0.0.0"])
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["bench", "serve", "--affinity", "sometimes"], "sometimes"),
+    (["bench", "serve", "--sessions", "0"], "--sessions"),
+])
+def test_bench_serve_refuses_bad_settings(argv, word):
+    with pytest.raises(SystemExit, match=word):
+        main(argv)
