@@ -7,6 +7,7 @@ per base so that one row's trough is another row's peak.
 
 Flow: ``resolve_bases(spec)`` ->
 ``"paper"`` -> :func:`paper_bases` |
+``"near"``, ``"narrow"`` -> :func:`named_bases` (ratios around the model's own base) |
 ``"auto"`` -> :func:`auto_bases` -> :func:`search_bases` |
 numbers -> :func:`validate_bases`.
 :func:`coverage` and :func:`plot_bases` describe a chosen set.
@@ -32,6 +33,14 @@ PAPER_TOOL_BASES: tuple[float, ...] = (10000.0, 17500.0, 18000.0, 19000.0, 20000
 _PAPER_REF_BASE = 10000.0  # PAPER_TOOL_BASES were chosen for this model base
 PAPER_RATIOS: tuple[float, ...] = tuple(b / _PAPER_REF_BASE for b in PAPER_TOOL_BASES)  # x1, 1.75, ... 2.5
 MAX_BUCKETS = 32
+# Named sets as ratios of the model's own base, the trained base first. "near" and "narrow" stay
+# inside or just around the trained range (ratios below 1 as well as above): rows the model
+# reads almost as it was trained, unlike the paper set's 1.75-2.5x.
+NAMED_RATIOS: dict[str, tuple[float, ...]] = {
+    "paper": PAPER_RATIOS,
+    "near": (1.0, 0.8, 0.9, 1.1, 1.25),
+    "narrow": (1.0, 0.9, 1.1),
+}
 
 # The reference search's setting: Llama-2 (head_dim 128, base 10000, 4096
 # positions), distances [1000, 4090]. Its token rules below hold for that
@@ -43,6 +52,7 @@ _MATCH_TOL = 1e-3  # a local extremum "is" the window's extreme value within thi
 _RATIO_STEPS = range(20, 61)  # candidate ratios k/20: 1.00 .. 3.00 step 0.05
 
 _ALLOWED = "a positive number or a list of 1..32 distinct positive numbers"
+_NAMES = (*NAMED_RATIOS, "auto")
 
 # Every base a chat model is given lies in BASE_RANGE (checked at construction, no model needed),
 # and within BASE_RATIO_RANGE times the model's own base (checked once the model is known).
@@ -182,6 +192,35 @@ def paper_bases(model_base: float) -> tuple[float, ...]:
     """
     model_base = _check_base(model_base)
     return tuple(model_base * b / _PAPER_REF_BASE for b in PAPER_TOOL_BASES)
+
+
+def named_bases(name: str, model_base: float) -> tuple[float, ...]:
+    """A named set (``NAMED_RATIOS``: "paper", "near", "narrow") for a model's own base.
+
+    Returns:
+        The ratios times ``model_base``, the model's own base first.
+    """
+    if name == "paper":
+        return paper_bases(model_base)
+    if name not in NAMED_RATIOS:
+        raise ValueError(f"bases={name!r} is not a named set; allowed: {', '.join(_NAMES)}")
+    model_base = _check_base(model_base)
+    return tuple(model_base * r for r in NAMED_RATIOS[name])
+
+
+def anchor_first(bases: tuple[float, ...], model_base: float) -> tuple[float, ...]:
+    """``bases`` with the model's own base moved to the front (the trained row of the anchored
+    merge rules); the others keep their order.
+
+    Raises:
+        ValueError: ``model_base`` is not in ``bases``.
+    """
+    if model_base not in bases:
+        raise ValueError(
+            f"bases={list(bases)!r} lack the model's own rotary base {model_base:g}, which the anchored "
+            f"merge rules need as their trained row; add it, or use a symmetric rule (confidence, mean, max)"
+        )
+    return (model_base, *(b for b in bases if b != model_base))
 
 
 # ---------------------------------------------------------------- the search
@@ -478,8 +517,8 @@ def resolve_bases(
     """Turn a user's ``bases`` setting into a concrete base set.
 
     Args:
-        spec: ``"paper"``, ``"auto"``, a positive number, or a list of 1..32
-            distinct positive numbers.
+        spec: ``"paper"``, ``"near"``, ``"narrow"``, ``"auto"``, a positive number, or a
+            list of 1..32 distinct positive numbers.
         head_dim: The model's head dimension (for ``"auto"``).
         base: The model's ``rope_theta``.
         context_length: The model's context window (for ``"auto"``).
@@ -497,7 +536,7 @@ def resolve_bases(
         n = 6 if n is None else n
         return auto_bases(head_dim=head_dim, base=base, context_length=context_length, n=n)
     _warn_ignored_n(n, spec)
-    return paper_bases(base) if checked == "paper" else check_bases_for_model(checked, base)
+    return named_bases(checked, base) if isinstance(checked, str) else check_bases_for_model(checked, base)
 
 
 def check_bases_for_model(bases: tuple[float, ...], model_base: float) -> tuple[float, ...]:
@@ -514,24 +553,26 @@ def check_bases_for_model(bases: tuple[float, ...], model_base: float) -> tuple[
 
 
 def check_bases_spec(spec) -> str | tuple[float, ...]:
-    """A ``bases`` setting checked: the name ("paper" or "auto", case and spaces ignored) or the bases.
+    """A ``bases`` setting checked: the name ("paper", "near", "narrow" or "auto", case and spaces
+    ignored) or the bases.
 
     Raises:
         ValueError: Naming the value and listing what is allowed.
     """
     if isinstance(spec, str):
         key = spec.strip().lower()
-        if key in ("paper", "auto"):
+        if key in _NAMES:
             return key
         raise ValueError(
-            f"bases={spec!r} is not allowed; use 'paper', 'auto', {_ALLOWED} "
+            f"bases={spec!r} is not allowed; use 'paper', 'auto', 'near', 'narrow', {_ALLOWED} "
             '("paper": the reference tool-use set as ratios of the model\'s own base; '
+            '"near": x1, 0.8, 0.9, 1.1, 1.25 of it; "narrow": x1, 0.9, 1.1; '
             '"auto": the peak/trough cover search for this model)'
         )
     try:
         bases = validate_bases(spec)
     except ValueError as err:
-        raise ValueError(f'{err} Or one of the names "paper" and "auto".') from None
+        raise ValueError(f'{err} Or one of the names "paper", "near", "narrow" and "auto".') from None
     lo, hi = BASE_RANGE
     far = [b for b in bases if not lo <= b <= hi]
     if far:

@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # imported here, not in the handlers, so that a broken command fails on --help too
-from .bases import auto_distance_range, coverage, plot_bases, resolve_bases
+from .bases import NAMED_RATIOS, auto_distance_range, coverage, plot_bases, resolve_bases
 from .bench.accuracy import accuracy_main, add_accuracy_arguments
 from .bench.decisions import add_decisions_arguments, decisions_main
 from .bench.memory import add_memory_arguments, memory_main
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bases", help="print (and plot) the base set chosen for a model")
     p.add_argument("--model", default=None, help="hub id, folder or .gguf (default: the embedded model)")
-    p.add_argument("--set", default="auto", choices=["auto", "paper"], help="which set (default: auto)")
+    p.add_argument("--set", default="auto", choices=["auto", *NAMED_RATIOS], help="which set (default: auto)")
     p.add_argument("--n", type=int, default=6, help="number of bases for 'auto' (default 6)")
     p.add_argument("--context", type=int, default=None, help="context length to cover (default: the model's)")
     p.add_argument("--plot", default=None, metavar="FILE", help="write the waveforms and their envelope to a PNG")
