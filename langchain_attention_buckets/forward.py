@@ -4,8 +4,9 @@ Owns ``bucketed_forward`` (the one place a forward pass with per-row bases is wr
 engine's prefill, decode and speculation steps and the benchmarks call it) and
 ``forward_buckets`` (one prompt under several bases, no cache: for inspection and tests).
 
-May import: torch, ``rope`` (the per-row rotary module) and ``packed`` (the packed layers a
-caller hands in). Knows nothing of requests, sampling or the engine.
+May import: torch, ``rope`` (the per-row rotary module), ``headscale`` (per-head position
+scaling, Ms-PoE) and ``packed`` (the packed layers a caller hands in). Knows nothing of
+requests, sampling or the engine.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .headscale import scaled_heads
 from .packed import PackedWeights
 from .rope import BucketedRotaryEmbedding, bucket_frequencies, bucketed_rotary, rotary_module
 
@@ -30,6 +32,7 @@ def bucketed_forward(
     cache=None,
     logits_to_keep: int = 1,
     packed: PackedWeights | None = None,
+    head_scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One forward pass with each row's own RoPE base; the model is left as it was, also on errors.
 
@@ -46,13 +49,16 @@ def bucketed_forward(
         logits_to_keep: logits of the last this many positions (0: every position).
         packed: packed linear layers to run this pass with (``packed.PackedWeights``), or None
             for the model's own layers.
+        head_scales: (rows, n_layers, kv_heads) each head's position ratio (``headscale``,
+            Ms-PoE), or None: no scaling.
 
     Returns:
         Logits of shape (rows, logits_to_keep or seq, vocab).
     """
     rotary = BucketedRotaryEmbedding(freqs, scales, model.config, bases)
     layers = packed.installed() if packed is not None else contextlib.nullcontext()
-    with bucketed_rotary(model, rotary), layers:
+    heads = scaled_heads(model, head_scales, freqs, position_ids)
+    with bucketed_rotary(model, rotary), layers, heads:  # heads after layers: hooks on the layers in use
         return model(
             input_ids=input_ids,
             position_ids=position_ids,
@@ -64,15 +70,22 @@ def bucketed_forward(
 
 
 def forward_buckets(
-    model: torch.nn.Module, input_ids: Sequence[int], bases: Sequence[float], logits_to_keep: int = 0
+    model: torch.nn.Module, input_ids: Sequence[int], bases: Sequence[float], logits_to_keep: int = 0,
+    head_scales: Sequence[Sequence[float]] | None = None,
 ) -> torch.Tensor:
     """Logits of one prompt under each base: (n_bases, seq, vocab), one forward pass, no cache;
     with ``logits_to_keep=k > 0``, of the last k positions only (n_bases, k, vocab).
 
-    The building block of the engine, exposed for inspection and tests.
+    The building block of the engine, exposed for inspection and tests. ``head_scales``: per
+    layer, per key/value head position ratios applied to every row (``headscale``), or None.
     """
     ids = torch.tensor([list(input_ids)] * len(bases), device=model.device)
     pos = torch.arange(ids.shape[1], device=model.device).expand_as(ids)
     freqs, scales = bucket_frequencies(model.config, tuple(bases), model.device, rotary_module(model))
+    heads = None
+    if head_scales is not None:
+        heads = torch.tensor(head_scales, dtype=torch.float32, device=model.device).expand(len(bases), -1, -1)
     with torch.inference_mode():
-        return bucketed_forward(model, ids, pos, freqs, scales, list(bases), logits_to_keep=logits_to_keep)
+        return bucketed_forward(
+            model, ids, pos, freqs, scales, list(bases), logits_to_keep=logits_to_keep, head_scales=heads
+        )

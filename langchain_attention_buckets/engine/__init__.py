@@ -58,7 +58,15 @@ from ..forward import forward_buckets
 from ..kvcache import PrefixCache
 from ..loading import LoadedModel
 from .heap import DEFAULT_IDLE_TRIM_INTERVAL, IdleTrim, check_interval
-from .limits import ContextLengthError, MemoryBudgetError, MemoryEstimate, check_memory, check_request, estimate_memory
+from .limits import (
+    ContextLengthError,
+    MemoryBudgetError,
+    MemoryEstimate,
+    check_memory,
+    check_model_fit,
+    check_request,
+    estimate_memory,
+)
 from .limits import free_memory as _free_memory
 from .request import Generation, Request, Result, TokenEvent
 from .scheduler import Scheduler
@@ -161,6 +169,7 @@ class Engine:
     def check(self, request: Request) -> None:
         """Raise ValueError for a request that cannot run (bad values, too long, too big)."""
         check_request(request, self.loaded.max_positions, self.max_batch_rows)
+        check_model_fit(request, self.loaded)
         est = self.estimate_memory(len(request.prompt), request.max_tokens, len(request.bases))
         check_memory(est, request, self.loaded.device)
 

@@ -2,7 +2,7 @@
 
 Rows are (request, bucket) pairs: request i owns ``n`` consecutive rows, one per RoPE base.
 ``Batch`` keeps the per-row state in step (keys and values, padding mask, next positions,
-rotary frequencies, bases) through the few operations that change it: ``join`` a prefilled
+rotary frequencies, bases, head scales) through the few operations that change it: ``join`` a prefilled
 group, ``extend`` by the positions a forward pass feeds, ``rollback`` rejected ones, and
 ``drop_finished`` requests. ``Running`` is one request's state: its sampler, detokenizer and
 tokens, and ``accept``, which hands it one chosen token.
@@ -112,23 +112,26 @@ class Batch:
         pos: (rows,) the next position of each row.
         freqs: (rows, rotary_dim // 2) and scales: (rows,): each row's rotary frequencies.
         bases: each row's RoPE base.
+        head_scales: (rows, n_layers, kv_heads) each row's per-head position ratios (Ms-PoE);
+            None: no row has any (ratios 1 everywhere).
     """
 
     def __init__(self, requests: list[Running] | None = None, cache: BatchCache | None = None,
                  valid: torch.Tensor | None = None, pos: torch.Tensor | None = None,
                  freqs: torch.Tensor | None = None, scales: torch.Tensor | None = None,
-                 bases: list[float] | None = None):
+                 bases: list[float] | None = None, head_scales: torch.Tensor | None = None):
         self.requests: list[Running] = requests or []
         self.cache = cache
         self.valid = valid
         self.pos = pos
         self.freqs, self.scales = freqs, scales
         self.bases: list[float] = bases or []
+        self.head_scales = head_scales
 
     def clear(self) -> None:
         """Empty the batch (its last request finished)."""
         self.requests, self.cache, self.valid, self.pos = [], None, None, None
-        self.freqs, self.scales, self.bases = None, None, []
+        self.freqs, self.scales, self.bases, self.head_scales = None, None, [], None
 
     def valid_mask(self) -> torch.Tensor:
         """``valid``, or all True when there is no padding: (rows, length) bool."""
@@ -148,6 +151,7 @@ class Batch:
         if self.cache is None:
             self.requests, self.cache, self.valid, self.pos = group.requests, group.cache, group.valid, group.pos
             self.freqs, self.scales, self.bases = group.freqs, group.scales, group.bases
+            self.head_scales = group.head_scales
             return
         L_run, L_new = self.cache.length, group.cache.length
         run_valid, new_valid = self.valid_mask(), group.valid_mask()
@@ -164,6 +168,8 @@ class Batch:
         self.freqs = torch.cat([self.freqs, group.freqs])
         self.scales = torch.cat([self.scales, group.scales])
         self.bases = self.bases + group.bases
+        self.head_scales = _cat_head_scales(self.head_scales, len(self.pos) - len(group.pos), group.head_scales,
+                                            len(group.pos))
 
     def extend(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Make room for ``n`` new positions per row; their position ids (rows, n) and the
@@ -198,6 +204,8 @@ class Batch:
         self.pos = self.pos[idx]
         self.freqs, self.scales = self.freqs[idx], self.scales[idx]
         self.bases = [self.bases[i] for i in keep_rows]
+        if self.head_scales is not None:
+            self.head_scales = self.head_scales[idx]
         if self.valid is not None:
             self.valid = self.valid[idx]
             if bool(self.valid.all()):
@@ -214,6 +222,16 @@ class Batch:
             (torch.stack([rk[layer][0] for rk in per_row]), torch.stack([rk[layer][1] for rk in per_row]))
             for layer in range(len(self.cache.layers))
         ]
+
+
+def _cat_head_scales(a: torch.Tensor | None, rows_a: int, b: torch.Tensor | None, rows_b: int) -> torch.Tensor | None:
+    """Two groups' head scales stacked; a group without any gets ratios 1 (None if neither has)."""
+    if a is None and b is None:
+        return None
+    like = a if a is not None else b
+    a = a if a is not None else torch.ones(rows_a, *like.shape[1:], dtype=like.dtype, device=like.device)
+    b = b if b is not None else torch.ones(rows_b, *like.shape[1:], dtype=like.dtype, device=like.device)
+    return torch.cat([a, b])
 
 
 def _pad_left(valid: torch.Tensor, n: int) -> torch.Tensor:

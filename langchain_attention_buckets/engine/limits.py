@@ -3,8 +3,8 @@
 Owns ``ContextLengthError``, ``MemoryBudgetError``, ``MemoryEstimate`` and the checks that
 ``Engine.check`` runs before a request is queued, and ``free_memory`` (the device's).
 
-May import: langchain-core's exception types, ``loading`` (the loaded model's sizes), ``merge`` and ``sampling`` (their value
-checks), ``engine.request``.
+May import: langchain-core's exception types, ``loading`` (the loaded model's sizes), ``merge``,
+``headscale`` and ``sampling`` (their value checks), ``engine.request``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 from langchain_core.exceptions import ContextOverflowError  # the one LangChain type the engine raises
 
+from ..headscale import check_head_scales
 from ..loading import LoadedModel
-from ..merge import validate_aggregation
+from ..merge import ANCHORED_RULES, validate_aggregation
 from ..sampling import check_max_tokens
 from .request import Request
 
@@ -71,6 +72,20 @@ def check_request(request: Request, max_positions: int, max_batch_rows: int) -> 
             f"{wanted} = {n_prompt + (max_tokens or 1)} tokens exceed the model's context window "
             f"of {max_positions} tokens; shorten the prompt or lower max_tokens"
         )
+
+
+def check_model_fit(request: Request, loaded: LoadedModel) -> None:
+    """Raise ValueError where a request does not fit this model: an anchored merge rule whose
+    first base (its trained row) is not the model's own base, or head scales of the wrong shape."""
+    if request.aggregation in ANCHORED_RULES and len(request.bases) > 1 and request.bases[0] != loaded.base:
+        raise ValueError(
+            f"aggregation={request.aggregation!r} takes the first base as the trained row, but bases[0]="
+            f"{request.bases[0]:g} is not the model's own rotary base {loaded.base:g}; put it first"
+        )
+    if request.head_scales:
+        cfg = loaded.config
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        check_head_scales(request.head_scales, cfg.num_hidden_layers, kv_heads)
 
 
 def check_memory(est: MemoryEstimate, request: Request, device: torch.device) -> None:

@@ -25,7 +25,8 @@ class Request:
     Args:
         prompt: the prompt's token ids.
         bases: one RoPE base per bucket (one base: the plain model).
-        aggregation: the merge rule ("confidence", "mean" or "max").
+        aggregation: the merge rule (``merge.MERGE_RULES``); the anchored rules take the first
+            base as the trained row, so it must be the model's own base.
         sampling: temperature, top-k, top-p, seed.
         max_tokens: at most this many new tokens (None: up to the context window).
         stop: stop strings; the text ends before the first one generated.
@@ -41,6 +42,8 @@ class Request:
             with or without ``speculative_tokens``: the request runs alone (no batching with
             others), is prefilled in blocks aligned to absolute positions, reuses only cached
             blocks computed that way, and decodes one token per pass.
+        head_scales: per layer, per key/value head, the ratio that head's positions are divided
+            by in every row (``headscale``, Ms-PoE); () for none.
     """
 
     prompt: tuple[int, ...]
@@ -55,6 +58,12 @@ class Request:
     logit_bias: tuple[tuple[int, float], ...] = ()
     speculative_tokens: int = 8
     deterministic: bool = False
+    head_scales: tuple[tuple[float, ...], ...] = ()
+
+    @property
+    def cache_key(self) -> tuple:
+        """What a prompt's keys and values depend on besides its tokens (the prefix cache's key)."""
+        return (self.bases, self.head_scales) if self.head_scales else self.bases
 
 
 @dataclass(frozen=True)

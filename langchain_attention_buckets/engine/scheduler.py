@@ -200,7 +200,7 @@ class Scheduler:
             return 0, None, []
         block = self.deterministic_block if request.deterministic else 0
         return self.prefix_cache.lookup_with_continuation(
-            request.bases, request.prompt, len(request.prompt) - 1, block
+            request.cache_key, request.prompt, len(request.prompt) - 1, block
         )
 
     def _exact(self, request: Request, positions: int) -> int:
@@ -216,7 +216,7 @@ class Scheduler:
             if req.prefix_cache and self.prefix_cache.max_bytes > 0:
                 positions = group.filled(row)
                 kv = group.gather(range(row, row + run.n), positions)
-                self.prefix_cache.store(req.bases, req.prompt, kv, self._exact(req, len(req.prompt)))
+                self.prefix_cache.store(req.cache_key, req.prompt, kv, self._exact(req, len(req.prompt)))
 
     def _frequencies(self, bases: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         if bases not in self._freq_cache:
@@ -255,4 +255,4 @@ class Scheduler:
         if len(tokens) != positions.numel() or len(tokens) <= run.prompt_len:
             return
         kv = self.batch.gather(range(row, row + run.n), positions)
-        self.prefix_cache.store(run.request.bases, tokens, kv, self._exact(run.request, len(tokens)))
+        self.prefix_cache.store(run.request.cache_key, tokens, kv, self._exact(run.request, len(tokens)))

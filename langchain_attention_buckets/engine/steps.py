@@ -78,8 +78,21 @@ def new_rows(
     padded = not bool(valid.all())
     next_pos = torch.tensor([run.prompt_len for run in runs for _ in range(run.n)], device=dev)
     bases = [b for run in runs for b in run.request.bases]
-    group = Batch(runs, cache, valid.to(dev) if padded else None, next_pos, freqs, scales, bases)
+    heads = _head_scales(loaded, runs)
+    group = Batch(runs, cache, valid.to(dev) if padded else None, next_pos, freqs, scales, bases, heads)
     return group, ids.to(dev), pos.to(dev)
+
+
+def _head_scales(loaded: LoadedModel, runs: list[Running]) -> torch.Tensor | None:
+    """(rows, n_layers, kv_heads) per-head position ratios of the new rows; None if no request has any."""
+    if not any(run.request.head_scales for run in runs):
+        return None
+    cfg = loaded.model.config
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    ones = torch.ones(cfg.num_hidden_layers, kv_heads)
+    per_request = [torch.tensor(run.request.head_scales) if run.request.head_scales else ones for run in runs]
+    rows = [t.expand(run.n, -1, -1) for t, run in zip(per_request, runs)]
+    return torch.cat(rows).to(device=loaded.device, dtype=torch.float32)
 
 
 def _empty_cache(loaded: LoadedModel, rows: int, capacity: int) -> BatchCache:
@@ -101,7 +114,7 @@ def prefill(
         mask = group.valid[:, : P + c1] if group.valid is not None else None
         logits = bucketed_forward(
             model, ids[:, c0:c1], pos[:, c0:c1], group.freqs, group.scales, group.bases, mask, group.cache,
-            packed=packed,
+            packed=packed, head_scales=group.head_scales,
         )
         stats.prefill_passes += 1
     return logits[:, -1]
@@ -115,7 +128,8 @@ def decode(model, batch: Batch, packed: PackedWeights | None, stats: EngineStats
     last = torch.tensor([run.tokens[-1] for run in batch.requests for _ in range(run.n)], device=batch.pos.device)
     pos, mask = batch.extend(1)
     logits = bucketed_forward(
-        model, last[:, None], pos, batch.freqs, batch.scales, batch.bases, mask, batch.cache, packed=packed
+        model, last[:, None], pos, batch.freqs, batch.scales, batch.bases, mask, batch.cache, packed=packed,
+        head_scales=batch.head_scales,
     )
     stats.decode_passes += 1
     stats.max_rows = max(stats.max_rows, last.shape[0])
@@ -177,7 +191,7 @@ def speculate(
     pos, mask = batch.extend(S)
     logits = bucketed_forward(
         model, inputs.expand(run.n, S), pos, batch.freqs, batch.scales, batch.bases, mask, batch.cache,
-        logits_to_keep=S, packed=packed,
+        logits_to_keep=S, packed=packed, head_scales=batch.head_scales,
     )  # (n, S, V)
     stats.decode_passes += 1
     stats.drafted_tokens += len(draft)
