@@ -55,11 +55,12 @@ from langchain_core.utils.json import parse_json_markdown
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, PrivateAttr, field_validator, model_validator
 
-from .bases import MAX_BUCKETS, check_bases_spec, resolve_bases
+from .bases import MAX_BUCKETS, anchor_first, check_bases_spec, resolve_bases
 from .decision import DecisionConstraint, check_tool_call_bias, conversation_state, opener_ids, resolve_decision
 from .engine import DEFAULT_PREFIX_CACHE_BYTES, Engine, Request, Result, TokenEvent, get_engine
 from .grammar_select import call_constraint
 from .guard import AnswerGuard, answer_guard
+from .headscale import model_mspoe_scales
 from .loading import (
     EMBEDDED_MODEL_NAME,
     LoadedModel,
@@ -72,6 +73,7 @@ from .loading import (
     load_model,
     load_tokenizer,
 )
+from .merge import ANCHORED_RULES
 from .messages import to_chat_dicts
 from .options import CallOptions, check_not_bool, nearest
 from .parse import ArgsDelta, CallStart, ParsedCall, TextPiece, ToolCallParser
@@ -125,16 +127,26 @@ class ChatAttentionBuckets(BaseChatModel):
     alone for every other call (free text, RAG, QA, JSON answers: where the paper set was
     measured to hurt; docs/results.md); ``response_metadata["bucket_choice"]`` says which.
     "paper": the reference tool-use set as ratios of the model's own base (x1, 1.75, 1.8, 1.9,
-    2.0, 2.5) for every call; "auto": the peak/trough cover search for this model; a list of
-    1-32 positive numbers; or one number (one bucket: the plain model when it is the model's own
-    base)."""
+    2.0, 2.5) for every call; "near": x1, 0.8, 0.9, 1.1, 1.25 of it; "narrow": x1, 0.9, 1.1;
+    "auto": the peak/trough cover search for this model; a list of 1-32 positive numbers; or one
+    number (one bucket: the plain model when it is the model's own base)."""
 
     n_buckets: int | None = None
     """Number of bases the "auto" search picks (1-32). Default None: 6."""
 
-    aggregation: Literal["confidence", "mean", "max"] = "confidence"
+    aggregation: Literal["confidence", "mean", "max", "anchored", "anchored-unsure", "weighted"] = "confidence"
     """How the buckets' next-token logits merge: "confidence" (default, the reference rule),
-    "mean" (mean of log-probabilities) or "max" (the most confident bucket)."""
+    "mean" (mean of log-probabilities), "max" (the most confident bucket), or a rule anchored on
+    the trained row (the bucket with the model's own base, which must be in the set; it runs
+    first): "anchored" (the other buckets re-rank only inside the trained row's top-p 0.9
+    nucleus), "anchored-unsure" (the trained row alone where its top probability is >= 0.5, the
+    mean rule below) or "weighted" (log-linear pool, half the weight on the trained row)."""
+
+    strategy: Literal["buckets", "ms-poe"] = "buckets"
+    """"buckets" (default): Attention Buckets, one row per base in ``bases``. "ms-poe": Ms-PoE
+    (Zhang et al. 2024), one pass at the model's own base in which each key/value head reads the
+    positions divided by its own ratio (1.2 up to 1.8, from the third layer on); ``bases`` must
+    then be left unset or be one number."""
 
     device: str = "auto"
     """"auto" (default: CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"."""
@@ -307,6 +319,11 @@ class ChatAttentionBuckets(BaseChatModel):
 
     @model_validator(mode="after")
     def _check_options(self):
+        if self.strategy == "ms-poe" and "bases" in self.model_fields_set and isinstance(self.bases, (str, list)):
+            raise ValueError(
+                f"strategy='ms-poe' runs one pass at one base; bases={self.bases!r} is not allowed with it "
+                "(leave bases unset for the model's own base, or give one number)"
+            )
         self._defaults = CallOptions.from_fields(self)  # the checked defaults of every call
         return self
 
@@ -336,6 +353,7 @@ class ChatAttentionBuckets(BaseChatModel):
             "bases": self.bases,
             "n_buckets": self.n_buckets,
             "aggregation": self.aggregation,
+            "strategy": self.strategy,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "top_p": self.top_p,
@@ -397,8 +415,11 @@ class ChatAttentionBuckets(BaseChatModel):
 
     def resolved_bases(self, model: str | None = None, tools: bool = True) -> tuple[float, ...]:
         """The RoPE bases this chat model runs with, for its model, in a call with or without tools
-        bound (they differ only for ``bases="adaptive"``; see ``bucket_choice``)."""
+        bound (they differ only for ``bases="adaptive"``; see ``bucket_choice``). With
+        ``strategy="ms-poe"``: the model's own base unless ``bases`` is one number."""
         loaded = self.load(model)
+        if self.strategy == "ms-poe" and "bases" not in self.model_fields_set:
+            return (loaded.base,)
         spec = self._bases_spec(tools)
         key = (id(loaded), json.dumps(spec), self.n_buckets)
         if key not in self._bases_cache:
@@ -607,6 +628,8 @@ class ChatAttentionBuckets(BaseChatModel):
             constraint = DecisionConstraint(constraint, opener_ids(loaded.tokenizer), decision["bias"])
         with_tools = bool(tools) and choice.kind != "none"
         bases = self.resolved_bases(options.model, tools=with_tools)
+        if options.aggregation in ANCHORED_RULES and len(bases) > 1:
+            bases = anchor_first(bases, loaded.base)  # the trained row first
         request = Request(
             prompt=tuple(_render_ids(loaded.tokenizer, dicts, options)),
             bases=bases,
@@ -619,6 +642,7 @@ class ChatAttentionBuckets(BaseChatModel):
             logit_bias=options.bias(loaded.vocab_size),
             speculative_tokens=options.speculative_tokens,
             deterministic=self.deterministic,
+            head_scales=model_mspoe_scales(loaded.config) if self.strategy == "ms-poe" else (),
         )
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
         parser = ToolCallParser(schemas) if tools and choice.kind != "none" else None
@@ -845,6 +869,7 @@ class _Call:
             "bases": list(self.bases),
             "bucket_choice": self.bucket_choice,
             "aggregation": self.request.aggregation,
+            "strategy": "ms-poe" if self.request.head_scales else "buckets",
             "time_to_first_token": result.time_to_first_token,
         }
         if self.decision is not None:

@@ -26,7 +26,7 @@ from langchain_core.language_models import BaseChatModel
 
 from ..progress import progress_bar
 from .cache import ResultCache, record_key
-from .configs import BASELINE, CONFIGS, BenchConfig, ModelFactory, default_factory, parse_configs, reorder_items
+from .configs import BASELINE, CONFIGS, DEFAULT_CONFIGS, BenchConfig, ModelFactory, default_factory, parse_configs, reorder_items
 from .report import markdown_report
 from .stats import LEVEL, bootstrap_indices, compare, consistency, summarize
 from .tasks import TASKS, Sample, get_task
@@ -106,7 +106,8 @@ def run_accuracy(
 
     Args:
         task: "kv", "kv-short", "tools" or "qa".
-        configs: Names from `CONFIGS` (a list or "a,b") or `BenchConfig`s; default all.
+        configs: Names from `CONFIGS` (a list or "a,b") or `BenchConfig`s; default the
+            `DEFAULT_CONFIGS` (the candidates run only when named).
         factory: Makes the chat model of a config; default `ChatAttentionBuckets`
             on `model` with `max_tokens`.
         positions: Positions of the essential item; default 5 spread over the items.
@@ -127,7 +128,7 @@ def run_accuracy(
     spec = get_task(task)
     n_items = n_items or spec.default_items
     positions = sorted(set(positions)) if positions is not None else default_positions(n_items)
-    configs = parse_configs(configs if configs is not None else list(CONFIGS))
+    configs = parse_configs(configs if configs is not None else list(DEFAULT_CONFIGS))
     max_tokens = max_tokens or spec.max_tokens
     factory = factory or default_factory(model, max_tokens=max_tokens)
     samples = spec.make_samples(
@@ -276,8 +277,9 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=24,
                         help="questions, each asked at every position (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the bootstrap (default 0)")
-    parser.add_argument("--configs", default=",".join(CONFIGS),
-                        help=f"comma-separated configurations from: {', '.join(CONFIGS)} (default: all)")
+    parser.add_argument("--configs", default=",".join(c.name for c in DEFAULT_CONFIGS),
+                        help=f"comma-separated configurations from: {', '.join(CONFIGS)} "
+                             f"(default: {', '.join(c.name for c in DEFAULT_CONFIGS)})")
     parser.add_argument("--output", default=None,
                         help="output folder (default: bench-results/accuracy-TASK); re-running with "
                              "the same folder resumes")

@@ -19,15 +19,18 @@ class BenchConfig:
         name: Label in tables, plots and the cache key.
         bases: RoPE bases as `ChatAttentionBuckets` takes them ("paper", "auto", a
             number, a list); None means the model's own base (one row, the plain model).
-        aggregation: How the rows' logits are merged ("confidence", "mean", "max").
+        aggregation: How the rows' logits are merged (a name in `merge.MERGE_RULES`).
         reorder: Apply LangChain's `LongContextReorder` to the items before the
             prompt is built (the baseline a LangChain user already has).
+        strategy: `ChatAttentionBuckets`' strategy: "buckets" (N rows, one per base) or
+            "ms-poe" (one pass, per-head position scaling; `bases` must then be None).
     """
 
     name: str
     bases: str | float | tuple[float, ...] | None = None
     aggregation: str = "confidence"
     reorder: bool = False
+    strategy: str = "buckets"
 
     def __post_init__(self) -> None:
         if isinstance(self.bases, list):  # keep the dataclass hashable
@@ -37,6 +40,8 @@ class BenchConfig:
         d = asdict(self)
         if isinstance(self.bases, tuple):
             d["bases"] = list(self.bases)
+        if self.strategy == "buckets":  # the default stays out: earlier runs' cache keys still match
+            del d["strategy"]
         return d
 
 
@@ -50,7 +55,18 @@ DEFAULT_CONFIGS: tuple[BenchConfig, ...] = (
     BenchConfig("paper-max", bases="paper", aggregation="max"),
     BenchConfig("plain+reorder", reorder=True),
 )
-CONFIGS: dict[str, BenchConfig] = {c.name: c for c in DEFAULT_CONFIGS}
+# Candidates that keep the trained row's strengths (docs/results.md, "Candidates"): merge rules
+# anchored on the trained row, base sets around the trained base, and Ms-PoE.
+CANDIDATE_CONFIGS: tuple[BenchConfig, ...] = (
+    BenchConfig("paper-anchored", bases="paper", aggregation="anchored"),
+    BenchConfig("paper-unsure", bases="paper", aggregation="anchored-unsure"),
+    BenchConfig("paper-weighted", bases="paper", aggregation="weighted"),
+    BenchConfig("near", bases="near"),
+    BenchConfig("near-anchored", bases="near", aggregation="anchored"),
+    BenchConfig("narrow-anchored", bases="narrow", aggregation="anchored"),
+    BenchConfig("ms-poe", strategy="ms-poe"),
+)
+CONFIGS: dict[str, BenchConfig] = {c.name: c for c in DEFAULT_CONFIGS + CANDIDATE_CONFIGS}
 BASELINE = "plain"
 
 
@@ -86,6 +102,8 @@ def default_factory(model: str | None = None, *, max_tokens: int = 64) -> ModelF
         kwargs: dict[str, Any] = dict(
             model=model, aggregation=config.aggregation, temperature=0, max_tokens=max_tokens
         )
+        if config.strategy != "buckets":
+            kwargs["strategy"] = config.strategy
         if config.bases is None:
             kwargs["bases"] = float(ChatAttentionBuckets(**kwargs).load().base)
         else:
