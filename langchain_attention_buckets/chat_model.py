@@ -142,6 +142,11 @@ class ChatAttentionBuckets(BaseChatModel):
     nucleus), "anchored-unsure" (the trained row alone where its top probability is >= 0.5, the
     mean rule below) or "weighted" (log-linear pool, half the weight on the trained row)."""
 
+    bucket_layers: float = 1.0
+    """The fraction of the layers, from the bottom, in which each bucket runs its own base; the
+    layers above run every bucket at the model's own base. 1.0 (default): all layers; 0.5: the
+    lower half (rounded to whole layers, at least one)."""
+
     strategy: Literal["buckets", "ms-poe"] = "buckets"
     """"buckets" (default): Attention Buckets, one row per base in ``bases``. "ms-poe": Ms-PoE
     (Zhang et al. 2024), one pass at the model's own base in which each key/value head reads the
@@ -288,6 +293,13 @@ class ChatAttentionBuckets(BaseChatModel):
         checked = check_bases_spec(value)
         return checked if isinstance(checked, str) else value  # a list stays the list it was given
 
+    @field_validator("bucket_layers", mode="before")
+    @classmethod
+    def _check_bucket_layers(cls, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise ValueError(f"bucket_layers={value!r} must be a fraction of the layers, greater than 0 and at most 1")
+        return float(value)
+
     @field_validator("tool_call_bias", mode="before")
     @classmethod
     def _check_tool_call_bias(cls, value):
@@ -354,6 +366,7 @@ class ChatAttentionBuckets(BaseChatModel):
             "n_buckets": self.n_buckets,
             "aggregation": self.aggregation,
             "strategy": self.strategy,
+            "bucket_layers": self.bucket_layers,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "top_p": self.top_p,
@@ -643,12 +656,19 @@ class ChatAttentionBuckets(BaseChatModel):
             speculative_tokens=options.speculative_tokens,
             deterministic=self.deterministic,
             head_scales=model_mspoe_scales(loaded.config) if self.strategy == "ms-poe" else (),
+            bucket_layers=self._bucket_layers(loaded),
         )
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
         parser = ToolCallParser(schemas) if tools and choice.kind != "none" else None
         guard = answer_guard(loaded.tokenizer, tools, dicts, response_format, options.loop_chars)
         return _Call(engine, request, parser, options.model or self.model_name, bases, decision, guard,
                      self.bucket_choice(with_tools))
+
+    def _bucket_layers(self, loaded: LoadedModel) -> int | None:
+        """``bucket_layers`` as a number of layers for the engine (None: all)."""
+        if self.bucket_layers >= 1.0:
+            return None
+        return max(1, round(self.bucket_layers * loaded.config.num_hidden_layers))
 
     def _stream(
         self,
@@ -872,6 +892,8 @@ class _Call:
             "strategy": "ms-poe" if self.request.head_scales else "buckets",
             "time_to_first_token": result.time_to_first_token,
         }
+        if self.request.bucket_layers is not None:
+            metadata["bucket_layers"] = self.request.bucket_layers  # layers with the buckets' own bases
         if self.decision is not None:
             metadata["tool_decision"] = dict(self.decision)
         if self.stopped:

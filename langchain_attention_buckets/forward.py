@@ -4,8 +4,8 @@ Owns ``bucketed_forward`` (the one place a forward pass with per-row bases is wr
 engine's prefill, decode and speculation steps and the benchmarks call it) and
 ``forward_buckets`` (one prompt under several bases, no cache: for inspection and tests).
 
-May import: torch, ``rope`` (the per-row rotary module), ``headscale`` (per-head position
-scaling, Ms-PoE) and ``packed`` (the packed layers a caller hands in). Knows nothing of
+May import: torch, ``rope`` (the per-row rotary module), ``headscale`` (per-layer, per-head
+frequencies: Ms-PoE, buckets in some layers) and ``packed`` (the packed layers a caller hands in). Knows nothing of
 requests, sampling or the engine.
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .headscale import scaled_heads
+from .headscale import layer_frequencies, scaled_heads
 from .packed import PackedWeights
-from .rope import BucketedRotaryEmbedding, bucket_frequencies, bucketed_rotary, rotary_module
+from .rope import BucketedRotaryEmbedding, bucket_frequencies, bucketed_rotary, model_base, rotary_module
 
 
 def bucketed_forward(
@@ -32,7 +32,7 @@ def bucketed_forward(
     cache=None,
     logits_to_keep: int = 1,
     packed: PackedWeights | None = None,
-    head_scales: torch.Tensor | None = None,
+    layer_freqs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One forward pass with each row's own RoPE base; the model is left as it was, also on errors.
 
@@ -49,15 +49,16 @@ def bucketed_forward(
         logits_to_keep: logits of the last this many positions (0: every position).
         packed: packed linear layers to run this pass with (``packed.PackedWeights``), or None
             for the model's own layers.
-        head_scales: (rows, n_layers, kv_heads) each head's position ratio (``headscale``,
-            Ms-PoE), or None: no scaling.
+        layer_freqs: (rows, n_layers, kv_heads, rotary_dim // 2) the frequencies each row, layer
+            and key/value head rotates by (``headscale.layer_frequencies``: Ms-PoE, buckets in
+            some layers), or None: ``freqs`` everywhere.
 
     Returns:
         Logits of shape (rows, logits_to_keep or seq, vocab).
     """
     rotary = BucketedRotaryEmbedding(freqs, scales, model.config, bases)
     layers = packed.installed() if packed is not None else contextlib.nullcontext()
-    heads = scaled_heads(model, head_scales, freqs, position_ids)
+    heads = scaled_heads(model, layer_freqs, freqs, position_ids)
     with bucketed_rotary(model, rotary), layers, heads:  # heads after layers: hooks on the layers in use
         return model(
             input_ids=input_ids,
@@ -71,21 +72,25 @@ def bucketed_forward(
 
 def forward_buckets(
     model: torch.nn.Module, input_ids: Sequence[int], bases: Sequence[float], logits_to_keep: int = 0,
-    head_scales: Sequence[Sequence[float]] | None = None,
+    head_scales: Sequence[Sequence[float]] = (), bucket_layers: int | None = None,
 ) -> torch.Tensor:
     """Logits of one prompt under each base: (n_bases, seq, vocab), one forward pass, no cache;
     with ``logits_to_keep=k > 0``, of the last k positions only (n_bases, k, vocab).
 
     The building block of the engine, exposed for inspection and tests. ``head_scales``: per
-    layer, per key/value head position ratios applied to every row (``headscale``), or None.
+    layer, per key/value head position ratios applied to every row (Ms-PoE); ``bucket_layers``:
+    the rows keep their bases only in this many lowest layers (``headscale``).
     """
     ids = torch.tensor([list(input_ids)] * len(bases), device=model.device)
     pos = torch.arange(ids.shape[1], device=model.device).expand_as(ids)
     freqs, scales = bucket_frequencies(model.config, tuple(bases), model.device, rotary_module(model))
-    heads = None
-    if head_scales is not None:
-        heads = torch.tensor(head_scales, dtype=torch.float32, device=model.device).expand(len(bases), -1, -1)
+    targets = None
+    if head_scales or bucket_layers is not None:
+        cfg = model.config
+        own, _ = bucket_frequencies(cfg, (model_base(cfg),), model.device, rotary_module(model))
+        kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        targets = layer_frequencies(freqs, own[0], cfg.num_hidden_layers, kv, head_scales, bucket_layers)
     with torch.inference_mode():
         return bucketed_forward(
-            model, ids, pos, freqs, scales, list(bases), logits_to_keep=logits_to_keep, head_scales=heads
+            model, ids, pos, freqs, scales, list(bases), logits_to_keep=logits_to_keep, layer_freqs=targets
         )

@@ -1,16 +1,24 @@
-"""Per-head position scaling: Ms-PoE (Zhang et al. 2024, "Found in the Middle", arXiv 2403.04797).
+"""Per-layer, per-head rotary frequencies: Ms-PoE, and buckets in only some layers.
+
+Ms-PoE (Zhang et al. 2024, "Found in the Middle", arXiv 2403.04797).
 
 Ms-PoE is a one-pass peer of Attention Buckets: instead of N rows with N bases, every attention
 head reads the positions divided by its own ratio ``r_h`` (1.2 to 1.8 in the paper), so that
 some heads see the context compressed and the model attends better to its middle.
 
-How it is done here without touching the attention code. RoPE rotates a query or key at
-position ``p`` by ``p * w`` (``w`` the row's frequencies); the model's own rotation still runs.
-A forward hook on each scaled layer's query and key projections (on ``q_norm``/``k_norm`` where
-a model normalises them before the rotation, as Qwen3 does) first rotates each head by
-``p * w * (1 / r_h - 1)``; rotations compose, so the head ends up rotated by ``p * w / r_h``,
-the position ``p / r_h``. With every ratio 1 the extra rotation is by 0 (cos 1, sin 0) and the
-layer is left without a hook, so the model is the plain model bit for bit.
+Buckets in only some layers: every row keeps its own base in the lowest ``bucket_layers``
+layers and runs the model's own base above them (the upper layers read positions as trained).
+
+How both are done here without touching the attention code. Each row, layer and key/value
+head gets *target* frequencies ``t`` (``layer_frequencies``): the row's own ``w``, or the
+model's own base's above ``bucket_layers``, divided by the head's ratio. RoPE rotates a query
+or key at position ``p`` by ``p * w``; the model's own rotation still runs. A forward hook on
+each changed layer's query and key projections (on ``q_norm``/``k_norm`` where a model
+normalises them before the rotation, as Qwen3 does) first rotates each head by
+``p * (t - w)``; rotations compose, so the head ends up rotated by ``p * t``: for Ms-PoE
+``p * w / r_h``, the position ``p / r_h``. Where ``t == w`` (ratio 1, a row at the model's own
+base) the extra rotation is by 0 (cos 1, sin 0), and a layer where it is 0 for every row gets
+no hook, so the model is the plain model bit for bit.
 
 Ratios are per key/value head: with grouped-query attention every query head of a group shares
 its key head's ratio, so queries and keys of a head always use the same positions (the
@@ -74,9 +82,38 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def _extra_rotation(scales: torch.Tensor, freqs: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # scales: (rows, kv), freqs: (rows, d/2), pos: (rows, S) -> cos, sin: (rows, S, kv, d)
-    angle = pos[:, :, None, None].float() * freqs[:, None, None, :] * (1.0 / scales[:, None, :, None] - 1.0)
+def check_bucket_layers(bucket_layers: int | None, n_layers: int) -> int | None:
+    """``bucket_layers`` if it is None or a whole number of layers from 0 to ``n_layers``, else ValueError."""
+    if bucket_layers is not None and not (
+        isinstance(bucket_layers, int) and not isinstance(bucket_layers, bool) and 0 <= bucket_layers <= n_layers
+    ):
+        raise ValueError(f"bucket_layers={bucket_layers!r} must be None or an integer from 0 to {n_layers} (the layers)")
+    return bucket_layers
+
+
+def layer_frequencies(
+    freqs: torch.Tensor, own: torch.Tensor, n_layers: int, kv_heads: int,
+    head_scales: Sequence[Sequence[float]] = (), bucket_layers: int | None = None,
+) -> torch.Tensor:
+    """Target frequencies of one request's rows: (rows, n_layers, kv_heads, d/2).
+
+    Args:
+        freqs: (rows, d/2) each row's own frequencies.
+        own: (d/2,) the model's own base's frequencies.
+        head_scales: per layer, per key/value head ratios (Ms-PoE); () for none.
+        bucket_layers: rows keep their frequencies in layers below this; above, ``own``. None: all layers.
+    """
+    k = n_layers if bucket_layers is None else bucket_layers
+    per_layer = [freqs if layer < k else own.expand_as(freqs) for layer in range(n_layers)]
+    t = torch.stack(per_layer, dim=1)[:, :, None, :].expand(-1, -1, kv_heads, -1)  # (rows, L, kv, d/2)
+    if head_scales:
+        t = t / torch.tensor(head_scales, dtype=t.dtype, device=t.device)[None, :, :, None]
+    return t.contiguous()
+
+
+def _extra_rotation(target: torch.Tensor, freqs: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # target: (rows, kv, d/2), freqs: (rows, d/2), pos: (rows, S) -> cos, sin: (rows, S, kv, d)
+    angle = pos[:, :, None, None].float() * (target - freqs[:, None, :])[:, None]
     emb = torch.cat((angle, angle), dim=-1)
     return emb.cos(), emb.sin()
 
@@ -102,33 +139,34 @@ def _projections(attn: nn.Module) -> tuple[nn.Module, nn.Module]:
 
 @contextlib.contextmanager
 def scaled_heads(
-    model: nn.Module, scales: torch.Tensor | None, freqs: torch.Tensor, position_ids: torch.Tensor
+    model: nn.Module, targets: torch.Tensor | None, freqs: torch.Tensor, position_ids: torch.Tensor
 ) -> Iterator[None]:
-    """Run the block's forward pass with each head's positions divided by its ratio.
+    """Run the block's forward pass with each row, layer and head rotated by its target frequencies.
 
     Args:
         model: a Llama-family causal LM.
-        scales: (rows, n_layers, kv_heads) ratios, or None (nothing changes).
-        freqs: (rows, rotary_dim // 2) each row's rotary frequencies.
+        targets: (rows, n_layers, kv_heads, rotary_dim // 2) (``layer_frequencies``), or None
+            (nothing changes).
+        freqs: (rows, rotary_dim // 2) each row's rotary frequencies (what the model rotates by).
         position_ids: (rows, seq) the positions the pass feeds.
 
     Hooks are removed on exit, also when the block raises.
     """
-    if scales is None:
+    if targets is None:
         yield
         return
-    layers = model.base_model.layers
-    handles, done = [], {}
+    handles, done = [], []  # done: (target, tables) of layers already seen; equal layers share tables
     try:
-        for i, layer in enumerate(layers):
-            col = scales[:, i].to(freqs.device)  # (rows, kv)
-            if bool((col == 1).all()):
+        for i, layer in enumerate(model.base_model.layers):
+            target = targets[:, i].to(freqs.device)  # (rows, kv, d/2)
+            if torch.equal(target, freqs[:, None, :].expand_as(target)):
                 continue
-            key = tuple(col.flatten().tolist())
-            if key not in done:  # layers with the same ratios share one table
-                done[key] = _extra_rotation(col, freqs, position_ids.to(freqs.device))
+            tables = next((tab for t, tab in done if torch.equal(t, target)), None)
+            if tables is None:
+                tables = _extra_rotation(target, freqs, position_ids.to(freqs.device))
+                done.append((target, tables))
             for proj in _projections(layer.self_attn):
-                handles.append(proj.register_forward_hook(_hook(*done[key])))
+                handles.append(proj.register_forward_hook(_hook(*tables)))
         yield
     finally:
         for h in handles:

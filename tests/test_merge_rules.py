@@ -234,6 +234,58 @@ def test_engine_refuses_head_scales_of_the_wrong_shape(tiny_loaded):
         Engine(tiny_loaded).generate(bad)
 
 
+# ---- buckets in only some layers --------------------------------------------------------------
+
+
+def _after_layer(model, index: int, run):
+    """The hidden states a layer outputs while ``run()`` runs."""
+    seen = []
+
+    def keep(module, args, out):
+        seen.append(out[0] if isinstance(out, tuple) else out)
+
+    handle = model.model.layers[index].register_forward_hook(keep)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def test_bucket_layers_keep_the_rows_bases_below_and_the_trained_base_above():
+    model = tiny_model(num_hidden_layers=3)
+    ids = random_prompt(40, seed=2)
+    full = forward_buckets(model, ids, BASES)
+    assert torch.equal(forward_buckets(model, ids, BASES, bucket_layers=3), full)  # all layers: buckets as ever
+    plain = forward_buckets(model, ids, [OWN])[0]
+    none = forward_buckets(model, ids, BASES, bucket_layers=0)  # no layer: every row is the plain model
+    assert all((row - plain).abs().max().item() < 1e-5 for row in none)
+    # one layer: the first layer's output is the buckets', the logits are neither the buckets' nor plain
+    below = _after_layer(model, 0, lambda: forward_buckets(model, ids, BASES, bucket_layers=1))
+    assert torch.equal(below, _after_layer(model, 0, lambda: forward_buckets(model, ids, BASES)))
+    one = forward_buckets(model, ids, BASES, bucket_layers=1)
+    assert torch.equal(one[0], full[0])  # the trained row never changes
+    assert not torch.allclose(one[1:], full[1:], atol=1e-4) and not torch.allclose(one[1], plain, atol=1e-4)
+
+
+def test_engine_bucket_layers_decode_and_batch_like_a_full_forward(tiny, tiny_loaded):
+    prompt = random_prompt(25, seed=8)
+    req = Request(prompt, BASES, aggregation="anchored", bucket_layers=1, max_tokens=6, prefix_cache=False)
+    alone = Engine(tiny_loaded).generate(req).token_ids
+    eng = Engine(tiny_loaded)
+    with eng._scheduler.cond:
+        gens = [eng.submit(req), eng.submit(Request(prompt, BASES, max_tokens=6, prefix_cache=False))]
+    assert gens[0].result().token_ids == alone
+    assert gens[1].result().token_ids == Engine(tiny_loaded).generate(
+        Request(prompt, BASES, max_tokens=6, prefix_cache=False)).token_ids
+    ids = list(prompt) + alone
+    logits = forward_buckets(tiny, ids, BASES, bucket_layers=1)  # (3, S, V)
+    steps = [merge(logits[None, :, j], "anchored")[0] for j in range(len(prompt) - 1, len(ids) - 1)]
+    assert alone == [int(x.argmax()) for x in steps]
+    with pytest.raises(ValueError, match=r"bucket_layers=5 must be None or an integer from 0 to 2"):
+        Engine(tiny_loaded).generate(Request(prompt, BASES, bucket_layers=5, max_tokens=2))
+
+
 # ---- the chat model and the bench ------------------------------------------------------------
 
 
@@ -263,6 +315,16 @@ def test_chat_model_puts_the_trained_row_first_for_anchored_rules(tiny_chat_dir)
         without.invoke("hi", aggregation="weighted")
 
 
+def test_chat_model_bucket_layers(tiny_chat_dir):
+    from langchain_attention_buckets import ChatAttentionBuckets
+
+    llm = ChatAttentionBuckets(model=tiny_chat_dir, dtype="float32", bases=list(BASES), bucket_layers=0.5, max_tokens=3)
+    assert llm.invoke("hi").response_metadata["bucket_layers"] == 1  # of the tiny model's 2 layers
+    for bad in (0, 1.5, True, "half"):
+        with pytest.raises(ValueError, match=r"bucket_layers=.* must be a fraction of the layers"):
+            ChatAttentionBuckets(model=tiny_chat_dir, bucket_layers=bad)
+
+
 def test_candidates_are_bench_configs(tiny_chat_dir):
     assert {c.name for c in CANDIDATE_CONFIGS} <= set(CONFIGS)
     assert "strategy" not in CONFIGS["paper"].to_dict()  # earlier runs' cache keys still match
@@ -271,3 +333,5 @@ def test_candidates_are_bench_configs(tiny_chat_dir):
     assert make(CONFIGS["ms-poe"]).resolved_bases() == (OWN,)
     assert make(CONFIGS["near-anchored"]).resolved_bases()[0] == OWN
     assert make(BenchConfig("x", bases="narrow", aggregation="weighted")).aggregation == "weighted"
+    assert make(CONFIGS["paper-lower-half"]).bucket_layers == 0.5
+    assert "bucket_layers" not in CONFIGS["paper"].to_dict()

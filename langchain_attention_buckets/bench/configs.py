@@ -24,6 +24,8 @@ class BenchConfig:
             prompt is built (the baseline a LangChain user already has).
         strategy: `ChatAttentionBuckets`' strategy: "buckets" (N rows, one per base) or
             "ms-poe" (one pass, per-head position scaling; `bases` must then be None).
+        bucket_layers: `ChatAttentionBuckets`' fraction of the layers (from the bottom) in
+            which the rows run their own bases; 1.0: all.
     """
 
     name: str
@@ -31,6 +33,7 @@ class BenchConfig:
     aggregation: str = "confidence"
     reorder: bool = False
     strategy: str = "buckets"
+    bucket_layers: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.bases, list):  # keep the dataclass hashable
@@ -40,8 +43,11 @@ class BenchConfig:
         d = asdict(self)
         if isinstance(self.bases, tuple):
             d["bases"] = list(self.bases)
-        if self.strategy == "buckets":  # the default stays out: earlier runs' cache keys still match
+        # defaults stay out, so that earlier runs' cache keys still match
+        if self.strategy == "buckets":
             del d["strategy"]
+        if self.bucket_layers == 1.0:
+            del d["bucket_layers"]
         return d
 
 
@@ -64,6 +70,7 @@ CANDIDATE_CONFIGS: tuple[BenchConfig, ...] = (
     BenchConfig("near", bases="near"),
     BenchConfig("near-anchored", bases="near", aggregation="anchored"),
     BenchConfig("narrow-anchored", bases="narrow", aggregation="anchored"),
+    BenchConfig("paper-lower-half", bases="paper", bucket_layers=0.5),
     BenchConfig("ms-poe", strategy="ms-poe"),
 )
 CONFIGS: dict[str, BenchConfig] = {c.name: c for c in DEFAULT_CONFIGS + CANDIDATE_CONFIGS}
@@ -104,6 +111,8 @@ def default_factory(model: str | None = None, *, max_tokens: int = 64) -> ModelF
         )
         if config.strategy != "buckets":
             kwargs["strategy"] = config.strategy
+        if config.bucket_layers != 1.0:
+            kwargs["bucket_layers"] = config.bucket_layers
         if config.bases is None:
             kwargs["bases"] = float(ChatAttentionBuckets(**kwargs).load().base)
         else:

@@ -2,7 +2,7 @@
 
 Rows are (request, bucket) pairs: request i owns ``n`` consecutive rows, one per RoPE base.
 ``Batch`` keeps the per-row state in step (keys and values, padding mask, next positions,
-rotary frequencies, bases, head scales) through the few operations that change it: ``join`` a prefilled
+rotary frequencies, bases, per-layer frequencies) through the few operations that change it: ``join`` a prefilled
 group, ``extend`` by the positions a forward pass feeds, ``rollback`` rejected ones, and
 ``drop_finished`` requests. ``Running`` is one request's state: its sampler, detokenizer and
 tokens, and ``accept``, which hands it one chosen token.
@@ -112,26 +112,27 @@ class Batch:
         pos: (rows,) the next position of each row.
         freqs: (rows, rotary_dim // 2) and scales: (rows,): each row's rotary frequencies.
         bases: each row's RoPE base.
-        head_scales: (rows, n_layers, kv_heads) each row's per-head position ratios (Ms-PoE);
-            None: no row has any (ratios 1 everywhere).
+        layer_freqs: (rows, n_layers, kv_heads, rotary_dim // 2) each row's frequencies per layer
+            and key/value head (``headscale``: Ms-PoE, buckets in some layers); None: ``freqs``
+            everywhere, in every row.
     """
 
     def __init__(self, requests: list[Running] | None = None, cache: BatchCache | None = None,
                  valid: torch.Tensor | None = None, pos: torch.Tensor | None = None,
                  freqs: torch.Tensor | None = None, scales: torch.Tensor | None = None,
-                 bases: list[float] | None = None, head_scales: torch.Tensor | None = None):
+                 bases: list[float] | None = None, layer_freqs: torch.Tensor | None = None):
         self.requests: list[Running] = requests or []
         self.cache = cache
         self.valid = valid
         self.pos = pos
         self.freqs, self.scales = freqs, scales
         self.bases: list[float] = bases or []
-        self.head_scales = head_scales
+        self.layer_freqs = layer_freqs
 
     def clear(self) -> None:
         """Empty the batch (its last request finished)."""
         self.requests, self.cache, self.valid, self.pos = [], None, None, None
-        self.freqs, self.scales, self.bases, self.head_scales = None, None, [], None
+        self.freqs, self.scales, self.bases, self.layer_freqs = None, None, [], None
 
     def valid_mask(self) -> torch.Tensor:
         """``valid``, or all True when there is no padding: (rows, length) bool."""
@@ -151,7 +152,7 @@ class Batch:
         if self.cache is None:
             self.requests, self.cache, self.valid, self.pos = group.requests, group.cache, group.valid, group.pos
             self.freqs, self.scales, self.bases = group.freqs, group.scales, group.bases
-            self.head_scales = group.head_scales
+            self.layer_freqs = group.layer_freqs
             return
         L_run, L_new = self.cache.length, group.cache.length
         run_valid, new_valid = self.valid_mask(), group.valid_mask()
@@ -165,11 +166,10 @@ class Batch:
         self.valid = torch.cat([run_valid, new_valid])
         self.requests = self.requests + group.requests
         self.pos = torch.cat([self.pos, group.pos])
+        self.layer_freqs = _cat_layer_freqs(self.layer_freqs, self.freqs, group.layer_freqs, group.freqs)
         self.freqs = torch.cat([self.freqs, group.freqs])
         self.scales = torch.cat([self.scales, group.scales])
         self.bases = self.bases + group.bases
-        self.head_scales = _cat_head_scales(self.head_scales, len(self.pos) - len(group.pos), group.head_scales,
-                                            len(group.pos))
 
     def extend(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Make room for ``n`` new positions per row; their position ids (rows, n) and the
@@ -204,8 +204,8 @@ class Batch:
         self.pos = self.pos[idx]
         self.freqs, self.scales = self.freqs[idx], self.scales[idx]
         self.bases = [self.bases[i] for i in keep_rows]
-        if self.head_scales is not None:
-            self.head_scales = self.head_scales[idx]
+        if self.layer_freqs is not None:
+            self.layer_freqs = self.layer_freqs[idx]
         if self.valid is not None:
             self.valid = self.valid[idx]
             if bool(self.valid.all()):
@@ -224,14 +224,18 @@ class Batch:
         ]
 
 
-def _cat_head_scales(a: torch.Tensor | None, rows_a: int, b: torch.Tensor | None, rows_b: int) -> torch.Tensor | None:
-    """Two groups' head scales stacked; a group without any gets ratios 1 (None if neither has)."""
+def _cat_layer_freqs(a: torch.Tensor | None, freqs_a: torch.Tensor, b: torch.Tensor | None,
+                     freqs_b: torch.Tensor) -> torch.Tensor | None:
+    """Two groups' per-layer frequencies stacked; a group without them gets its ``freqs`` in
+    every layer and head (None if neither group has any)."""
     if a is None and b is None:
         return None
-    like = a if a is not None else b
-    a = a if a is not None else torch.ones(rows_a, *like.shape[1:], dtype=like.dtype, device=like.device)
-    b = b if b is not None else torch.ones(rows_b, *like.shape[1:], dtype=like.dtype, device=like.device)
-    return torch.cat([a, b])
+    shape = (a if a is not None else b).shape[1:3]  # (n_layers, kv_heads)
+
+    def full(t, freqs):
+        return t if t is not None else freqs[:, None, None, :].expand(-1, *shape, -1)
+
+    return torch.cat([full(a, freqs_a), full(b, freqs_b)])
 
 
 def _pad_left(valid: torch.Tensor, n: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from langchain_core.exceptions import ContextOverflowError  # the one LangChain type the engine raises
 
-from ..headscale import check_head_scales
+from ..headscale import check_bucket_layers, check_head_scales
 from ..loading import LoadedModel
 from ..merge import ANCHORED_RULES, validate_aggregation
 from ..sampling import check_max_tokens
@@ -76,16 +76,18 @@ def check_request(request: Request, max_positions: int, max_batch_rows: int) -> 
 
 def check_model_fit(request: Request, loaded: LoadedModel) -> None:
     """Raise ValueError where a request does not fit this model: an anchored merge rule whose
-    first base (its trained row) is not the model's own base, or head scales of the wrong shape."""
+    first base (its trained row) is not the model's own base, head scales of the wrong shape, or
+    more bucket layers than the model has."""
     if request.aggregation in ANCHORED_RULES and len(request.bases) > 1 and request.bases[0] != loaded.base:
         raise ValueError(
             f"aggregation={request.aggregation!r} takes the first base as the trained row, but bases[0]="
             f"{request.bases[0]:g} is not the model's own rotary base {loaded.base:g}; put it first"
         )
+    cfg = loaded.config
     if request.head_scales:
-        cfg = loaded.config
         kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         check_head_scales(request.head_scales, cfg.num_hidden_layers, kv_heads)
+    check_bucket_layers(request.bucket_layers, cfg.num_hidden_layers)
 
 
 def check_memory(est: MemoryEstimate, request: Request, device: torch.device) -> None:

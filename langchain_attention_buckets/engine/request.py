@@ -44,6 +44,8 @@ class Request:
             blocks computed that way, and decodes one token per pass.
         head_scales: per layer, per key/value head, the ratio that head's positions are divided
             by in every row (``headscale``, Ms-PoE); () for none.
+        bucket_layers: the rows keep their own bases only in this many lowest layers; above,
+            every row runs the model's own base. None: all layers.
     """
 
     prompt: tuple[int, ...]
@@ -59,11 +61,14 @@ class Request:
     speculative_tokens: int = 8
     deterministic: bool = False
     head_scales: tuple[tuple[float, ...], ...] = ()
+    bucket_layers: int | None = None
 
     @property
     def cache_key(self) -> tuple:
         """What a prompt's keys and values depend on besides its tokens (the prefix cache's key)."""
-        return (self.bases, self.head_scales) if self.head_scales else self.bases
+        if not self.head_scales and self.bucket_layers is None:
+            return self.bases
+        return (self.bases, self.head_scales, self.bucket_layers)
 
 
 @dataclass(frozen=True)

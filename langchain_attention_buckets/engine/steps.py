@@ -4,8 +4,8 @@ Each step feeds rows through ``forward.bucketed_forward`` and, where it samples,
 chosen tokens to their requests (``deliver``); it never touches the queue and never retires
 a request (the scheduler does both). ``EngineStats`` counts the forward passes.
 
-May import: ``forward``, ``kvcache``, ``loading`` (sizes), ``packed`` (type), ``sampling``,
-``engine.batch``.
+May import: ``forward``, ``headscale`` and ``rope`` (per-layer frequencies), ``kvcache``,
+``loading`` (sizes), ``packed`` (type), ``sampling``, ``engine.batch``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import torch
 
 from ..forward import bucketed_forward
+from ..headscale import layer_frequencies
 from ..kvcache import KV, BatchCache
 from ..loading import LoadedModel
 from ..packed import PackedWeights
+from ..rope import bucket_frequencies, rotary_module
 from ..sampling import process_logits
 from .batch import Batch, Running
 
@@ -78,21 +80,27 @@ def new_rows(
     padded = not bool(valid.all())
     next_pos = torch.tensor([run.prompt_len for run in runs for _ in range(run.n)], device=dev)
     bases = [b for run in runs for b in run.request.bases]
-    heads = _head_scales(loaded, runs)
-    group = Batch(runs, cache, valid.to(dev) if padded else None, next_pos, freqs, scales, bases, heads)
+    targets = _layer_freqs(loaded, runs, freqs)
+    group = Batch(runs, cache, valid.to(dev) if padded else None, next_pos, freqs, scales, bases, targets)
     return group, ids.to(dev), pos.to(dev)
 
 
-def _head_scales(loaded: LoadedModel, runs: list[Running]) -> torch.Tensor | None:
-    """(rows, n_layers, kv_heads) per-head position ratios of the new rows; None if no request has any."""
-    if not any(run.request.head_scales for run in runs):
+def _layer_freqs(loaded: LoadedModel, runs: list[Running], freqs: torch.Tensor) -> torch.Tensor | None:
+    """(rows, n_layers, kv_heads, d/2) the new rows' frequencies per layer and head (Ms-PoE,
+    buckets in some layers); None if no request changes any."""
+    if not any(run.request.head_scales or run.request.bucket_layers is not None for run in runs):
         return None
     cfg = loaded.model.config
     kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    ones = torch.ones(cfg.num_hidden_layers, kv_heads)
-    per_request = [torch.tensor(run.request.head_scales) if run.request.head_scales else ones for run in runs]
-    rows = [t.expand(run.n, -1, -1) for t, run in zip(per_request, runs)]
-    return torch.cat(rows).to(device=loaded.device, dtype=torch.float32)
+    own, _ = bucket_frequencies(cfg, (loaded.base,), freqs.device, rotary_module(loaded.model))
+    out, r = [], 0
+    for run in runs:
+        req = run.request
+        out.append(layer_frequencies(
+            freqs[r : r + run.n], own[0], cfg.num_hidden_layers, kv_heads, req.head_scales, req.bucket_layers
+        ))
+        r += run.n
+    return torch.cat(out)
 
 
 def _empty_cache(loaded: LoadedModel, rows: int, capacity: int) -> BatchCache:
@@ -114,7 +122,7 @@ def prefill(
         mask = group.valid[:, : P + c1] if group.valid is not None else None
         logits = bucketed_forward(
             model, ids[:, c0:c1], pos[:, c0:c1], group.freqs, group.scales, group.bases, mask, group.cache,
-            packed=packed, head_scales=group.head_scales,
+            packed=packed, layer_freqs=group.layer_freqs,
         )
         stats.prefill_passes += 1
     return logits[:, -1]
@@ -129,7 +137,7 @@ def decode(model, batch: Batch, packed: PackedWeights | None, stats: EngineStats
     pos, mask = batch.extend(1)
     logits = bucketed_forward(
         model, last[:, None], pos, batch.freqs, batch.scales, batch.bases, mask, batch.cache, packed=packed,
-        head_scales=batch.head_scales,
+        layer_freqs=batch.layer_freqs,
     )
     stats.decode_passes += 1
     stats.max_rows = max(stats.max_rows, last.shape[0])
@@ -191,7 +199,7 @@ def speculate(
     pos, mask = batch.extend(S)
     logits = bucketed_forward(
         model, inputs.expand(run.n, S), pos, batch.freqs, batch.scales, batch.bases, mask, batch.cache,
-        logits_to_keep=S, packed=packed, head_scales=batch.head_scales,
+        logits_to_keep=S, packed=packed, layer_freqs=batch.layer_freqs,
     )  # (n, S, V)
     stats.decode_passes += 1
     stats.drafted_tokens += len(draft)
