@@ -205,7 +205,7 @@ def named_bases(name: str, model_base: float) -> tuple[float, ...]:
     if name not in NAMED_RATIOS:
         raise ValueError(f"bases={name!r} is not a named set; allowed: {', '.join(_NAMES)}")
     model_base = _check_base(model_base)
-    return tuple(model_base * r for r in NAMED_RATIOS[name])
+    return tuple(float(f"{model_base * r:.12g}") for r in NAMED_RATIOS[name])  # 110000, not 110000.00000000001
 
 
 def anchor_first(bases: tuple[float, ...], model_base: float) -> tuple[float, ...]:

@@ -125,7 +125,8 @@ def test_weighted_favours_the_trained_row_over_split_others():
 @pytest.mark.parametrize("name", ["near", "narrow"])
 def test_named_sets_around_the_trained_base(name):
     got = B.resolve_bases(name, head_dim=64, base=1e5, context_length=8192)
-    assert got == tuple(1e5 * r for r in B.NAMED_RATIOS[name])
+    assert got == pytest.approx(tuple(1e5 * r for r in B.NAMED_RATIOS[name]), rel=1e-12)
+    assert all(b == round(b) for b in got)  # whole numbers, as a user would write them
     assert got[0] == 1e5 and min(got) < 1e5 < max(got) <= 1.25e5
     assert B.check_bases_spec(f" {name.upper()} ") == name
 
