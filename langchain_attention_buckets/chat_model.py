@@ -656,7 +656,7 @@ class ChatAttentionBuckets(BaseChatModel):
             speculative_tokens=options.speculative_tokens,
             deterministic=self.deterministic,
             head_scales=model_mspoe_scales(loaded.config) if self.strategy == "ms-poe" else (),
-            bucket_layers=self._bucket_layers(loaded),
+            bucket_layers=self._bucket_layers(loaded, len(bases)),
         )
         schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
         parser = ToolCallParser(schemas) if tools and choice.kind != "none" else None
@@ -664,9 +664,9 @@ class ChatAttentionBuckets(BaseChatModel):
         return _Call(engine, request, parser, options.model or self.model_name, bases, decision, guard,
                      self.bucket_choice(with_tools))
 
-    def _bucket_layers(self, loaded: LoadedModel) -> int | None:
-        """``bucket_layers`` as a number of layers for the engine (None: all)."""
-        if self.bucket_layers >= 1.0:
+    def _bucket_layers(self, loaded: LoadedModel, n_buckets: int) -> int | None:
+        """``bucket_layers`` as a number of layers for the engine (None: all, or one bucket)."""
+        if self.bucket_layers >= 1.0 or n_buckets == 1:
             return None
         return max(1, round(self.bucket_layers * loaded.config.num_hidden_layers))
 

@@ -2,9 +2,9 @@
 
 Rows are (request, bucket) pairs: request i owns ``n`` consecutive rows, one per RoPE base.
 ``Batch`` keeps the per-row state in step (keys and values, padding mask, next positions,
-rotary frequencies, bases, per-layer frequencies) through the few operations that change it: ``join`` a prefilled
-group, ``extend`` by the positions a forward pass feeds, ``rollback`` rejected ones, and
-``drop_finished`` requests. ``Running`` is one request's state: its sampler, detokenizer and
+rotary frequencies, bases, per-layer frequencies) through the few operations that change it:
+``join`` a prefilled group, ``extend`` by the positions a forward pass feeds, ``rollback``
+rejected ones, and ``drop_finished`` requests. ``Running`` is one request's state: its sampler, detokenizer and
 tokens, and ``accept``, which hands it one chosen token.
 
 May import: ``kvcache``, ``detok``, ``loading`` (type), ``sampling``, ``engine.request``.
