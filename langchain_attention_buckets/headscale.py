@@ -29,6 +29,9 @@ the first query head of its group). ``mspoe_scales`` gives the reference's assig
 position-awareness score taken from the first prefill's attention weights; the engine's fused
 attention never materialises those weights, so heads keep their index order here.
 
+The extra rotation uses each row's fixed frequencies: with the ``dynamic`` rope type, which
+recomputes them past the original context window, the targets there are off by that change.
+
 May import: torch. Knows nothing of requests or the engine.
 """
 
@@ -77,11 +80,6 @@ def check_head_scales(scales: Sequence[Sequence[float]], n_layers: int, kv_heads
     return rows
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 def check_bucket_layers(bucket_layers: int | None, n_layers: int) -> int | None:
     """``bucket_layers`` if it is None or a whole number of layers from 0 to ``n_layers``, else ValueError."""
     if bucket_layers is not None and not (
@@ -116,6 +114,11 @@ def _extra_rotation(target: torch.Tensor, freqs: torch.Tensor, pos: torch.Tensor
     angle = pos[:, :, None, None].float() * (target - freqs[:, None, :])[:, None]
     emb = torch.cat((angle, angle), dim=-1)
     return emb.cos(), emb.sin()
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 def _hook(cos: torch.Tensor, sin: torch.Tensor):
