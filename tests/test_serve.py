@@ -90,6 +90,15 @@ def test_chat_equals_the_chat_model(client, local):
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
 
 
+def test_max_completion_tokens_and_parallel_calls(client):
+    r = client.chat.completions.create(model="tiny", messages=USER, max_completion_tokens=3,
+                                       extra_body={"logit_bias": {"2": -100}})
+    assert r.usage.completion_tokens == 3 and r.choices[0].finish_reason == "length"
+    r = client.chat.completions.create(model="tiny", messages=USER, tools=[WEATHER], tool_choice="required",
+                                       parallel_tool_calls=True, max_tokens=80)
+    assert r.choices[0].message.tool_calls and all(c.function.name == "get_weather" for c in r.choices[0].message.tool_calls)
+
+
 def test_stream_text_equals_whole(client):
     whole = client.chat.completions.create(model="tiny", messages=USER, max_tokens=12)
     chunks = list(client.chat.completions.create(model="tiny", messages=USER, max_tokens=12, stream=True))
