@@ -69,6 +69,7 @@ from .loading import (
     check_dtype,
     check_model_kwargs,
     check_model_source,
+    check_placement,
     context_window,
     load_model,
     load_tokenizer,
@@ -246,7 +247,10 @@ class ChatAttentionBuckets(BaseChatModel):
     model_kwargs: dict[str, Any] | None = None
     """Extra keyword arguments for ``from_pretrained`` (e.g. ``revision``, ``quantization_config``,
     ``attn_implementation``, ``device_map``), passed as they are; part of what identifies the shared
-    weights. ``dtype``, ``device`` and ``trust_remote_code`` have their own fields. Default None."""
+    weights. ``dtype``, ``device`` and ``trust_remote_code`` have their own fields (``dtype`` /
+    ``torch_dtype`` here are a ValueError naming the ``dtype=`` value to use instead). With a
+    ``device_map`` leave ``device="auto"``: accelerate places the layers (docs/engine.md, "Models
+    larger than one device"). Default None."""
 
     _bases_cache: dict = PrivateAttr(default_factory=dict)
     _defaults: CallOptions = PrivateAttr(default_factory=CallOptions)
@@ -336,6 +340,7 @@ class ChatAttentionBuckets(BaseChatModel):
                 f"strategy='ms-poe' runs one pass at one base; bases={self.bases!r} is not allowed with it "
                 "(leave bases unset for the model's own base, or give one number)"
             )
+        check_placement(self.device, self.model_kwargs)
         self._defaults = CallOptions.from_fields(self)  # the checked defaults of every call
         return self
 

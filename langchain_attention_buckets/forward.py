@@ -5,8 +5,9 @@ engine's prefill, decode and speculation steps and the benchmarks call it) and
 ``forward_buckets`` (one prompt under several bases, no cache: for inspection and tests).
 
 May import: torch, ``rope`` (the per-row rotary module), ``headscale`` (per-layer, per-head
-frequencies: Ms-PoE, buckets in some layers) and ``packed`` (the packed layers a caller hands in). Knows nothing of
-requests, sampling or the engine.
+frequencies: Ms-PoE, buckets in some layers), ``packed`` (the packed layers a caller hands in)
+and ``placement`` (where inputs go under a ``device_map``). Knows nothing of requests, sampling
+or the engine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from .headscale import layer_frequencies, scaled_heads
 from .packed import PackedWeights
+from .placement import input_device
 from .rope import BucketedRotaryEmbedding, bucket_frequencies, bucketed_rotary, model_base, rotary_module
 
 
@@ -81,13 +83,14 @@ def forward_buckets(
     layer, per key/value head position ratios applied to every row (Ms-PoE); ``bucket_layers``:
     the rows keep their bases only in this many lowest layers (``headscale``).
     """
-    ids = torch.tensor([list(input_ids)] * len(bases), device=model.device)
-    pos = torch.arange(ids.shape[1], device=model.device).expand_as(ids)
-    freqs, scales = bucket_frequencies(model.config, tuple(bases), model.device, rotary_module(model))
+    device = input_device(model)  # not model.device: under a device_map it may be "meta"
+    ids = torch.tensor([list(input_ids)] * len(bases), device=device)
+    pos = torch.arange(ids.shape[1], device=device).expand_as(ids)
+    freqs, scales = bucket_frequencies(model.config, tuple(bases), device, rotary_module(model))
     targets = None
     if head_scales or bucket_layers is not None:
         cfg = model.config
-        own, _ = bucket_frequencies(cfg, (model_base(cfg),), model.device, rotary_module(model))
+        own, _ = bucket_frequencies(cfg, (model_base(cfg),), device, rotary_module(model))
         kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         targets = layer_frequencies(freqs, own[0], cfg.num_hidden_layers, kv, head_scales, bucket_layers)
     with torch.inference_mode():

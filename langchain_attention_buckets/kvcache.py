@@ -85,9 +85,14 @@ class BatchCache(Cache):
 
     @classmethod
     def empty(cls, n_layers: int, rows: int, kv_heads: int, head_dim: int, capacity: int, dtype, device):
+        """Empty buffers; ``device``: one device for every layer, or a sequence of one per layer
+        (a model spread over devices keeps each layer's keys and values where that layer runs)."""
+        devices = [device] * n_layers if isinstance(device, (str, torch.device)) else list(device)
+        if len(devices) != n_layers:
+            raise ValueError(f"{len(devices)} devices given for {n_layers} layers; give one, or one per layer")
         shape = (rows, kv_heads, capacity, head_dim)
-        zeros = lambda: torch.zeros(shape, dtype=dtype, device=device)  # noqa: E731
-        return cls([BufferLayer(zeros(), zeros(), 0) for _ in range(n_layers)])
+        zeros = lambda dev: torch.zeros(shape, dtype=dtype, device=dev)  # noqa: E731
+        return cls([BufferLayer(zeros(dev), zeros(dev), 0) for dev in devices])
 
     @property
     def length(self) -> int:
@@ -97,14 +102,17 @@ class BatchCache(Cache):
         """Copy per-layer (rows, kv_heads, n, head_dim) tensors into ``rows`` at positions start..start+n."""
         for layer, (k, v) in zip(self.layers, kv):
             n = k.shape[-2]
-            layer.keys[rows, :, start : start + n] = k
-            layer.values[rows, :, start : start + n] = v
+            layer.keys[rows, :, start : start + n] = k.to(layer.keys.device)
+            layer.values[rows, :, start : start + n] = v.to(layer.values.device)
 
     def gather(self, row: int, positions: torch.Tensor) -> list[KV]:
-        """Per-layer copies of one row's keys and values at the given physical positions."""
-        return [
-            (layer.keys[row, :, positions].clone(), layer.values[row, :, positions].clone()) for layer in self.layers
-        ]
+        """Per-layer copies of one row's keys and values at the given physical positions (each on
+        its layer's device)."""
+        out = []
+        for layer in self.layers:
+            at = positions.to(layer.keys.device)
+            out.append((layer.keys[row, :, at], layer.values[row, :, at]))  # advanced indexing copies
+        return out
 
     def rollback(self, n: int) -> None:
         for layer in self.layers:
@@ -112,8 +120,9 @@ class BatchCache(Cache):
 
     def select_rows(self, rows: torch.Tensor) -> None:
         for layer in self.layers:
-            layer.keys = layer.keys.index_select(0, rows)
-            layer.values = layer.values.index_select(0, rows)
+            at = rows.to(layer.keys.device)
+            layer.keys = layer.keys.index_select(0, at)
+            layer.values = layer.values.index_select(0, at)
 
     def shift_right(self, pad: int) -> None:
         """Insert ``pad`` empty positions on the left of every row (to align with a longer batch)."""
@@ -136,6 +145,13 @@ class BatchCache(Cache):
 
     def nbytes(self) -> int:
         return sum(layer.keys.nbytes + layer.values.nbytes for layer in self.layers)
+
+    def nbytes_by_device(self) -> dict[torch.device, int]:
+        """Bytes of the buffers on each device."""
+        out: dict[torch.device, int] = {}
+        for layer in self.layers:
+            out[layer.keys.device] = out.get(layer.keys.device, 0) + layer.keys.nbytes + layer.values.nbytes
+        return out
 
 
 @dataclass

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .placement import input_device, layer_devices
 from .progress import progress_bar
 from .rope import check_supported, head_dim, model_base
 
@@ -165,15 +166,45 @@ _TOKENIZER_KWARGS = ("revision", "subfolder", "cache_dir", "token")
 
 
 def check_model_kwargs(model_kwargs):
-    """``model_kwargs`` (extra ``from_pretrained`` arguments) if a dict of str keys without ones a field sets."""
+    """``model_kwargs`` (extra ``from_pretrained`` arguments) if a dict of str keys without ones a field sets.
+
+    ``dtype`` / ``torch_dtype`` are refused rather than passed through: the engine sizes its
+    KV cache and memory estimate from the ``dtype`` field, so the dtype has one place to be
+    set; the error names the field value that means the same.
+    """
     if model_kwargs is None:
         return None
     if not isinstance(model_kwargs, dict) or not all(isinstance(k, str) for k in model_kwargs):
         raise ValueError(f"model_kwargs={model_kwargs!r} must be a dict of from_pretrained arguments by name")
-    for key in model_kwargs:
+    for key, value in model_kwargs.items():
+        if key in ("dtype", "torch_dtype"):
+            raise ValueError(f"model_kwargs[{key!r}]={value!r}: set it with {_dtype_field(value)}, not in model_kwargs")
         if key in _OWN_KWARGS:
             raise ValueError(f"model_kwargs[{key!r}]: set it with {_OWN_KWARGS[key]}=..., not in model_kwargs")
     return model_kwargs
+
+
+def _dtype_field(value) -> str:
+    """The ``dtype=`` field value that means the same as a from_pretrained dtype, else the allowed ones."""
+    names = {v: k for k, v in DTYPES.items() if len(k) > 4}
+    if isinstance(value, str) and value.startswith("torch."):
+        value = getattr(torch, value.removeprefix("torch."), value)
+    if isinstance(value, str) and value in DTYPES:
+        value = DTYPES[value]
+    if isinstance(value, torch.dtype) and value in names:
+        return f"dtype={names[value]!r}"
+    if value == "auto":
+        return "dtype='auto'"
+    return "dtype='auto', 'float32', 'bfloat16' or 'float16'"
+
+
+def check_placement(device: str, model_kwargs: dict | None) -> None:
+    """ValueError when ``device`` and a ``device_map`` in ``model_kwargs`` both say where the model goes."""
+    if model_kwargs and "device_map" in model_kwargs and device != "auto":
+        raise ValueError(
+            f"device={device!r} and model_kwargs['device_map']={model_kwargs['device_map']!r} both place the "
+            "model; with a device_map leave device='auto' (accelerate places every layer)"
+        )
 
 
 def _kwargs_key(model_kwargs: dict | None) -> str:
@@ -193,15 +224,19 @@ class ModelSpec:
     kwargs_key: str = field(default="", init=False)
 
     def __post_init__(self):
+        check_placement(self.device, self.model_kwargs)
         object.__setattr__(self, "kwargs_key", _kwargs_key(self.model_kwargs))
 
     def resolved(self) -> "ModelSpec":
+        """The spec with device, dtype and source made explicit (with a ``device_map`` the device
+        stays 'auto': accelerate places the model; 'auto' dtype follows the machine's device)."""
         dev = resolve_device(self.device)
         dt = resolve_dtype(self.dtype, dev)
         name = {v: k for k, v in DTYPES.items() if len(k) > 4}[dt]
         check_model_source(self.source)
         source = str(Path(self.source).expanduser().resolve()) if self.source and _is_local(self.source) else self.source
-        return ModelSpec(source, str(dev), name, self.trust_remote_code, check_model_kwargs(self.model_kwargs))
+        device = "auto" if "device_map" in (self.model_kwargs or {}) else str(dev)
+        return ModelSpec(source, device, name, self.trust_remote_code, check_model_kwargs(self.model_kwargs))
 
 
 @dataclass
@@ -226,6 +261,11 @@ class LoadedModel:
 
     def weight_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    def layer_devices(self) -> tuple[torch.device, ...]:
+        """Per decoder layer, the device that runs it and keeps its keys and values (all ``device``
+        unless the model was loaded with a ``device_map``; see ``placement``)."""
+        return layer_devices(self.model)
 
     def kv_bytes_per_token(self) -> int:
         """Bytes of keys and values one row stores per token (all layers)."""
@@ -254,7 +294,7 @@ def load_model(spec: ModelSpec | None = None) -> LoadedModel:
 def _load(spec: ModelSpec) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device, dtype = torch.device(spec.device), DTYPES[spec.dtype]
+    device, dtype = resolve_device(spec.device), DTYPES[spec.dtype]
     folder, kwargs, name = _locate(spec.source)
     common = {"trust_remote_code": spec.trust_remote_code, **kwargs}
     if _offline():
@@ -264,8 +304,8 @@ def _load(spec: ModelSpec) -> LoadedModel:
     tokenizer = AutoTokenizer.from_pretrained(folder, **common, **tokenizer_extra)
     model_args = {"dtype": dtype, "attn_implementation": "sdpa", **common, **extra}
     model = AutoModelForCausalLM.from_pretrained(folder, **model_args)
-    if "device_map" in extra:  # placed by accelerate; inputs go where the embeddings are
-        device = model.get_input_embeddings().weight.device
+    if "device_map" in extra:  # placed by accelerate; inputs go where the embeddings run
+        device = input_device(model)
     else:
         model.to(device)
     model.eval()

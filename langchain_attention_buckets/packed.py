@@ -26,6 +26,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from .placement import is_dispatched
+
 # Every packed layer call runs a oneDNN inner product compiled for its input's shape, and
 # prompts of every length keep adding shapes. Two caches grow with them, each 1,024 entries by
 # default: oneDNN's primitive cache and, above it, ideep's LRU keyed by shape (torch's
@@ -143,9 +145,12 @@ _SHARED_LOCK = threading.Lock()
 def pack_model(model: nn.Module, budget_bytes: int | None = None) -> PackedWeights | None:
     """Packed copies of the model's large fp32 CPU ``nn.Linear`` layers, or None.
 
-    None where nothing qualifies, where this torch build lacks the oneDNN operations, where
-    the copies would exceed ``budget_bytes`` (None: no limit), or where a packed layer does
-    not reproduce its original on a probe input (then the model stays on its default path).
+    None for a model with accelerate hooks (a ``device_map`` load, offloaded weights): a
+    packed layer bypasses its module's forward and so the hook that places or loads its
+    weights, and offloaded weights are swapped in at every pass. None also where nothing
+    qualifies, where this torch build lacks the oneDNN operations, where the copies would
+    exceed ``budget_bytes`` (None: no limit), or where a packed layer does not reproduce its
+    original on a probe input (then the model stays on its default path).
     Engines of one model share one set of copies while it is fresh.
     """
     with _SHARED_LOCK:
@@ -160,6 +165,8 @@ def pack_model(model: nn.Module, budget_bytes: int | None = None) -> PackedWeigh
 
 
 def _pack(model: nn.Module, budget_bytes: int | None) -> PackedWeights | None:
+    if is_dispatched(model):
+        return None
     candidates = _candidates(model)
     if not candidates or not available():
         return None

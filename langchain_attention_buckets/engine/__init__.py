@@ -60,6 +60,7 @@ from ..loading import LoadedModel
 from .heap import DEFAULT_IDLE_TRIM_INTERVAL, IdleTrim, check_interval
 from .limits import (
     ContextLengthError,
+    DeviceMemory,
     MemoryBudgetError,
     MemoryEstimate,
     check_memory,
@@ -79,6 +80,7 @@ __all__ = [
     "DEFAULT_PREFILL_CHUNK",
     "DEFAULT_PREFIX_CACHE_BYTES",
     "ContextLengthError",
+    "DeviceMemory",
     "Engine",
     "EngineStats",
     "Generation",
@@ -174,9 +176,11 @@ class Engine:
         check_memory(est, request, self.loaded.device)
 
     def estimate_memory(self, prompt_tokens: int, max_tokens: int | None, n_buckets: int) -> MemoryEstimate:
-        """Memory for a call: N KV caches at prompt + max_tokens, plus prefill activations."""
-        available = _free_memory(self.loaded.device)
-        return estimate_memory(self.loaded, self.prefill_chunk, prompt_tokens, max_tokens, n_buckets, available)
+        """Memory for a call: N KV caches at prompt + max_tokens, plus prefill activations, per
+        device the model runs on (``limits.estimate_memory``), against each device's free memory."""
+        return estimate_memory(
+            self.loaded, self.prefill_chunk, prompt_tokens, max_tokens, n_buckets, lambda d: _free_memory(d)
+        )
 
     @property
     def prefill_chunk(self) -> int:

@@ -1,14 +1,16 @@
 """What a request may ask for: its values, the context window, and the memory it needs.
 
-Owns ``ContextLengthError``, ``MemoryBudgetError``, ``MemoryEstimate`` and the checks that
+Owns ``ContextLengthError``, ``MemoryBudgetError``, ``MemoryEstimate`` (with a
+``DeviceMemory`` share per device the model runs on) and the checks that
 ``Engine.check`` runs before a request is queued, and ``free_memory`` (the device's).
 
 May import: langchain-core's exception types, ``loading`` (the loaded model's sizes), ``merge``,
-``headscale`` and ``sampling`` (their value checks), ``engine.request``.
+``headscale`` and ``sampling`` (their value checks), ``placement`` (device names), ``engine.request``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +19,7 @@ from langchain_core.exceptions import ContextOverflowError  # the one LangChain 
 from ..headscale import check_bucket_layers, check_head_scales
 from ..loading import LoadedModel
 from ..merge import ANCHORED_RULES, validate_aggregation
+from ..placement import canonical
 from ..sampling import check_max_tokens
 from .request import Request
 
@@ -37,13 +40,37 @@ class MemoryBudgetError(ValueError):
 
 
 @dataclass(frozen=True)
+class DeviceMemory:
+    """What a call adds on one device, in bytes; ``available`` is that device's free memory (None if unknown)."""
+
+    device: torch.device
+    kv_cache: int
+    activations: int
+    available: int | None
+
+    @property
+    def needed(self) -> int:
+        return self.kv_cache + self.activations
+
+    @property
+    def fits(self) -> bool:
+        return self.available is None or self.needed <= self.available
+
+
+@dataclass(frozen=True)
 class MemoryEstimate:
-    """Memory a call needs, in bytes; ``available`` is the device's free memory (None if unknown)."""
+    """Memory a call needs, in bytes, in total and per device (``devices``: one entry per device
+    that runs layers or receives the logits; one entry unless a ``device_map`` spread the model).
+
+    ``available`` is the free memory summed over those devices (None if one is unknown); the
+    call fits when every device's share fits that device's free memory.
+    """
 
     weights: int
     kv_cache: int
     activations: int
     available: int | None
+    devices: tuple[DeviceMemory, ...] = ()
 
     @property
     def needed(self) -> int:
@@ -52,6 +79,8 @@ class MemoryEstimate:
 
     @property
     def fits(self) -> bool:
+        if self.devices:
+            return all(d.fits for d in self.devices)
         return self.available is None or self.needed <= self.available
 
 
@@ -91,32 +120,56 @@ def check_model_fit(request: Request, loaded: LoadedModel) -> None:
 
 
 def check_memory(est: MemoryEstimate, request: Request, device: torch.device) -> None:
-    """Raise MemoryBudgetError naming the sizes when ``est`` does not fit the free memory."""
+    """Raise MemoryBudgetError naming the sizes when ``est`` does not fit the free memory (of the
+    first device that is short, when the model is spread over several)."""
     if est.fits:
         return
+    short = next((d for d in est.devices if not d.fits), None)
+    if short is None:
+        short = DeviceMemory(device, est.kv_cache, est.activations, est.available)
     total = len(request.prompt) + (request.max_tokens or 0)
+    of_all = f" (of {len(est.devices)} devices the model runs on)" if len(est.devices) > 1 else ""
     raise MemoryBudgetError(
-        f"this call needs about {est.needed / GIB:.2f} GiB ({len(request.bases)} KV caches of "
-        f"{total} tokens: {est.kv_cache / GIB:.2f} GiB; activations: "
-        f"{est.activations / GIB:.2f} GiB) but only {est.available / GIB:.2f} GiB are free on "
-        f"{device}; use fewer buckets, a shorter context or a lower max_tokens"
+        f"this call needs about {short.needed / GIB:.2f} GiB on {short.device}{of_all} "
+        f"({len(request.bases)} KV caches of {total} tokens: {short.kv_cache / GIB:.2f} GiB; activations: "
+        f"{short.activations / GIB:.2f} GiB) but only {short.available / GIB:.2f} GiB are free on "
+        f"{short.device}; use fewer buckets, a shorter context or a lower max_tokens"
     )
 
 
 def estimate_memory(
     loaded: LoadedModel, prefill_chunk: int, prompt_tokens: int, max_tokens: int | None, n_buckets: int,
-    available: int | None,
+    free: Callable[[torch.device], int | None],
 ) -> MemoryEstimate:
-    """Memory for a call: N KV caches at prompt + max_tokens, plus prefill activations."""
+    """Memory for a call: N KV caches at prompt + max_tokens, plus prefill activations, per device.
+
+    KV: each layer's keys and values of N rows x (prompt + max_tokens) tokens live on the device
+    that runs the layer, so a device holds ``n_buckets * tokens * 2 * kv_heads * head_dim *
+    bytes`` times its number of layers. Activations: one prefill chunk's hidden states, MLP
+    intermediates and attention mask on every device that runs layers, and N fp32 logits rows
+    on the input device (where the merge runs). Weights are counted once, as resident; weights
+    offloaded to "cpu"/"disk" are loaded one module at a time during a pass and not counted.
+    """
     cfg = loaded.config
     total = prompt_tokens + (max_tokens or 0)
-    kv = n_buckets * total * loaded.kv_bytes_per_token()
+    layers = [canonical(d) for d in loaded.layer_devices()]
+    per_layer = loaded.kv_bytes_per_token() // max(1, len(layers))  # (2 x kv_heads x head_dim x bytes)
     chunk = min(prompt_tokens, prefill_chunk)
     width = 4 * cfg.hidden_size + 3 * getattr(cfg, "intermediate_size", 4 * cfg.hidden_size)
     elem = torch.finfo(loaded.dtype).bits // 8
-    # hidden states and MLP intermediates of one chunk, the attention mask, and fp32 logits rows
-    act = n_buckets * (chunk * width * elem + chunk * total + 4 * loaded.vocab_size * 4)
-    return MemoryEstimate(loaded.weight_bytes(), kv, act, available)
+    chunk_act = n_buckets * (chunk * width * elem + chunk * total)  # hidden states, MLP, the mask
+    logits_act = n_buckets * 4 * loaded.vocab_size * 4  # fp32 logits rows and the merge's temporaries
+    home = canonical(loaded.device)
+    shares = []
+    for dev in dict.fromkeys([*layers, home]):  # each device once, in layer order
+        kv = n_buckets * total * per_layer * layers.count(dev)
+        act = (chunk_act if dev in layers else 0) + (logits_act if dev == home else 0)
+        shares.append(DeviceMemory(dev, kv, act, free(dev)))
+    frees = [d.available for d in shares]
+    available = None if any(f is None for f in frees) else sum(frees)
+    kv_total = sum(d.kv_cache for d in shares)
+    act_total = sum(d.activations for d in shares)
+    return MemoryEstimate(loaded.weight_bytes(), kv_total, act_total, available, tuple(shares))
 
 
 def free_memory(device: torch.device) -> int | None:

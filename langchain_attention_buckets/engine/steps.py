@@ -106,8 +106,9 @@ def _layer_freqs(loaded: LoadedModel, runs: list[Running], freqs: torch.Tensor) 
 def _empty_cache(loaded: LoadedModel, rows: int, capacity: int) -> BatchCache:
     cfg = loaded.model.config
     kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    # each layer's keys and values live where that layer runs (one device unless a device_map split it)
     return BatchCache.empty(
-        cfg.num_hidden_layers, rows, kv_heads, loaded.head_dim, capacity, loaded.dtype, loaded.device
+        cfg.num_hidden_layers, rows, kv_heads, loaded.head_dim, capacity, loaded.dtype, loaded.layer_devices()
     )
 
 
