@@ -76,3 +76,87 @@ def test_embedded_model_on_cuda_makes_a_forced_tool_call():
     msg = llm.bind_tools([get_weather], tool_choice="get_weather").invoke("What is the weather in Paris?")
     assert msg.tool_calls and msg.tool_calls[0]["name"] == "get_weather"
     assert msg.response_metadata["bases"] and llm.load().device.type == "cuda"
+
+
+# ---- models placed by accelerate (model_kwargs={"device_map": ...}) ----------------------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny random Llama of 4 layers with the embedded model's tokenizer files, as a local folder."""
+    import shutil
+
+    from conftest import SMOL_TOKENIZER_DIR
+
+    folder = tmp_path_factory.mktemp("tiny-gpu")
+    shutil.copytree(SMOL_TOKENIZER_DIR, folder, dirs_exist_ok=True)
+    tiny_model(num_hidden_layers=4, vocab_size=2048, bos_token_id=1, eos_token_id=1).save_pretrained(folder)
+    return str(folder)
+
+
+def placed(folder: str, device_map, **kwargs):
+    from langchain_attention_buckets.loading import ModelSpec, load_model
+
+    return load_model(ModelSpec(folder, dtype="float32", model_kwargs={"device_map": device_map, **kwargs}))
+
+
+def single(folder: str):
+    from langchain_attention_buckets.loading import ModelSpec, load_model
+
+    return load_model(ModelSpec(folder, device="cuda:0", dtype="float32"))
+
+
+def assert_same_buckets(loaded, reference):
+    ids = random_prompt(48, seed=4)
+    got, want = forward_buckets(loaded.model, ids, BASES), forward_buckets(reference.model, ids, BASES)
+    assert (got.to(want.device) - want).abs().max().item() <= 1e-5
+    prompts = [random_prompt(30 + 9 * i, seed=i) for i in range(3)]
+    reqs = [Request(p, BASES, max_tokens=12, ignore_eos=True) for p in prompts]
+    eng, ref = Engine(loaded), Engine(reference)
+    assert [eng.generate(r).token_ids for r in reqs] == [ref.generate(r).token_ids for r in reqs]
+    assert [eng.generate(r).token_ids for r in reqs] == [ref.generate(r).token_ids for r in reqs]  # prefix cache hits
+    assert generate_in_threads(eng, reqs) == generate_in_threads(ref, reqs)
+    assert eng.prefix_cache.hits > 0
+
+
+def layer_map(devices: list) -> dict:
+    layers = {f"model.layers.{i}": d for i, d in enumerate(devices)}
+    return {"model.embed_tokens": 0, **layers, "model.norm": devices[-1], "model.rotary_emb": 0,
+            "lm_head": devices[-1]}
+
+
+def test_device_map_auto_buckets_equal_the_single_device_model(model_dir):
+    loaded = placed(model_dir, "auto")
+    assert loaded.device.type == "cuda" and all(d.type == "cuda" for d in loaded.layer_devices())
+    assert_same_buckets(loaded, single(model_dir))
+
+
+def test_layers_offloaded_to_the_cpu_run_on_the_card_with_their_kv_there(model_dir):
+    from langchain_attention_buckets.placement import is_dispatched
+
+    loaded = placed(model_dir, layer_map([0, "cpu", 0, "cpu"]))
+    assert is_dispatched(loaded.model) and loaded.layer_devices() == (torch.device("cuda", 0),) * 4
+    assert any(p.device.type == "meta" for p in loaded.model.model.layers[1].parameters())
+    assert_same_buckets(loaded, single(model_dir))
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_layers_split_over_two_cards_equal_one_card(model_dir):
+    loaded = placed(model_dir, layer_map([0, 0, 1, 1]))
+    cards = (torch.device("cuda", 0), torch.device("cuda", 1))
+    assert loaded.layer_devices() == (cards[0], cards[0], cards[1], cards[1])
+    seen = []
+
+    def spy(_mod, _args, kwargs, _out):
+        seen.append(tuple(layer.keys.device for layer in kwargs["cache"].layers))
+
+    handle = loaded.model.register_forward_hook(spy, with_kwargs=True)
+    try:
+        assert_same_buckets(loaded, single(model_dir))
+    finally:
+        handle.remove()
+    assert seen and all(devices == loaded.layer_devices() for devices in seen)
+    est = Engine(loaded).estimate_memory(1000, 24, 6)
+    assert [d.device for d in est.devices] == list(cards)
+    assert est.devices[0].kv_cache == est.devices[1].kv_cache == est.kv_cache // 2
+    assert all(d.available is not None and d.available > 0 for d in est.devices)
