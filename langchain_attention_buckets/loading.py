@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .placement import input_device, layer_devices
+from .placement import input_device, kv_heads, layer_devices
 from .progress import progress_bar
 from .rope import check_supported, head_dim, model_base
 
@@ -198,12 +198,24 @@ def _dtype_field(value) -> str:
     return "dtype='auto', 'float32', 'bfloat16' or 'float16'"
 
 
+# from_pretrained arguments that place the model themselves: accelerate's device map, or
+# transformers' tensor parallelism (one process per device under torchrun)
+PLACING_KWARGS = ("device_map", "tp_plan")
+
+
+def placed_by(model_kwargs: dict | None) -> str | None:
+    """The ``model_kwargs`` key that places the model (``device_map`` / ``tp_plan``), or None."""
+    return next((k for k in PLACING_KWARGS if k in (model_kwargs or {})), None)
+
+
 def check_placement(device: str, model_kwargs: dict | None) -> None:
-    """ValueError when ``device`` and a ``device_map`` in ``model_kwargs`` both say where the model goes."""
-    if model_kwargs and "device_map" in model_kwargs and device != "auto":
+    """ValueError when ``device`` and a ``device_map`` / ``tp_plan`` in ``model_kwargs`` both say
+    where the model goes."""
+    key = placed_by(model_kwargs)
+    if key is not None and device != "auto":
         raise ValueError(
-            f"device={device!r} and model_kwargs['device_map']={model_kwargs['device_map']!r} both place the "
-            "model; with a device_map leave device='auto' (accelerate places every layer)"
+            f"device={device!r} and model_kwargs[{key!r}]={model_kwargs[key]!r} both place the model; "
+            f"with a {key} leave device='auto' (transformers places every layer)"
         )
 
 
@@ -228,14 +240,15 @@ class ModelSpec:
         object.__setattr__(self, "kwargs_key", _kwargs_key(self.model_kwargs))
 
     def resolved(self) -> "ModelSpec":
-        """The spec with device, dtype and source made explicit (with a ``device_map`` the device
-        stays 'auto': accelerate places the model; 'auto' dtype follows the machine's device)."""
+        """The spec with device, dtype and source made explicit (with a ``device_map`` or
+        ``tp_plan`` the device stays 'auto': transformers places the model; an 'auto' dtype
+        follows the machine's device)."""
         dev = resolve_device(self.device)
         dt = resolve_dtype(self.dtype, dev)
         name = {v: k for k, v in DTYPES.items() if len(k) > 4}[dt]
         check_model_source(self.source)
         source = str(Path(self.source).expanduser().resolve()) if self.source and _is_local(self.source) else self.source
-        device = "auto" if "device_map" in (self.model_kwargs or {}) else str(dev)
+        device = "auto" if placed_by(self.model_kwargs) else str(dev)
         return ModelSpec(source, device, name, self.trust_remote_code, check_model_kwargs(self.model_kwargs))
 
 
@@ -268,10 +281,10 @@ class LoadedModel:
         return layer_devices(self.model)
 
     def kv_bytes_per_token(self) -> int:
-        """Bytes of keys and values one row stores per token (all layers)."""
-        cfg = self.config
-        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-        return 2 * cfg.num_hidden_layers * kv_heads * self.head_dim * torch.finfo(self.dtype).bits // 8
+        """Bytes of keys and values one row stores per token (all layers; under tensor parallelism,
+        this process's share of the heads)."""
+        heads = kv_heads(self.model)
+        return 2 * self.config.num_hidden_layers * heads * self.head_dim * torch.finfo(self.dtype).bits // 8
 
 
 def _is_local(source: str) -> bool:
@@ -304,7 +317,7 @@ def _load(spec: ModelSpec) -> LoadedModel:
     tokenizer = AutoTokenizer.from_pretrained(folder, **common, **tokenizer_extra)
     model_args = {"dtype": dtype, "attn_implementation": "sdpa", **common, **extra}
     model = AutoModelForCausalLM.from_pretrained(folder, **model_args)
-    if "device_map" in extra:  # placed by accelerate; inputs go where the embeddings run
+    if placed_by(extra):  # placed by accelerate or tensor parallelism; inputs go where the embeddings run
         device = input_device(model)
     else:
         model.to(device)

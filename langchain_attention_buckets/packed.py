@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .placement import is_dispatched
+from .placement import is_dispatched, tensor_parallel_size
 
 # Every packed layer call runs a oneDNN inner product compiled for its input's shape, and
 # prompts of every length keep adding shapes. Two caches grow with them, each 1,024 entries by
@@ -145,9 +145,9 @@ _SHARED_LOCK = threading.Lock()
 def pack_model(model: nn.Module, budget_bytes: int | None = None) -> PackedWeights | None:
     """Packed copies of the model's large fp32 CPU ``nn.Linear`` layers, or None.
 
-    None for a model with accelerate hooks (a ``device_map`` load, offloaded weights): a
-    packed layer bypasses its module's forward and so the hook that places or loads its
-    weights, and offloaded weights are swapped in at every pass. None also where nothing
+    None for a model with accelerate hooks (a ``device_map`` load, offloaded weights) or
+    sharded by tensor parallelism: a packed layer bypasses its module's forward and so the
+    hooks that place or load its weights or reduce its shards. None also where nothing
     qualifies, where this torch build lacks the oneDNN operations, where the copies would
     exceed ``budget_bytes`` (None: no limit), or where a packed layer does not reproduce its
     original on a probe input (then the model stays on its default path).
@@ -165,7 +165,7 @@ def pack_model(model: nn.Module, budget_bytes: int | None = None) -> PackedWeigh
 
 
 def _pack(model: nn.Module, budget_bytes: int | None) -> PackedWeights | None:
-    if is_dispatched(model):
+    if is_dispatched(model) or tensor_parallel_size(model) > 1:
         return None
     candidates = _candidates(model)
     if not candidates or not available():

@@ -9,6 +9,11 @@ embeddings' execution device), where each layer writes its keys and values (its 
 execution device: the KV cache of that layer is kept there), and whether hooks are in play
 at all (then the packed CPU copies of ``packed.py``, which bypass module forwards, are off).
 
+A model sharded with transformers' tensor parallelism (``tp_plan``, one process per device
+under ``torchrun``) holds in each process a share of every layer's heads: its KV cache holds
+that share (``kv_heads``), and packed copies are off there too (the shards' all-reduces are
+module hooks).
+
 May import: torch. Reads accelerate's hooks by attribute only (accelerate is not imported).
 """
 
@@ -70,6 +75,22 @@ def layer_devices(model: nn.Module) -> tuple[torch.device, ...]:
 def is_dispatched(model: nn.Module) -> bool:
     """Whether accelerate hooks are attached (a ``device_map`` load, offloading, some quantizers)."""
     return any(getattr(m, "_hf_hook", None) is not None for m in model.modules())
+
+
+def tensor_parallel_size(model: nn.Module) -> int:
+    """The degree of transformers' tensor parallelism (``tp_plan``) the model was sharded with; 1: none."""
+    return int(getattr(model, "tp_size", None) or 1)
+
+
+def kv_heads(model: nn.Module) -> int:
+    """KV heads that each layer's cache holds in this process: the config's, or this rank's
+    share under tensor parallelism (the key/value projections are split by heads)."""
+    cfg = model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    tp = tensor_parallel_size(model)
+    if heads % tp:
+        raise ValueError(f"tensor parallelism over {tp} processes cannot split {heads} KV heads evenly")
+    return heads // tp
 
 
 def canonical(device: torch.device | str) -> torch.device:

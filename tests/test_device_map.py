@@ -229,6 +229,8 @@ def test_device_and_device_map_together_are_refused():
         ChatAttentionBuckets(device="cpu", model_kwargs={"device_map": "auto"})
     with pytest.raises(ValueError, match="both place the model"):
         ModelSpec(device="cpu", model_kwargs={"device_map": {"": "cpu"}})
+    with pytest.raises(ValueError, match=r"device='cuda' and model_kwargs\['tp_plan'\]='auto'"):
+        ModelSpec(device="cuda", model_kwargs={"tp_plan": "auto"})
     assert ModelSpec(model_kwargs={"device_map": {"": "cpu"}}).resolved().device == "auto"
 
 
@@ -246,3 +248,28 @@ def test_loaded_model_of_the_tests_reports_one_device(tiny_loaded):
     assert as_loaded(tiny_model()).device == torch.device("cpu")
     assert DeviceMemory(torch.device("cpu"), 1, 2, None).fits
     assert loading.check_placement("auto", {"device_map": "auto"}) is None
+
+
+# ---- tensor parallelism (tp_plan) ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tensor_parallel_buckets_equal_the_unsharded_model(model_dir, tmp_path):
+    """Two CPU processes under torchrun (gloo): each holds half of every layer's heads."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    worker = Path(__file__).with_name("tp_worker.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(worker.parent.parent), os.environ.get("PYTHONPATH", "")])}
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", str(worker), model_dir, str(tmp_path)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for rank in ranks:
+        assert rank["tp_size"] == 2 and rank["kv_heads"] == 1 and not rank["packed"]  # 2 KV heads, 1 per rank
+        assert rank["max_logit_diff"] < 1e-5 and rank["prefix_hits"] == 1
+        assert rank["tokens"]["tp"] == rank["tokens"]["ref"]

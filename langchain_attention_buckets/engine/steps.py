@@ -5,7 +5,7 @@ chosen tokens to their requests (``deliver``); it never touches the queue and ne
 a request (the scheduler does both). ``EngineStats`` counts the forward passes.
 
 May import: ``forward``, ``headscale`` and ``rope`` (per-layer frequencies), ``kvcache``,
-``loading`` (sizes), ``packed`` (type), ``sampling``, ``engine.batch``.
+``loading`` (sizes), ``packed`` (type), ``placement``, ``sampling``, ``engine.batch``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..headscale import layer_frequencies
 from ..kvcache import KV, BatchCache
 from ..loading import LoadedModel
 from ..packed import PackedWeights
+from ..placement import kv_heads
 from ..rope import bucket_frequencies, rotary_module
 from ..sampling import process_logits
 from .batch import Batch, Running
@@ -91,24 +92,24 @@ def _layer_freqs(loaded: LoadedModel, runs: list[Running], freqs: torch.Tensor) 
     if not any(run.request.head_scales or run.request.bucket_layers is not None for run in runs):
         return None
     cfg = loaded.model.config
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    n_kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
     own, _ = bucket_frequencies(cfg, (loaded.base,), freqs.device, rotary_module(loaded.model))
     out, r = [], 0
     for run in runs:
         req = run.request
         out.append(layer_frequencies(
-            freqs[r : r + run.n], own[0], cfg.num_hidden_layers, kv_heads, req.head_scales, req.bucket_layers
+            freqs[r : r + run.n], own[0], cfg.num_hidden_layers, n_kv, req.head_scales, req.bucket_layers
         ))
         r += run.n
     return torch.cat(out)
 
 
 def _empty_cache(loaded: LoadedModel, rows: int, capacity: int) -> BatchCache:
-    cfg = loaded.model.config
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    # each layer's keys and values live where that layer runs (one device unless a device_map split it)
+    # each layer's keys and values live where that layer runs (one device unless a device_map split
+    # it), with this process's share of the KV heads (all of them unless tensor parallel)
+    n_layers = loaded.model.config.num_hidden_layers
     return BatchCache.empty(
-        cfg.num_hidden_layers, rows, kv_heads, loaded.head_dim, capacity, loaded.dtype, loaded.layer_devices()
+        n_layers, rows, kv_heads(loaded.model), loaded.head_dim, capacity, loaded.dtype, loaded.layer_devices()
     )
 
 
