@@ -316,8 +316,11 @@ def _load(spec: ModelSpec) -> LoadedModel:
     tokenizer_extra = {k: extra[k] for k in _TOKENIZER_KWARGS if k in extra}
     tokenizer = AutoTokenizer.from_pretrained(folder, **common, **tokenizer_extra)
     model_args = {"dtype": dtype, "attn_implementation": "sdpa", **common, **extra}
+    if "quantization_config" in extra and not placed_by(extra):
+        # quantized weights are placed while they load (some quantizers refuse .to() afterwards)
+        model_args["device_map"] = {"": str(device)}
     model = AutoModelForCausalLM.from_pretrained(folder, **model_args)
-    if placed_by(extra):  # placed by accelerate or tensor parallelism; inputs go where the embeddings run
+    if placed_by(model_args):  # placed by transformers / accelerate; inputs go where the embeddings run
         device = input_device(model)
     else:
         model.to(device)

@@ -208,6 +208,7 @@ def test_revision_and_quantization_config_reach_from_pretrained(model_dir, monke
     llm = ChatAttentionBuckets(model=model_dir, dtype="float32", model_kwargs=kwargs)
     llm.load()
     assert seen["model"]["quantization_config"] is quant
+    assert seen["model"]["device_map"] == {"": "cpu"}  # placed while loading, on the device asked for
     assert seen["model"]["revision"] == "v1.0" and seen["model"]["attn_implementation"] == "eager"
     assert seen["tokenizer"]["revision"] == "v1.0" and "quantization_config" not in seen["tokenizer"]
 
