@@ -158,18 +158,24 @@ def test_memory_estimate_splits_kv_by_the_devices_layers_run_on(tiny_loaded, mon
         engine.check(Request(random_prompt(10), BASES, max_tokens=5))
 
 
-def test_llama3_8b_kv_per_bucket_matches_the_docs_worked_example():
+@pytest.mark.parametrize("layers, heads, head_dim, dtype, per_1k, six_at_8k", [
+    (32, 8, 128, torch.bfloat16, 128 * 2**20, 6 * 2**30),  # Llama-3-8B
+    (80, 8, 128, torch.bfloat16, 320 * 2**20, 15 * 2**30),  # Llama-3-70B
+    (30, 3, 64, torch.float32, 45 * 2**20, 6 * 8 * 45 * 2**20),  # SmolLM2-135M in fp32
+])
+def test_kv_per_bucket_matches_the_docs_table(layers, heads, head_dim, dtype, per_1k, six_at_8k):
+    """docs/engine.md, "How much KV N buckets add": per 1k tokens per bucket, and N = 6 at 8k tokens."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(num_hidden_layers=32, num_key_value_heads=8, num_attention_heads=32, hidden_size=4096,
-                      intermediate_size=14336, vocab_size=128256, max_position_embeddings=8192)
+    # the KV figures depend on layers, KV heads, head_dim and dtype only: small other sizes, no weights
+    cfg = LlamaConfig(num_hidden_layers=layers, num_key_value_heads=heads, num_attention_heads=heads,
+                      hidden_size=8 * heads, intermediate_size=16, vocab_size=32)
     with torch.device("meta"):
         model = LlamaForCausalLM(cfg)
-    loaded = LoadedModel(model, None, "llama-3-8b", torch.device("cpu"), torch.bfloat16, frozenset(), 8192, 128,
-                         500000.0, 128256)
-    est = estimate_memory(loaded, 1024, 1024, None, 1, lambda d: None)
-    assert est.kv_cache == 32 * 2 * 8 * 128 * 2 * 1024 == 128 * 2**20  # 128 MiB per 1k tokens per bucket
-    assert estimate_memory(loaded, 1024, 8192, None, 6, lambda d: None).kv_cache == 6 * 2**30  # 6 buckets x 8k
+    loaded = LoadedModel(model, None, "meta", torch.device("cpu"), dtype, frozenset(), 8192, head_dim, 1e4, 32)
+    assert estimate_memory(loaded, 1024, 1024, None, 1, lambda d: None).kv_cache == per_1k
+    assert estimate_memory(loaded, 1024, 8000, 192, 6, lambda d: None).kv_cache == six_at_8k
+    assert per_1k == kv_formula(loaded, 1, layers, 1024)
 
 
 # ---- the other model_kwargs --------------------------------------------------------------------
