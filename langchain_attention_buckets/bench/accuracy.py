@@ -101,11 +101,13 @@ def run_accuracy(
     model: str | None = None,
     n_resamples: int = N_RESAMPLES,
     plots: bool = True,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Measure accuracy by position for several configurations in one run.
 
     Args:
-        task: "kv", "kv-short", "tools" or "qa".
+        task: "kv", "kv-short", "tools", "qa", or a JSONL file of the user's own items
+            (`tasks.user`).
         configs: Names from `CONFIGS` (a list or "a,b") or `BenchConfig`s; default the
             `DEFAULT_CONFIGS` (the candidates run only when named).
         factory: Makes the chat model of a config; default `ChatAttentionBuckets`
@@ -120,6 +122,8 @@ def run_accuracy(
         model: Model path or hub id for the default factory; also part of the cache key.
         n_resamples: Bootstrap resamples.
         plots: Write the PNG plots.
+        split: "dev" or "test" (`TaskSpec.samples`); None: a built-in task's questions from
+            `seed`, a file's every row.
 
     Returns:
         The content of results.json: settings, summary and records.
@@ -131,9 +135,10 @@ def run_accuracy(
     configs = parse_configs(configs if configs is not None else list(DEFAULT_CONFIGS))
     max_tokens = max_tokens or spec.max_tokens
     factory = factory or default_factory(model, max_tokens=max_tokens)
-    samples = spec.make_samples(
-        n_items=n_items, positions=positions, samples_per_position=samples_per_position, seed=seed
+    samples = spec.samples(
+        n_items=n_items, positions=positions, samples_per_position=samples_per_position, seed=seed, split=split
     )
+    samples_per_position = len({s.question_index for s in samples})  # a file may hold fewer rows
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     key_settings = {"task": task, "model": model, "max_tokens": max_tokens}
@@ -152,7 +157,7 @@ def run_accuracy(
     records = [cache[k] for k in keys.values()]
     settings = {
         "task": task, "model": model, "n_items": n_items, "positions": positions,
-        "samples_per_position": samples_per_position, "seed": seed, "max_tokens": max_tokens,
+        "samples_per_position": samples_per_position, "seed": seed, "split": split, "max_tokens": max_tokens,
         "configs": [c.to_dict() for c in configs], "metrics": list(spec.metrics),
         "baseline": BASELINE, "n_resamples": n_resamples, "level": LEVEL,
         "new_calls": todo, "seconds": round(elapsed, 2),
@@ -263,14 +268,19 @@ def _progress(total: int, done: int, task: str, enabled: bool | None):
 
 def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `attention-buckets bench accuracy` to `parser`."""
-    parser.add_argument("--task", required=True, choices=list(TASKS),
+    parser.add_argument("--task", required=True, metavar="TASK",
                         help="kv (UUID pairs), kv-short (word -> number), tools (tool-in-the-middle), "
-                             "qa (multi-document QA)")
+                             "qa (multi-document QA), or FILE.jsonl: your own tool-selection or "
+                             "question-answer items (docs/bench.md, 'Your own data')")
+    parser.add_argument("--split", default=None, choices=["dev", "test"],
+                        help="only the dev or the test split (a file's 'split' field; for a built-in "
+                             "task, test questions come from another seed); default: a file's every row")
     parser.add_argument("--model", default=None,
                         help="model path or hub id (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--items", type=int, default=None,
                         help="items per prompt (default per task: "
-                             + ", ".join(f"{t} {s.default_items}" for t, s in TASKS.items()) + ")")
+                             + ", ".join(f"{t} {s.default_items}" for t, s in TASKS.items())
+                             + "; a file: its smallest row's count)")
     parser.add_argument("--positions", default=None,
                         help="positions of the essential item, e.g. 0,4,8,12,15 (-1 = last); "
                              "default: 5 spread over the items")
@@ -300,17 +310,17 @@ def accuracy_main(args: argparse.Namespace) -> int:
         n_items = args.items or spec.default_items
         positions = parse_positions(args.positions, n_items) if args.positions else None
         configs = parse_configs(args.configs)
-        spec.make_samples(n_items=n_items, positions=positions or [0], samples_per_position=1,
-                          seed=args.seed)  # validates the item count early
-    except ValueError as e:
+        spec.samples(n_items=n_items, positions=positions or [0], samples_per_position=1,
+                     seed=args.seed, split=args.split)  # validates the item count early
+    except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    output = args.output or f"bench-results/accuracy-{args.task}"
+    output = args.output or f"bench-results/accuracy-{Path(args.task).stem}"
     results = run_accuracy(
         args.task, configs=configs, positions=positions, n_items=n_items,
         samples_per_position=args.samples, seed=args.seed, output=output,
         max_tokens=args.max_tokens, progress=False if args.no_progress else None, model=args.model,
-        n_resamples=args.resamples,
+        n_resamples=args.resamples, split=args.split,
     )
     print_report(results)
     print(f"\nwrote {Path(output) / RESULTS_FILE}, {Path(output) / RECORDS_FILE}, "

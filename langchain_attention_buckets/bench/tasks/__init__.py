@@ -2,16 +2,26 @@
 
 Every task exposes `make_samples(*, n_items, positions, samples_per_position,
 seed) -> list[Sample]`; `TASKS` maps the command-line name to it with the task's
-default item count and reply length.
+default item count and reply length. A path to a JSONL file of the user's own items
+(`user`) is a task too: `get_task("my_tools.jsonl")`.
+
+Splits: `TaskSpec.samples(split="dev" | "test")`. A built-in task's test questions are
+generated from another seed (`TEST_SEED_OFFSET`), so they are other questions than the dev
+ones (for `tools`, drawn from the same catalog); a user file's rows carry their own split.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Callable, Sequence
 
-from . import kv, qa, tools
+from . import kv, qa, tools, user
 from .base import Item, Sample
+
+TEST_SEED_OFFSET = 1_000_003
+"""Added to the seed for a built-in task's test split: questions the dev split never shows."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,19 @@ class TaskSpec:
     default_items: int
     max_tokens: int  # enough for the answer (a tool call for "tools") and a short preamble
     metrics: tuple[str, ...]  # primary first
+    generated: bool = True  # built in, generated from a seed; False: rows from a user file
+
+    def samples(
+        self, *, n_items: int, positions: Sequence[int], samples_per_position: int, seed: int,
+        split: str | None = None,
+    ) -> list[Sample]:
+        """The samples of one split ("dev", "test"; None: a built-in task's seed, a file's every row)."""
+        if split not in (None, *user.SPLITS):
+            raise ValueError(f"split={split!r}; allowed: 'dev', 'test' or None")
+        kw = dict(n_items=n_items, positions=positions, samples_per_position=samples_per_position)
+        if self.generated:
+            return self.make_samples(**kw, seed=seed + TEST_SEED_OFFSET if split == "test" else seed)
+        return self.make_samples(**kw, seed=seed, split=split)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -34,9 +57,20 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def get_task(name: str) -> TaskSpec:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
-    return TASKS[name]
+    """A built-in task by name, or the user's own items from a ``.jsonl`` file (see ``user``)."""
+    if name in TASKS:
+        return TASKS[name]
+    if name.endswith(".jsonl") or Path(name).is_file():
+        return user_task(name)
+    raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}, or give a .jsonl file of your own items")
+
+
+def user_task(path: str | Path) -> TaskSpec:
+    """The task of a user JSONL file: its kind's reply length and metrics, the smallest row's item count."""
+    rows = user.load_user_file(path)
+    like = TASKS["tools"] if rows[0].kind == "tool" else TASKS["qa"]
+    return TaskSpec(str(path), partial(user.make_samples, rows, str(path)), user.min_items(rows),
+                    like.max_tokens, like.metrics, generated=False)
 
 
 def make_samples(
@@ -48,4 +82,4 @@ def make_samples(
     )
 
 
-__all__ = ["Item", "Sample", "TASKS", "TaskSpec", "get_task", "make_samples"]
+__all__ = ["Item", "Sample", "TASKS", "TEST_SEED_OFFSET", "TaskSpec", "get_task", "make_samples", "user_task"]
