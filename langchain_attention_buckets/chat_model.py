@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import uuid
 import warnings
@@ -121,6 +122,13 @@ class ChatAttentionBuckets(BaseChatModel):
 
     model: str | None = None
     """Hub id, local folder or .gguf file. Default None: the embedded SmolLM2-135M-Instruct."""
+
+    preset: str | None = None
+    """Settings from a preset, applied at construction: a JSON file of field names and values (what
+    ``attention-buckets tune`` writes, e.g. ``{"bases": [...], "aggregation": "max"}``; its "tuned"
+    entry is not applied) or the name of a built-in one (the accuracy bench's configurations with
+    bases of their own, e.g. "paper-max"; see ``presets``). Arguments given explicitly win over the
+    preset's values. Default None."""
 
     bases: str | float | list[float] = "adaptive"
     """RoPE bases, one bucket each. "adaptive" (default): chosen per call — the "paper" set when
@@ -263,6 +271,11 @@ class ChatAttentionBuckets(BaseChatModel):
         """Unknown keyword arguments and booleans given for numbers are errors, not silently dropped."""
         if not isinstance(values, dict):
             return values
+        if values.get("preset") is not None:  # the preset's settings, under the explicit arguments
+            from .presets import load_preset
+
+            values = {**values, "preset": os.fspath(values["preset"])}
+            values = {**load_preset(values["preset"], cls.model_fields), **values}
         remote = [k for k in _REMOTE_ONLY if k in values]
         if remote:
             values = {k: v for k, v in values.items() if k not in remote}

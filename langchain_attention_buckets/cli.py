@@ -7,6 +7,7 @@
     attention-buckets bench decisions ...       tool_choice="auto": call-or-answer accuracy, bias calibration
     attention-buckets bench serve ...           a bounded load run of agent sessions against the server
     attention-buckets serve ...                 an OpenAI-compatible server (docs/serving.md)
+    attention-buckets tune --task T ...         choose bases and merge rule on a dev split, test, write a preset
 
 The agent demo (the main job) is ``python examples/agent_demo.py``: it needs the example
 tool catalog next to it, which is not part of the package.
@@ -28,6 +29,7 @@ from .bench.decisions import add_decisions_arguments, decisions_main
 from .bench.memory import add_memory_arguments, memory_main
 from .bench.serve import add_serve_bench_arguments, serve_bench_main
 from .bench.speed import add_speed_arguments, speed_main
+from .bench.tune import add_tune_arguments, tune_main
 from .loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path
 from .rope import head_dim, model_base
 from .serve.args import add_serve_arguments
@@ -92,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
     add_serve_bench_arguments(bench.add_parser("serve", help="a bounded load run of agent-like sessions against the server"))
     bench.choices["serve"].set_defaults(func=serve_bench_main)
+
+    p = sub.add_parser("tune", help="choose a configuration for a task on a dev split, test it, write a preset")
+    add_tune_arguments(p)
+    p.set_defaults(func=tune_main)
     return parser
 
 
