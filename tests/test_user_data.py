@@ -3,11 +3,15 @@ give a ValueError naming the file, the line, the field and what is allowed."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 
+from langchain_attention_buckets.bench.accuracy import accuracy_main, run_accuracy
 from langchain_attention_buckets.bench.tasks import TEST_SEED_OFFSET, get_task
 from langchain_attention_buckets.bench.tasks.user import hash_split, load_user_file
 
@@ -143,3 +147,33 @@ def test_too_many_items_or_an_empty_split(tmp_path):
         spec.samples(n_items=5, positions=[0], samples_per_position=5, seed=0)
     with pytest.raises(ValueError, match="no rows in split 'test'"):
         spec.samples(n_items=4, positions=[0], samples_per_position=5, seed=0, split="test")
+
+
+# ---- bench accuracy on a file -------------------------------------------------------
+
+
+class Echo(BaseChatModel):
+    """Answers with the first accepted answer when the answer's document is shown first."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "echo"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kw):
+        first = messages[-1].content.split("Document [1] ")[1].split("\n")[0]
+        word = first.split(" is ")[-1].rstrip(".")
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(word))])
+
+
+def test_bench_accuracy_takes_a_file_and_a_split(tmp_path, capsys):
+    path = write(tmp_path, [qa_row(i, split="dev" if i < 3 else "test") for i in range(5)])
+    res = run_accuracy(path, configs="plain", factory=lambda c: Echo(), positions=[0, 2], samples_per_position=24,
+                       output=tmp_path / "out", progress=False, plots=False, split="dev")
+    # 3 dev rows (fewer than asked): the statistics count 3 questions, not 24
+    assert res["settings"]["samples_per_position"] == 3 and len(res["records"]) == 6
+    pos = res["summary"]["metrics"]["correct"]["configs"]["plain"]["positions"]
+    assert [(p["accuracy"], p["n"]) for p in pos] == [(1.0, 3), (0.0, 3)]
+    bad = write(tmp_path, ['{"kind": "qa"}'], "bad.jsonl")
+    args = argparse.Namespace(task=bad, items=None, positions=None, configs="plain", seed=0, split=None)
+    assert accuracy_main(args) == 2
+    assert f"error: {bad}:1: field 'question' is missing" in capsys.readouterr().err
