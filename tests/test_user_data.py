@@ -177,3 +177,15 @@ def test_bench_accuracy_takes_a_file_and_a_split(tmp_path, capsys):
     args = argparse.Namespace(task=bad, items=None, positions=None, configs="plain", seed=0, split=None)
     assert accuracy_main(args) == 2
     assert f"error: {bad}:1: field 'question' is missing" in capsys.readouterr().err
+
+
+def test_the_example_files_load_and_match_their_generator():
+    import runpy
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "examples" / "user_data"
+    make = runpy.run_path(str(folder / "make_examples.py"), run_name="make_examples")
+    for name, task, n, kind in (("tools.jsonl", "tools", 8, "tool"), ("qa.jsonl", "qa", 6, "qa")):
+        rows = load_user_file(folder / name)
+        assert {r.kind for r in rows} == {kind} and {r.split for r in rows} == {"dev", "test"}
+        assert [json.loads(line) for line in (folder / name).read_text().splitlines()] == make["rows"](task, n)
