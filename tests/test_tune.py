@@ -220,3 +220,15 @@ def test_tune_command_on_a_tiny_model(tmp_path, tiny_chat_dir, capsys):
     assert isinstance(llm.invoke("hi").content, str)
     # a re-run resumes: no new dev calls
     assert cli_main(argv) == 0 and json.loads((out / "tune.json").read_text())["settings"]["new_dev_calls"] == 0
+
+
+def test_a_candidate_that_cannot_be_a_preset_is_refused_early():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Extra(BenchConfig):
+        layers: str | None = None
+
+    assert [c.name for c in candidates([Extra("x", bases="paper")])] == ["plain", "x"]  # None: not a setting
+    with pytest.raises(ValueError, match="config 'y' sets layers, which ChatAttentionBuckets does not take"):
+        candidates([Extra("y", bases="paper", layers="upper")])

@@ -83,8 +83,22 @@ def candidates(configs: str | Sequence[str | BenchConfig] | None = None) -> list
     if bad:
         raise ValueError(f"{', '.join(bad)}: reorder=True is not a chat-model setting, so it cannot be a preset; "
                          f"allowed: configurations without reorder ({', '.join(n for n, c in CONFIGS.items() if not c.reorder)})")
+    for c in chosen:
+        _check_settings(c)
     rest = [c for c in chosen if c.name != BASELINE]
     return [CONFIGS[BASELINE] if BASELINE in CONFIGS else BenchConfig(BASELINE)] + rest
+
+
+def _check_settings(config: BenchConfig) -> None:
+    """A candidate's preset must be chat-model settings: refused before any call, not after the search."""
+    from langchain_attention_buckets import ChatAttentionBuckets  # lazy: torch, transformers
+
+    fields = set(ChatAttentionBuckets.model_fields)
+    unknown = sorted(k for k, v in config.to_dict().items() if k not in ("name", "reorder") and v is not None
+                     and k not in fields)
+    if unknown:
+        raise ValueError(f"config {config.name!r} sets {', '.join(unknown)}, which ChatAttentionBuckets does not "
+                         "take, so it cannot be a preset; allowed: configurations of chat-model fields")
 
 
 def search(samples, configs: Sequence[BenchConfig], factory: ModelFactory, cache: ResultCache,
@@ -102,7 +116,8 @@ def search(samples, configs: Sequence[BenchConfig], factory: ModelFactory, cache
                     continue
                 if budget.spent():
                     break
-                model = model or factory(c)
+                if model is None:
+                    model = factory(c)
                 cache.append({"key": key, **evaluate(s, c, model)})
                 budget.used += 1
                 bar.update()
