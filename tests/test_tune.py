@@ -232,3 +232,15 @@ def test_a_candidate_that_cannot_be_a_preset_is_refused_early():
     assert [c.name for c in candidates([Extra("x", bases="paper")])] == ["plain", "x"]  # None: not a setting
     with pytest.raises(ValueError, match="config 'y' sets layers, which ChatAttentionBuckets does not take"):
         candidates([Extra("y", bases="paper", layers="upper")])
+
+
+def test_grid_adds_each_base_set_with_each_rule():
+    from langchain_attention_buckets.bench.tune import grid
+    from langchain_attention_buckets.merge import MERGE_RULES
+
+    cs = candidates([BenchConfig("paper-max", bases="paper", aggregation="max"), BenchConfig("two", bases=[1e4, 2e4])])
+    names = [c.name for c in grid(cs)]
+    assert names[:3] == ["plain", "paper-max", "two"]  # the candidates first, then the generated ones
+    assert names[3:] == [f"paper/{r}" for r in MERGE_RULES if r != "max"] + [f"10000x20000/{r}" for r in MERGE_RULES
+                                                                          if r != "confidence"]
+    assert len({(c.bases, c.aggregation) for c in grid(cs)}) == len(names)  # no pair twice

@@ -89,6 +89,22 @@ def candidates(configs: str | Sequence[str | BenchConfig] | None = None) -> list
     return [CONFIGS[BASELINE] if BASELINE in CONFIGS else BenchConfig(BASELINE)] + rest
 
 
+def grid(configs: Sequence[BenchConfig]) -> list[BenchConfig]:
+    """`configs` and, after them, every base set among them with every merge rule (`merge.MERGE_RULES`)
+    that no config already pairs it with; a generated config is named "BASES/RULE"."""
+    from ..merge import MERGE_RULES
+
+    sets = list(dict.fromkeys(c.bases for c in configs if c.bases is not None))
+    have = {(c.bases, c.aggregation) for c in configs}
+    extra = [BenchConfig(f"{_label(b)}/{rule}", bases=b, aggregation=rule)
+             for b in sets for rule in MERGE_RULES if (b, rule) not in have]
+    return [*configs, *extra]
+
+
+def _label(bases: Any) -> str:
+    return bases if isinstance(bases, str) else "x".join(f"{b:g}" for b in np.atleast_1d(bases))
+
+
 def _check_settings(config: BenchConfig) -> None:
     """A candidate's preset must be chat-model settings: refused before any call, not after the search."""
     from langchain_attention_buckets import ChatAttentionBuckets  # lazy: torch, transformers
@@ -150,6 +166,7 @@ def run_tune(
     task: str,
     *,
     configs: str | Sequence[str | BenchConfig] | None = None,
+    with_grid: bool = False,
     factory: ModelFactory | None = None,
     model: str | None = None,
     budget: Budget | str | None = None,
@@ -170,6 +187,7 @@ def run_tune(
     Args:
         task: A built-in task name or a user JSONL file (`tasks.user`).
         configs: Candidates (names or `BenchConfig`s); default `candidates()`. `plain` is always added.
+        with_grid: Add every base set of the candidates with every merge rule (`grid`).
         factory: Makes the chat model of a config; default `ChatAttentionBuckets` on `model`.
         model: Model path or hub id (the default factory's, and part of the cache key).
         budget: Limit of the dev search: a `Budget` or "200" (calls) / "30m" (minutes); None: none.
@@ -193,7 +211,7 @@ def run_tune(
     spec = get_task(task)
     n_items = n_items or spec.default_items
     positions = sorted(set(positions)) if positions is not None else default_positions(n_items, 3)
-    configs = candidates(configs)
+    configs = grid(candidates(configs)) if with_grid else candidates(configs)
     max_tokens = max_tokens or spec.max_tokens
     factory = factory or default_factory(model, max_tokens=max_tokens)
     budget = budget if isinstance(budget, Budget) else parse_budget(budget)
@@ -339,6 +357,8 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="model path or hub id (default: the embedded model)")
     parser.add_argument("--configs", default=None,
                         help=f"comma-separated candidates (default: {', '.join(tunable)}); plain is always added")
+    parser.add_argument("--grid", action="store_true",
+                        help="also try every base set of the candidates with every merge rule (after them)")
     parser.add_argument("--budget", default=None,
                         help="limit of the dev search: N model calls ('200') or X minutes ('30m'); "
                              "cached results are free (default: none)")
@@ -369,7 +389,7 @@ def tune_main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     output = Path(args.output or f"bench-results/tune-{Path(args.task).stem}")
-    results = run_tune(args.task, configs=configs, model=args.model, budget=budget, output=output,
+    results = run_tune(args.task, configs=configs, with_grid=args.grid, model=args.model, budget=budget, output=output,
                        positions=positions, n_items=n_items, samples=args.samples, test_samples=args.test_samples,
                        seed=args.seed, max_tokens=args.max_tokens, progress=False if args.no_progress else None,
                        n_resamples=args.resamples)
