@@ -29,3 +29,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas (with --ray; default 1)")
     p.add_argument("--replica-cpus", type=float, default=None, help="CPUs per replica (with --ray)")
     p.add_argument("--replica-gpus", type=float, default=None, help="GPUs per replica (with --ray)")
+    p.add_argument("--max-replicas", type=int, default=None,
+                   help="autoscale between --replicas and this many replicas (with --ray)")
+    p.add_argument("--max-ongoing-requests", type=int, default=None,
+                   help="requests Ray sends one replica at once (with --ray; default 48)")
+    p.add_argument("--no-affinity", action="store_true",
+                   help="spread requests uniformly instead of by session (with --ray)")
