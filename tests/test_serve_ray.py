@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -118,6 +119,19 @@ def test_build_app_autoscales_and_refuses_unknown_args():
     assert (scaling.min_replicas, scaling.max_replicas, scaling.target_ongoing_requests) == (1, 4, 12)
     with pytest.raises(ValueError, match=r"unknown args \['replica'\]"):
         build_app({"replica": 2})
+
+
+def test_the_serve_run_config_is_valid_and_builds():
+    pytest.importorskip("ray.serve")
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "serve_ray.yaml").read_text())
+    (app,) = ServeDeploySchema.model_validate(config).applications
+    assert app.import_path == "langchain_attention_buckets.serve.ray_app:build_app"
+    assert config["http_options"]["host"] == "127.0.0.1"
+    _, engine = _deployments(build_app(app.args))
+    assert engine._deployment_config.autoscaling_config.max_replicas == app.args["max_replicas"]
 
 
 # --- the ASGI bridge a replica runs ---------------------------------------------------------------
@@ -249,6 +263,23 @@ class TestOnRay:
         texts = [c.choices[0].delta.content for _, c in arrivals if c.choices and c.choices[0].delta.content]
         assert len(texts) >= 3 and arrivals[-1][1].usage.completion_tokens == 8
         assert arrivals[-1][0] - arrivals[0][0] > 0.05  # chunks came as decoded, not in one piece
+
+    def test_a_client_that_leaves_frees_its_rows_on_the_replica(self, served):
+        import httpx
+
+        url, header = served[0], {"X-Session-Id": "leaver"}
+        body = {"messages": TURN_1, "stream": True, "max_tokens": 300}
+        with httpx.stream("POST", f"{url}/chat/completions", json=body, headers=header, timeout=60) as response:
+            replica = response.headers["x-replica-id"]
+            next(response.iter_lines())  # one event, then the client goes away (300 tokens take ~20 s)
+        health_url = url.removesuffix("/v1") + "/health"
+        for _ in range(40):  # the session header routes /health to the same replica
+            health = httpx.get(health_url, headers=header, timeout=10)
+            if health.json()["engine"]["running"] == 0:
+                break
+            time.sleep(0.2)
+        assert health.headers["x-replica-id"] == replica
+        assert health.json()["engine"] == {"running": 0, "rows": 0, "queued": 0}
 
     def test_stop_leaves_no_ray_processes(self, served):
         import psutil
