@@ -172,14 +172,14 @@ async def test_the_bridge_answers_errors_in_the_apps_shape(tiny_app):
 
 async def test_closing_the_bridge_is_a_disconnect_that_frees_the_rows(tiny_app):
     api, app = tiny_app
-    body = turn(TURN_1, stream=True, max_tokens=400, temperature=0)
+    body = turn(TURN_1, stream=True, max_tokens=3000, temperature=0)
     answer = asgi_messages(app, _scope("POST", "/v1/chat/completions"), body)
     async for message in answer:
         if message.get("body"):
             break
     await answer.aclose()  # the ingress stopped reading: the client went away
     engine = api.state.models.default.engine()
-    for _ in range(200):
+    for _ in range(100):  # 5 s; the whole answer would take far longer
         if api.state.admission.running == 0 and engine.activity()["running"] == 0:
             break
         await asyncio.sleep(0.05)
@@ -268,10 +268,11 @@ class TestOnRay:
         import httpx
 
         url, header = served[0], {"X-Session-Id": "leaver"}
-        body = {"messages": TURN_1, "stream": True, "max_tokens": 300}
+        never_end = {"0": -100, "2": -100}  # the embedded model's end tokens: the answer runs all 300 tokens
+        body = {"messages": TURN_1, "stream": True, "max_tokens": 300, "logit_bias": never_end, "loop_detection": False}
         with httpx.stream("POST", f"{url}/chat/completions", json=body, headers=header, timeout=60) as response:
             replica = response.headers["x-replica-id"]
-            next(response.iter_lines())  # one event, then the client goes away (300 tokens take ~20 s)
+            next(response.iter_lines())  # one event, then the client goes away (300 tokens take > 15 s)
         health_url = url.removesuffix("/v1") + "/health"
         for _ in range(40):  # the session header routes /health to the same replica
             health = httpx.get(health_url, headers=header, timeout=10)
