@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
+pytest.importorskip("ray.serve")
 
 from langchain_attention_buckets.cli import build_parser  # noqa: E402
 from langchain_attention_buckets.serve.app import ServerSettings, create_app, wrap  # noqa: E402
 from langchain_attention_buckets.serve.ray_app import (  # noqa: E402
+    Ingress,
     RaySettings,
     affinity_key,
     asgi_messages,
@@ -184,6 +186,86 @@ async def test_closing_the_bridge_is_a_disconnect_that_frees_the_rows(tiny_app):
             break
         await asyncio.sleep(0.05)
     assert api.state.admission.running == 0 and engine.activity() == {"running": 0, "rows": 0, "queued": 0}
+
+
+# --- the ingress, with a stand-in for the engine deployment's handle ------------------------------
+
+
+class FakeHandle:
+    """Records ``options`` and answers ``forward.remote`` with ``answer(scope, body)``."""
+
+    def __init__(self, answer):
+        self.answer, self.options_given, self.forwarded = answer, [], []
+        self.forward = self
+
+    def options(self, **kwargs):
+        self.options_given.append(kwargs)
+        return self
+
+    def remote(self, scope, body):
+        self.forwarded.append((scope, body))
+        return self.answer(scope, body)
+
+
+async def _replica_answer(scope, body):
+    yield 200, {"content-type": "text/event-stream", "x-replica-id": "r1"}
+    yield b"data: 1\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def _request(body: bytes, headers: dict[str, str]):
+    from starlette.requests import Request
+
+    scope = _scope("POST", "/v1/chat/completions")
+    scope["headers"] = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    parts = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        return parts.pop(0) if parts else {"type": "http.disconnect"}
+
+    return Request(scope, receive)
+
+
+async def _body_of(response) -> bytes:
+    return b"".join([chunk async for chunk in response.body_iterator])
+
+
+async def test_the_ingress_routes_by_key_and_relays_the_answer_as_it_comes():
+    engine = FakeHandle(_replica_answer)
+    headers = {"X-Session-Id": "agent-1", "Authorization": "Bearer k"}
+    response = await Ingress(engine, 1000, affinity=True)(_request(turn(TURN_1), headers))
+    assert engine.options_given == [{"stream": True, "session_id": affinity_key({"x-session-id": "agent-1"}, b"")}]
+    scope, body = engine.forwarded[0]
+    assert body == turn(TURN_1) and (b"authorization", b"Bearer k") in scope["headers"]
+    assert scope["path"] == "/v1/chat/completions" and scope["method"] == "POST"
+    assert (response.status_code, response.headers["x-replica-id"]) == (200, "r1")
+    assert await _body_of(response) == b"data: 1\n\ndata: [DONE]\n\n"
+
+
+async def test_without_affinity_or_a_key_the_ingress_leaves_routing_to_ray():
+    engine = FakeHandle(_replica_answer)
+    await Ingress(engine, 1000, affinity=False)(_request(turn(TURN_1), {"X-Session-Id": "agent-1"}))
+    await Ingress(engine, 1000, affinity=True)(_request(b"not json", {}))
+    assert engine.options_given == [{"stream": True}, {"stream": True}]
+
+
+async def test_the_ingress_refuses_a_body_over_the_limit_without_calling_a_replica():
+    engine = FakeHandle(_replica_answer)
+    response = await Ingress(engine, 100, affinity=True)(_request(b"x" * 101, {}))
+    assert response.status_code == 413 and json.loads(response.body)["error"]["code"] == "request_too_large"
+    assert engine.forwarded == []
+
+
+async def test_a_replica_that_dies_under_a_request_is_a_503_to_retry():
+    from ray.exceptions import ActorDiedError
+
+    async def dies(scope, body):
+        raise ActorDiedError()
+        yield
+
+    response = await Ingress(FakeHandle(dies), 1000, affinity=True)(_request(turn(TURN_1), {}))
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "ActorDiedError" in json.loads(response.body)["error"]["message"]
 
 
 # --- on a local Ray cluster: two CPU replicas of the embedded model --------------------------------

@@ -33,11 +33,13 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from ray.exceptions import RayError
 
 from .app import ServerSettings, create_app, wrap
 from .protocol import APIError
@@ -187,12 +189,13 @@ class EngineReplica:
 
     async def forward(self, scope: dict, body: bytes) -> AsyncIterator:
         """(status, headers) first, then the body's chunks as the application sends them."""
-        async for message in asgi_messages(self.app, scope, body):
-            if message["type"] == "http.response.start":
-                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in message.get("headers", [])}
-                yield message["status"], {**headers, REPLICA_HEADER: self.replica_id}
-            elif message["type"] == "http.response.body" and message.get("body"):
-                yield message["body"]
+        async with aclosing(asgi_messages(self.app, scope, body)) as messages:  # closed now when Ray stops reading
+            async for message in messages:
+                if message["type"] == "http.response.start":
+                    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in message.get("headers", [])}
+                    yield message["status"], {**headers, REPLICA_HEADER: self.replica_id}
+                elif message["type"] == "http.response.body" and message.get("body"):
+                    yield message["body"]
 
 
 class Ingress:
@@ -210,7 +213,11 @@ class Ingress:
         handle = self.engine.options(stream=True, **({"session_id": key} if key else {}))
         scope = {k: request.scope[k] for k in _SCOPE_KEYS if k in request.scope}
         answer = handle.forward.remote(scope, body)
-        status, headers = await answer.__anext__()
+        try:
+            status, headers = await answer.__anext__()
+        except RayError as exc:  # the replica died under the request: the retry goes to another one
+            err = APIError(503, f"the replica failed ({type(exc).__name__}); retry", headers={"Retry-After": "1"})
+            return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
         return StreamingResponse(_rest(answer), status_code=status, headers=headers)
 
 
