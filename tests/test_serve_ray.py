@@ -278,17 +278,14 @@ def _ray_processes() -> list:
 
 
 @pytest.fixture(scope="class")
-def served():
+def deployed():
     """Two replicas on a local Ray; stopped (and Ray shut down) even when a test fails."""
     pytest.importorskip("ray.serve")
     from langchain_attention_buckets.serve.ray_app import start_ray_app
 
     settings = ServerSettings(model_kwargs={"bases": [100000.0, 180000.0], "max_tokens": 8, "temperature": 0})
-    url, stop = start_ray_app(settings, replicas=2, ray_init={"log_to_driver": False})
-    try:
-        yield url, stop
-    finally:
-        stop()
+    with start_ray_app(settings, replicas=2, ray_init={"log_to_driver": False}) as app:
+        yield app
 
 
 def _client(url):
@@ -306,8 +303,8 @@ async def _ask(client, messages, **kwargs):
 @pytest.mark.embedded
 @pytest.mark.enable_socket
 class TestOnRay:
-    async def test_both_replicas_serve_and_a_session_stays_on_one(self, served):
-        _, client = _client(served[0])
+    async def test_both_replicas_serve_and_a_session_stays_on_one(self, deployed):
+        _, client = _client(deployed.url)
         one = [{"role": "user", "content": "Say hi."}]
 
         async def session(i):
@@ -318,8 +315,8 @@ class TestOnRay:
         assert all(len(set(replicas)) == 1 for replicas in seen), seen
         assert len({replicas[0] for replicas in seen}) == 2, seen  # a 2**-11 chance to fail by hashing
 
-    async def test_turn_two_reaches_the_replica_of_turn_one_and_its_cache(self, served):
-        _, client = _client(served[0])
+    async def test_turn_two_reaches_the_replica_of_turn_one_and_its_cache(self, deployed):
+        _, client = _client(deployed.url)
 
         async def conversation(i):
             first = [{"role": "system", "content": f"{SYSTEM} You are agent number {i}, of team {i * 7}."},
@@ -335,8 +332,9 @@ class TestOnRay:
             cached = usage_2.prompt_tokens_details.cached_tokens
             assert cached >= usage_1.prompt_tokens - 8 and cached > usage_1.prompt_tokens_details.cached_tokens
 
-    def test_a_streamed_answer_streams_through_ray(self, served):
-        client, _ = _client(served[0])
+    def test_a_streamed_answer_streams_through_ray(self, deployed):
+        client, _ = _client(deployed.url)
+        assert client.models.list().data[0].id == deployed.served
         with client.chat.completions.with_streaming_response.create(
                 model=None, messages=TURN_1, stream=True, max_tokens=8,
                 stream_options={"include_usage": True}) as response:
@@ -346,10 +344,10 @@ class TestOnRay:
         assert len(texts) >= 3 and arrivals[-1][1].usage.completion_tokens == 8
         assert arrivals[-1][0] - arrivals[0][0] > 0.05  # chunks came as decoded, not in one piece
 
-    def test_a_client_that_leaves_frees_its_rows_on_the_replica(self, served):
+    def test_a_client_that_leaves_frees_its_rows_on_the_replica(self, deployed):
         import httpx
 
-        url, header = served[0], {"X-Session-Id": "leaver"}
+        url, header = deployed.url, {"X-Session-Id": "leaver"}
         never_end = {"0": -100, "2": -100}  # the embedded model's end tokens: the answer runs all 300 tokens
         body = {"messages": TURN_1, "stream": True, "max_tokens": 300, "logit_bias": never_end, "loop_detection": False}
         with httpx.stream("POST", f"{url}/chat/completions", json=body, headers=header, timeout=60) as response:
@@ -364,13 +362,13 @@ class TestOnRay:
         assert health.headers["x-replica-id"] == replica
         assert health.json()["engine"] == {"running": 0, "rows": 0, "queued": 0}
 
-    def test_stop_leaves_no_ray_processes(self, served):
+    def test_stop_leaves_no_ray_processes(self, deployed):
         import psutil
         import ray
 
         processes = _ray_processes()
         assert any("raylet" in p.name() for p in processes)
-        served[1]()
+        deployed.stop()
         assert not ray.is_initialized()
         _, alive = psutil.wait_procs(processes, timeout=30)
         assert not alive, [p.name() for p in alive]

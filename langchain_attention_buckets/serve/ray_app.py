@@ -17,9 +17,9 @@ the deployment scales, only the keys that hashed to the changed replicas move, a
 turn recomputes its prefix once on the new replica. Requests without a key spread uniformly.
 
 Entry points: ``start_ray_app`` (start a local Ray or join ``$RAY_ADDRESS``, deploy, wait until
-healthy; returns the URL and a stop function), ``build_app`` (the ``serve run`` import path) and
-``ray_main`` (``attention-buckets serve --ray``). Each response names the replica that answered
-in the ``X-Replica-Id`` header.
+healthy; returns a ``RayApp``: its URL, the served model id and a stop function), ``build_app``
+(the ``serve run`` import path) and ``ray_main`` (``attention-buckets serve --ray``). Each
+response names the replica that answered in the ``X-Replica-Id`` header.
 """
 
 from __future__ import annotations
@@ -281,10 +281,27 @@ def build_app(args: dict[str, Any]):
 # --- running it -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RayApp:
+    """A deployed application: ``url`` (``http://HOST:PORT/v1``), ``served`` (the model id clients
+    send) and ``stop()`` (removes the application; shuts down the Ray that ``start_ray_app`` started).
+    A context manager too."""
+
+    url: str
+    served: str
+    stop: Callable[[], None]
+
+    def __enter__(self) -> RayApp:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 def start_ray_app(settings: ServerSettings, replicas: int | None = None, *, layout: RaySettings | None = None,
                   host: str = "127.0.0.1", port: int = 0, timeout_s: float = 300.0,
-                  ray_init: dict[str, Any] | None = None) -> tuple[str, Callable[[], None]]:
-    """Deploy the application and wait until it answers; returns its URL (``.../v1``) and a stop function.
+                  ray_init: dict[str, Any] | None = None) -> RayApp:
+    """Deploy the application and wait until it answers (see ``RayApp``).
 
     Starts a local Ray (no dashboard, a small object store) unless ``$RAY_ADDRESS`` names a
     cluster to join. ``port`` 0 takes a free port. The stop function removes the application
@@ -314,11 +331,11 @@ def start_ray_app(settings: ServerSettings, replicas: int | None = None, *, layo
         serve.start(http_options={"host": host, "port": port})
         serve.run(application(settings, layout), name=APP_NAME, route_prefix="/")
         url = f"http://{host}:{port}"
-        _wait_healthy(url, timeout_s)
+        served = _wait_healthy(url, timeout_s)["model"]
     except BaseException:
         _stop(started)
         raise
-    return f"{url}/v1", lambda: _stop(started)
+    return RayApp(f"{url}/v1", served, lambda: _stop(started))
 
 
 def _local_ray(layout: RaySettings, extra: dict[str, Any]) -> dict[str, Any]:
@@ -335,7 +352,7 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _wait_healthy(url: str, timeout_s: float) -> None:
+def _wait_healthy(url: str, timeout_s: float) -> dict[str, Any]:
     import httpx
 
     deadline, last = time.monotonic() + timeout_s, "no answer"
@@ -343,7 +360,7 @@ def _wait_healthy(url: str, timeout_s: float) -> None:
         try:
             answer = httpx.get(f"{url}/health", timeout=10.0)
             if answer.status_code == 200:
-                return
+                return answer.json()
             last = f"{answer.status_code} {answer.text[:200]}"
         except httpx.HTTPError as exc:
             last = repr(exc)
@@ -380,8 +397,8 @@ def ray_main(args, settings: ServerSettings) -> int:
         layout = layout_from_args(args)
     except ValueError as exc:
         raise SystemExit(f"--ray: {exc}") from None
-    url, stop = start_ray_app(settings, layout=layout, host=args.host, port=args.port)
-    print(f"serving {settings.served_name or 'the model'} on {url} with Ray Serve "
+    app = start_ray_app(settings, layout=layout, host=args.host, port=args.port)
+    print(f"serving {app.served} on {app.url} with Ray Serve "
           f"({json.dumps(asdict(layout))}); Ctrl-C stops it", file=sys.stderr)
     try:
         while True:
@@ -389,5 +406,5 @@ def ray_main(args, settings: ServerSettings) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stop()
+        app.stop()
     return 0
