@@ -82,6 +82,7 @@ def test_no_key_for_what_is_not_a_chat_request(body):
     ({"fallback_replicas": -1}, "fallback_replicas=-1"),
     ({"target_ongoing_requests": 0}, "target_ongoing_requests=0"),
     ({"replicas": True}, "replicas=True"),
+    ({"affinity": "yes"}, "affinity='yes'"),
 ])
 def test_bad_layouts_are_refused_by_name(kwargs, named):
     with pytest.raises(ValueError, match=named.replace("(", r"\(")):

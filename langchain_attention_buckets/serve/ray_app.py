@@ -94,6 +94,8 @@ class RaySettings:
                 raise ValueError(f"{name}={value!r} must be a number >= 0")
         if self.target_ongoing_requests <= 0:
             raise ValueError(f"target_ongoing_requests={self.target_ongoing_requests!r} must be > 0")
+        if not isinstance(self.affinity, bool):
+            raise ValueError(f"affinity={self.affinity!r} must be True or False")
 
     def most_replicas(self) -> int:
         return self.max_replicas or self.replicas
