@@ -158,6 +158,21 @@ def test_tool_results_in_the_conversation(client):
     assert r.usage.prompt_tokens > 30
 
 
+def test_a_returned_invalid_call_can_be_sent_back(server):
+    """Arguments that are not JSON (a call cut off by max_tokens, as this server returns it) are
+    accepted back in the history, as OpenAI's API accepts any argument string."""
+    messages = USER + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Par'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "error: the call was cut off"},
+    ]
+    r = _post(server, {"model": "tiny", "messages": messages, "tools": [WEATHER], "max_tokens": 4})
+    assert r.status_code == 200, r.text
+    bad = [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": 3}}]}]
+    r = _post(server, {"model": "tiny", "messages": USER + bad})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[1]"
+
+
 @pytest.mark.parametrize("fmt", [
     {"type": "json_object"},
     {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}},

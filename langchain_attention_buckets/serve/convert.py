@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
+from langchain_core.messages.tool import invalid_tool_call, tool_call
 
 from .protocol import APIError
 
@@ -34,10 +35,36 @@ def to_messages(raw: list[dict[str, Any]]) -> list[BaseMessage]:
         if role == "assistant" and message.get("content") is None:
             message = {**message, "content": ""}
         try:
+            if role == "assistant" and message.get("tool_calls"):
+                out.append(_assistant(message))
+                continue
             out.extend(convert_to_messages([message]))
         except Exception as exc:  # langchain-core raises several types for malformed messages
             raise APIError(400, f"messages[{i}] is not a valid {role} message: {exc}", param=f"messages[{i}]") from exc
     return out
+
+
+def _assistant(message: dict[str, Any]) -> AIMessage:
+    """An assistant turn with tool calls; a call whose arguments are not a JSON object stays, as an
+    invalid call with its text (OpenAI's API takes any argument string back in the history, and
+    this server may have returned such a call itself)."""
+    valid, invalid = [], []
+    for call in message["tool_calls"]:
+        function = call.get("function") or {}
+        name, arguments, call_id = function.get("name"), function.get("arguments") or "", call.get("id")
+        if not isinstance(name, str) or not isinstance(arguments, str):
+            raise ValueError(f"a tool call needs function.name and function.arguments as strings, got {call!r}")
+        try:
+            args = json.loads(arguments or "{}")
+        except json.JSONDecodeError as exc:
+            invalid.append(invalid_tool_call(name=name, args=arguments, id=call_id, error=f"not JSON: {exc}"))
+            continue
+        if isinstance(args, dict):
+            valid.append(tool_call(name=name, args=args, id=call_id))
+        else:
+            invalid.append(invalid_tool_call(name=name, args=arguments, id=call_id, error="not a JSON object"))
+    content = message.get("content") or ""
+    return AIMessage(content=content, tool_calls=valid, invalid_tool_calls=invalid, name=message.get("name"))
 
 
 def new_id() -> str:
