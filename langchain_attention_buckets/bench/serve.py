@@ -259,7 +259,7 @@ def start_target(args: argparse.Namespace):
         return server.url, server.app.state.served, server.stop
     from ..serve.ray_app import start_ray_app
 
-    app = start_ray_app(settings, replicas=args.replicas)
+    app = start_ray_app(settings, replicas=args.replicas)  # one CPU per replica
     return app.url, app.served, app.stop
 
 
@@ -267,6 +267,10 @@ def run_serve_bench(args: argparse.Namespace) -> dict[str, Any]:
     url, model, stop = start_target(args)
     try:
         results: dict[str, Any] = {"settings": {k: v for k, v in vars(args).items() if k != "func"}, "model": model}
+        # warm-up, not measured: one turn of a few sessions spread over the replicas (grammar
+        # compilation, the shared system prompt and tools in each replica's cache)
+        warm = 4 * args.replicas
+        asyncio.run(load_run(url, model, warm, 1, 4, False, args.timeout, args.deadline, first=10_000))
         for k, affinity in enumerate(args.affinity):
             name = f"affinity-{'on' if affinity else 'off'}"
             # each run asks other questions (sessions k*S...), so no run reuses another's conversations;
