@@ -55,6 +55,7 @@ ModelFactory = Callable[[BenchConfig], BaseChatModel]
 
 DEFAULT_CONFIGS: tuple[BenchConfig, ...] = (
     BenchConfig("plain"),
+    BenchConfig("default", bases="adaptive"),  # the chat model's default: paper with tools bound, else plain
     BenchConfig("paper", bases="paper"),
     BenchConfig("auto", bases="auto"),
     BenchConfig("paper-mean", bases="paper", aggregation="mean"),
@@ -99,7 +100,7 @@ def default_factory(model: str | None = None, *, max_tokens: int = 64) -> ModelF
     """A factory of `ChatAttentionBuckets` chat models, greedy, with `max_tokens`.
 
     `bases=None` becomes the model's own rope base (one row: the plain model);
-    omitting `bases` would give the chat model's default, "paper". Instances with
+    omitting `bases` would give the chat model's default, "adaptive" (the `default` config). Instances with
     the same `model` share weights, so one per config is cheap.
     """
 
