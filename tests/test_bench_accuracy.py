@@ -124,7 +124,9 @@ def test_run_writes_files_and_shapes(tmp_path):
         assert sum(c["consistency"].values()) == 4
     # the fake fails plain in the middle third: a curve that is not flat
     assert [e["accuracy"] for e in m["configs"]["plain"]["positions"]] == [1.0, 0.0, 1.0]
-    assert m["configs"]["plain"]["worst"] == {"accuracy": 0.0, "ci": [0.0, 0.0], "position": 3}
+    worst = m["configs"]["plain"]["worst"]
+    assert (worst["accuracy"], worst["position"]) == (0.0, 3)
+    assert worst["ci"][0] == 0.0 and worst["ci"][1] == pytest.approx(0.490, abs=1e-3)  # Wilson, 0 of 4
     assert m["configs"]["plain"]["consistency"] == {"always": 0, "sometimes": 4, "never": 0}
     assert m["configs"]["paper"]["mean"]["accuracy"] == 1.0
     d = m["vs_baseline"]["paper"]
@@ -361,6 +363,18 @@ def test_tools_scorer():
 
 
 # ---- statistics, configs, command line -----------------------------------------------
+
+
+def test_position_intervals_are_wilson_and_never_zero_width():
+    from langchain_attention_buckets.bench.stats import wilson
+
+    X = np.array([[1.0, 0.0, 1.0]] * 16)
+    s = summarize(X, bootstrap_indices(16, 200, seed=0))
+    full, empty = [e["ci"] for e in s["positions"]][:2]
+    assert full == list(wilson(16, 16)) and empty == list(wilson(0, 16))
+    assert full[0] == pytest.approx(0.8064, abs=1e-4) and full[1] == pytest.approx(1.0)  # 16 of 16
+    assert empty[0] == pytest.approx(0.0) and empty[1] == pytest.approx(0.1936, abs=1e-4)  # 0 of 16
+    assert wilson(0, 0) == (None, None)
 
 
 def test_bootstrap_ci_and_paired_difference():

@@ -19,25 +19,30 @@ def _figure():
     return fig, fig.add_subplot()
 
 
+def _bars(ax, xs: list[float], ys: list[float], cis: list, label: str) -> None:
+    """Points joined by a thin line, each with its interval as an error bar (bands of several
+    configurations overlap into an unreadable smear; dodged bars stay apart)."""
+    lo = [max(0.0, y - _nan(c[0])) for y, c in zip(ys, cis)]
+    hi = [max(0.0, _nan(c[1]) - y) for y, c in zip(ys, cis)]
+    ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", markersize=4, capsize=3, linewidth=0.8, elinewidth=1.2, label=label)
+
+
 def plot_accuracy(results: dict[str, Any], metric: str, path: Path) -> Path:
-    """Accuracy vs position, one line per configuration, CI bands."""
+    """Accuracy vs position, one series per configuration, each position with its Wilson interval."""
     s = results["settings"]
     fig, ax = _figure()
     configs = results["summary"]["metrics"][metric]["configs"]
     for k, (name, c) in enumerate(configs.items()):
         xs = _dodge([e["position"] for e in c["positions"]], k, len(configs))
         ys = [_nan(e["accuracy"]) for e in c["positions"]]
-        lo = [_nan(e["ci"][0]) for e in c["positions"]]
-        hi = [_nan(e["ci"][1]) for e in c["positions"]]
-        (line,) = ax.plot(xs, ys, marker="o", label=f"{name} (mean {100 * (c['mean']['accuracy'] or 0):.0f}%)")
-        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.12, linewidth=0)
+        _bars(ax, xs, ys, [e["ci"] for e in c["positions"]], f"{name} (mean {100 * (c['mean']['accuracy'] or 0):.0f}%)")
     ax.set_xlabel(f"position of the essential item (0 = first of {s['n_items']}; "
                   "for +reorder: its rank before reordering)")
     ax.set_ylabel(f"accuracy ({metric})")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xticks(s["positions"])
     ax.set_title(f"{s['task']}: {s['samples_per_position']} questions per position, "
-                 f"{100 * s['level']:.0f}% bootstrap CI", fontsize=10)
+                 f"{100 * s['level']:.0f}% Wilson intervals", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -46,16 +51,13 @@ def plot_accuracy(results: dict[str, Any], metric: str, path: Path) -> Path:
 
 
 def plot_differences(results: dict[str, Any], metric: str, path: Path) -> Path:
-    """Paired difference to the baseline by position, with CI bands."""
+    """Paired difference to the baseline by position, with paired bootstrap intervals as error bars."""
     s = results["settings"]
     fig, ax = _figure()
     diffs = results["summary"]["metrics"][metric]["vs_baseline"]
     for k, (name, d) in enumerate(diffs.items()):
         xs = _dodge([e["position"] for e in d["positions"]], k, len(diffs))
-        (line,) = ax.plot(xs, [_nan(e["diff"]) for e in d["positions"]], marker="o", label=name)
-        ax.fill_between(xs, [_nan(e["ci"][0]) for e in d["positions"]],
-                        [_nan(e["ci"][1]) for e in d["positions"]],
-                        color=line.get_color(), alpha=0.12, linewidth=0)
+        _bars(ax, xs, [_nan(e["diff"]) for e in d["positions"]], [e["ci"] for e in d["positions"]], name)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("position of the essential item")
     ax.set_ylabel(f"accuracy − {s['baseline']} ({metric})")
@@ -80,7 +82,7 @@ def plot_results(results: dict[str, Any], output: Path) -> list[Path]:
 
 def _dodge(xs: list[int], k: int, n: int) -> list[float]:
     """Shift line k of n sideways a little, so equal values stay visible."""
-    width = 0.012 * (max(xs) - min(xs) + 1) if xs else 0
+    width = 0.025 * (max(xs) - min(xs) + 1) if xs else 0
     return [x + (k - (n - 1) / 2) * width for x in xs]
 
 

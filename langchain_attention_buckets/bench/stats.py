@@ -5,7 +5,9 @@ scores (NaN where missing). The same question is shown at every position, so
 the resampling unit is the question: one bootstrap resample draws questions
 with replacement and keeps their whole rows (a cluster bootstrap). All
 configurations use the same draws, so differences between them are paired.
-Intervals are percentile intervals.
+Intervals of means and differences are bootstrap percentile intervals; the interval of one
+position's accuracy (a proportion of 0/1 scores) is the Wilson score interval, which, unlike a
+percentile interval, does not shrink to zero width at 0% or 100%.
 """
 
 from __future__ import annotations
@@ -38,6 +40,26 @@ def _ci(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float | None, float | None]:
+    """Wilson score interval of a proportion ``k / n`` (scipy's ``binomtest``); (None, None) for n = 0."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return None, None
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _position_cis(X: np.ndarray, boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-position intervals: Wilson for 0/1 scores, else the bootstrap's percentiles."""
+    if not np.all(np.isin(X[~np.isnan(X)], (0.0, 1.0))):
+        return _ci(boot, level)
+    k, n = np.nansum(X, 0), (~np.isnan(X)).sum(0)
+    bounds = [wilson(a, b, level) for a, b in zip(k, n)]
+    return (np.array([np.nan if lo is None else lo for lo, _ in bounds]),
+            np.array([np.nan if hi is None else hi for _, hi in bounds]))
+
+
 def _num(x: Any) -> float | None:
     x = float(x)
     return None if np.isnan(x) else x
@@ -60,12 +82,13 @@ def summarize(X: np.ndarray, idx: np.ndarray, level: float = LEVEL) -> dict[str,
     Returns:
         {"positions": [{"accuracy", "ci", "n"} per position], "mean": {...},
         "worst": {"accuracy", "ci", "position_index"}, "spread": best - worst}.
-        The worst position's CI is that position's own interval.
+        The worst position's CI is that position's own interval (Wilson for 0/1 scores); the
+        mean's is the cluster bootstrap's.
     """
     est = _nanmean(X, 0)  # (P,)
     n = (~np.isnan(X)).sum(0)  # (P,)
     boot = _nanmean(X[idx], 1)  # (B, P)
-    lo, hi = _ci(boot, level)
+    lo, hi = _position_cis(X, boot, level)
     mean_lo, mean_hi = _ci(_nanmean(boot, 1), level)
     w = int(np.nanargmin(est)) if not np.all(np.isnan(est)) else 0
     return {
