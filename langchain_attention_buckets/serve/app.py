@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from langchain_core.messages import AIMessageChunk
+from langchain_core.messages.ai import add_ai_message_chunks
 from pydantic import ValidationError
 
 from ..chat_model import ChatAttentionBuckets
@@ -313,14 +314,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
 
 async def _whole(run: _Run, served: str) -> JSONResponse:
-    merged = None
     try:
-        async for chunk in run.chunks():
-            merged = chunk if merged is None else merged + chunk
+        chunks = [chunk async for chunk in run.chunks()]
     except Exception as exc:
         raise _status_of(exc) from exc
-    if merged is None:  # cancelled before anything came back
+    if not chunks:  # cancelled before anything came back
         raise APIError(499, "the client closed the request")
+    merged = add_ai_message_chunks(chunks[0], *chunks[1:])  # one merge, not one per token
     return JSONResponse(completion(merged, served, new_id(), int(time.time())))
 
 

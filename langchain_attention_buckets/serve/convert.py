@@ -84,9 +84,12 @@ def usage(metadata: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def finish_reason(message: AIMessage | AIMessageChunk) -> str:
-    """"tool_calls" when the answer made calls; else the engine's reason in OpenAI's words."""
-    if message.tool_calls or message.invalid_tool_calls:
+def finish_reason(message: AIMessage | AIMessageChunk, made_calls: bool | None = None) -> str:
+    """"tool_calls" when the answer made calls; else the engine's reason in OpenAI's words.
+    ``made_calls`` None: read the calls from ``message``."""
+    if made_calls is None:
+        made_calls = bool(message.tool_calls or message.invalid_tool_calls)
+    if made_calls:
         return "tool_calls"
     reason = message.response_metadata.get("finish_reason", "stop")
     return "length" if reason == "length" else "stop"
@@ -130,7 +133,10 @@ class ChunkWriter:
     def __init__(self, model: str, include_usage: bool, request_id: str | None = None):
         self.model, self.include_usage = model, include_usage
         self.id, self.created = request_id or new_id(), int(time.time())
-        self.merged: AIMessageChunk | None = None
+        # what the finish and usage chunks need; the chunks themselves are not merged (merging
+        # re-parses the calls' partial arguments at every token)
+        self.made_calls = False
+        self.last_chunk = AIMessageChunk(content="")  # the chat model's last chunk holds usage and metadata
 
     def _chunk(self, delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
         out = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
@@ -145,7 +151,9 @@ class ChunkWriter:
 
     def delta(self, chunk: AIMessageChunk) -> list[dict[str, Any]]:
         """The chunks one message chunk adds (none when it adds nothing)."""
-        self.merged = chunk if self.merged is None else self.merged + chunk
+        self.made_calls = self.made_calls or bool(chunk.tool_call_chunks)
+        if chunk.usage_metadata or chunk.response_metadata:
+            self.last_chunk = chunk
         delta: dict[str, Any] = {}
         if chunk.content:
             delta["content"] = chunk.content if isinstance(chunk.content, str) else chunk.text
@@ -168,10 +176,10 @@ class ChunkWriter:
 
     def last(self) -> list[dict[str, Any]]:
         """The finish chunk, and the usage chunk when ``stream_options.include_usage`` was set."""
-        merged = self.merged if self.merged is not None else AIMessageChunk(content="")
-        out = [self._chunk({}, finish_reason(merged), attention_buckets=extras(merged))]
+        last = self.last_chunk
+        out = [self._chunk({}, finish_reason(last, self.made_calls), attention_buckets=extras(last))]
         if self.include_usage:
-            out.append({**self._chunk(None), "usage": usage(merged.usage_metadata)})
+            out.append({**self._chunk(None), "usage": usage(last.usage_metadata)})
         return out
 
 
