@@ -301,17 +301,25 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def task_arguments(args: argparse.Namespace, splits: Sequence[str | None]):
+    """(task spec, items per prompt, positions or None) of a command's --task, --items and
+    --positions; builds one sample per split so that a bad item count or an empty split fails
+    now (ValueError, FileNotFoundError), not after the model has loaded."""
+    spec = get_task(args.task)
+    n_items = args.items or spec.default_items
+    positions = parse_positions(args.positions, n_items) if args.positions else None
+    for split in splits:
+        spec.samples(n_items=n_items, positions=positions or [0], samples_per_position=1, seed=args.seed, split=split)
+    return spec, n_items, positions
+
+
 def accuracy_main(args: argparse.Namespace) -> int:
     """Run `attention-buckets bench accuracy` from parsed arguments; the exit status."""
     from .report import print_report
 
     try:
-        spec = get_task(args.task)
-        n_items = args.items or spec.default_items
-        positions = parse_positions(args.positions, n_items) if args.positions else None
+        _, n_items, positions = task_arguments(args, [args.split])
         configs = parse_configs(args.configs)
-        spec.samples(n_items=n_items, positions=positions or [0], samples_per_position=1,
-                     seed=args.seed, split=args.split)  # validates the item count early
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -25,7 +25,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..progress import progress_bar
-from .accuracy import N_RESAMPLES, RECORDS_FILE, aggregate, default_positions, evaluate, parse_positions, run_accuracy
+from .accuracy import (
+    N_RESAMPLES,
+    RECORDS_FILE,
+    aggregate,
+    default_positions,
+    evaluate,
+    run_accuracy,
+    task_arguments,
+)
 from .cache import ResultCache, record_key
 from .configs import BASELINE, CONFIGS, BenchConfig, ModelFactory, default_factory, parse_configs
 from .tasks import TASKS, get_task
@@ -378,13 +386,9 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
 def tune_main(args: argparse.Namespace) -> int:
     """Run `attention-buckets tune` from parsed arguments; the exit status (1: nothing chosen)."""
     try:
-        spec = get_task(args.task)
-        n_items = args.items or spec.default_items
-        positions = parse_positions(args.positions, n_items) if args.positions else None
+        _, n_items, positions = task_arguments(args, ["dev", "test"])  # both splits must have rows
         configs = candidates(args.configs)
         budget = parse_budget(args.budget)
-        for split in ("dev", "test"):  # checks the item count and that both splits have rows
-            spec.samples(n_items=n_items, positions=positions or [0], samples_per_position=1, seed=args.seed, split=split)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
