@@ -6,6 +6,8 @@ import argparse
 import json
 import random
 import re
+import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -27,6 +29,7 @@ from langchain_attention_buckets.bench.configs import (
     CONFIGS,
     BenchConfig,
     default_factory,
+    key_config,
     parse_configs,
     reorder_items,
 )
@@ -152,6 +155,29 @@ def test_tools_task_scores_tool_and_args(tmp_path):
     rec = next(r for r in res["records"] if r["scores"]["tool"])
     assert rec["tool_calls"][0]["name"] == rec["answer"]
     assert (tmp_path / "accuracy_tool_args.png").exists()
+
+
+@pytest.mark.parametrize("task, runs_as", [("kv-short", "plain"), ("qa", "plain"), ("tools", "paper")])
+def test_default_shares_the_records_of_what_it_runs(tmp_path, task, runs_as):
+    """`default` (bases="adaptive") is the paper set where tools are bound, the plain model
+    elsewhere: its calls are those of that config, computed once and labelled with both names."""
+    calls: list[int] = []
+    res = run_accuracy(task, configs=["plain", "paper", "default"], output=tmp_path,
+                       factory=fake_factory(task, 8, 4, calls), progress=False, plots=False, **SMALL)
+    assert len(calls) == 2 * 3 * 4  # plain and paper; default computed nothing of its own
+    by = {(r["config"], r["question"], r["position"]): r for r in res["records"]}
+    assert len(by) == 3 * 3 * 4
+    for (name, q, p), r in by.items():
+        if name == "default":
+            assert r["scores"] == by[(runs_as, q, p)]["scores"]
+    metric = res["settings"]["metrics"][0]
+    m = res["summary"]["metrics"][metric]
+    assert m["configs"]["default"]["mean"] == m["configs"][runs_as]["mean"]
+    assert key_config(CONFIGS["default"], tools_bound=task == "tools") == CONFIGS[runs_as].to_dict()
+    # a merge rule the named configs lack keeps a key of its own
+    odd = BenchConfig("default-max", bases="adaptive", aggregation="max")
+    assert key_config(odd, tools_bound=True) == CONFIGS["paper-max"].to_dict()
+    assert key_config(BenchConfig("x", bases="adaptive", aggregation="anchored", reorder=True), tools_bound=True)["name"] == "x"
 
 
 def test_run_without_the_baseline(tmp_path):
@@ -461,6 +487,42 @@ def test_command_line(tmp_path, monkeypatch, capsys):
     assert len(calls) == 2 * 3 * 3
     bad = parser.parse_args(argv[:4] + ["--positions", "0,9"] + argv[6:])
     assert accuracy_main(bad) == 2 and "out of range" in capsys.readouterr().err
+
+
+class SlowFake(PositionalFake):
+    """A PositionalFake that takes a while per call and records how many calls overlap."""
+
+    gate: Any = None  # {"lock": Lock, "active": int, "peak": int}, shared with the test
+
+    def _generate(self, *args, **kw):
+        with self.gate["lock"]:
+            self.gate["active"] += 1
+            self.gate["peak"] = max(self.gate["peak"], self.gate["active"])
+        try:
+            time.sleep(0.05)
+            return super()._generate(*args, **kw)
+        finally:
+            with self.gate["lock"]:
+                self.gate["active"] -= 1
+
+
+def test_concurrency_runs_calls_at_once_with_the_same_results(tmp_path):
+    fams = families("tools", 8, 4)
+    results = {}
+    for n in (1, 3):
+        gate = {"lock": threading.Lock(), "active": 0, "peak": 0}
+        calls: list[int] = []
+        res = run_accuracy(
+            "tools", configs="plain,paper,default", output=tmp_path / str(n), progress=False, plots=False,
+            concurrency=n, factory=lambda c: SlowFake(families=fams, calls=calls, gate=gate,
+                                                      bad=(0.3, 0.7) if c.name == "plain" else (2.0, 3.0)),
+            **SMALL,
+        )
+        assert gate["peak"] == n and len(calls) == 2 * 3 * 4  # default shares paper's calls
+        results[n] = sorted((r["config"], r["question"], r["position"], r["scores"]["tool"]) for r in res["records"])
+    assert results[1] == results[3] and len(results[3]) == 3 * 3 * 4
+    with pytest.raises(ValueError, match="concurrency=0"):
+        run_accuracy("tools", configs="plain", output=tmp_path / "bad", concurrency=0, factory=None, **SMALL)
 
 
 def test_default_factory_with_the_real_chat_model(tmp_path, tiny_chat_dir):

@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,7 +27,17 @@ from langchain_core.language_models import BaseChatModel
 
 from ..progress import progress_bar
 from .cache import ResultCache, record_key
-from .configs import BASELINE, CONFIGS, DEFAULT_CONFIGS, BenchConfig, ModelFactory, default_factory, parse_configs, reorder_items
+from .configs import (
+    BASELINE,
+    CONFIGS,
+    DEFAULT_CONFIGS,
+    BenchConfig,
+    ModelFactory,
+    default_factory,
+    key_config,
+    parse_configs,
+    reorder_items,
+)
 from .report import markdown_report
 from .stats import LEVEL, bootstrap_indices, compare, consistency, summarize
 from .tasks import TASKS, Sample, get_task
@@ -102,6 +113,7 @@ def run_accuracy(
     n_resamples: int = N_RESAMPLES,
     plots: bool = True,
     split: str | None = None,
+    concurrency: int = 1,
 ) -> dict[str, Any]:
     """Measure accuracy by position for several configurations in one run.
 
@@ -124,11 +136,16 @@ def run_accuracy(
         plots: Write the PNG plots.
         split: "dev" or "test" (`TaskSpec.samples`); None: a built-in task's questions from
             `seed`, a file's every row.
+        concurrency: Calls run at once (threads; the engine batches their decoding). Results
+            equal one-at-a-time calls up to floating-point rounding; higher throughput, longer
+            seconds per call.
 
     Returns:
         The content of results.json: settings, summary and records.
     """
     # 1. settings and samples
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency={concurrency!r}; allowed: an integer >= 1")
     spec = get_task(task)
     n_items = n_items or spec.default_items
     positions = sorted(set(positions)) if positions is not None else default_positions(n_items)
@@ -143,18 +160,18 @@ def run_accuracy(
     out.mkdir(parents=True, exist_ok=True)
     key_settings = {"task": task, "model": model, "max_tokens": max_tokens}
     cache = ResultCache(out / RECORDS_FILE)
-    keys = {(s.question_index, s.position, c.name): record_key(key_settings, s.uid, c.to_dict())
-            for s in samples for c in configs}
+    keys = record_keys(samples, configs, key_settings)
 
     # 2. run what the cache lacks
-    todo = sum(k not in cache for k in keys.values())
+    unique = set(keys.values())  # configs that run the same call share a key
+    todo = sum(k not in cache for k in unique)
     t0 = time.perf_counter()
-    with _progress(len(keys), len(keys) - todo, task, progress) as bar:
-        _run_missing(samples, configs, factory, cache, keys, bar, spec.metrics[0])
+    with _progress(len(unique), len(unique) - todo, task, progress) as bar:
+        _run_missing(samples, configs, factory, cache, keys, bar, spec.metrics[0], concurrency)
     elapsed = time.perf_counter() - t0
 
     # 3. aggregate and write
-    records = [cache[k] for k in keys.values()]
+    records = cached_records(cache, keys)
     settings = {
         "task": task, "model": model, "n_items": n_items, "positions": positions,
         "samples_per_position": samples_per_position, "seed": seed, "split": split, "max_tokens": max_tokens,
@@ -178,20 +195,66 @@ def run_accuracy(
     return results
 
 
-def _run_missing(samples, configs, factory: ModelFactory, cache: ResultCache, keys: dict, bar, metric: str) -> None:
+def record_keys(samples: Sequence[Sample], configs: Sequence[BenchConfig], settings: dict[str, Any]) -> dict:
+    """{(question, position, config name): cache key}; configs that run the same call share a key
+    (`configs.key_config`: the `default` config is keyed as what it resolves to)."""
+    return {
+        (s.question_index, s.position, c.name): record_key(
+            settings, s.uid, key_config(c, tools_bound=s.tools(s.items) is not None)
+        )
+        for s in samples for c in configs
+    }
+
+
+def cached_records(cache: ResultCache, keys: dict) -> list[dict[str, Any]]:
+    """The records of `keys`, each labelled with the config it was asked for (a shared record
+    carries the name of the config that computed it)."""
+    return [{**cache[k], "config": name} for (_, _, name), k in keys.items()]
+
+
+def _run_missing(
+    samples, configs, factory: ModelFactory, cache: ResultCache, keys: dict, bar, metric: str, concurrency: int = 1
+) -> None:
     """Evaluate and append every (sample, config) the cache lacks, sample-major so an
-    interrupted run has every config; one model per config, made when first needed."""
+    interrupted run has every config; one model per config, made when first needed.
+
+    With `concurrency` > 1, that many calls run at once from threads, so the engine decodes
+    them in one batch (continuous batching); results equal one-at-a-time calls up to
+    floating-point rounding (docs/engine.md). Finished calls are appended as they complete."""
     models: dict[str, BaseChatModel] = {}
+    todo: list[tuple[Sample, BenchConfig, str]] = []
+    planned: set[str] = set()
     for s in samples:
         for c in configs:
             key = keys[(s.question_index, s.position, c.name)]
-            if key in cache:
+            if key in cache or key in planned:  # shared keys (`key_config`) are computed once
                 continue
             if c.name not in models:
                 models[c.name] = factory(c)
-            cache.append({"key": key, **evaluate(s, c, models[c.name])})
-            bar.update()
-            bar.set_postfix_str(_running_accuracy(cache, keys, configs, metric))
+                load = getattr(models[c.name], "load", None)
+                if callable(load) and concurrency > 1:
+                    load()  # now, not raced by the first calls' threads
+            planned.add(key)
+            todo.append((s, c, key))
+
+    def done(key: str, record: dict[str, Any]) -> None:
+        cache.append({"key": key, **record})
+        bar.update()
+        bar.set_postfix_str(_running_accuracy(cache, keys, configs, metric))
+
+    if concurrency <= 1:
+        for s, c, key in todo:
+            done(key, evaluate(s, c, models[c.name]))
+        return
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-accuracy") as pool:
+        running = {pool.submit(evaluate, s, c, models[c.name]): key for s, c, key in todo}
+        try:
+            for fut in as_completed(running):
+                done(running[fut], fut.result())
+        except BaseException:  # an error or Ctrl-C: finished calls are kept, queued ones dropped
+            for fut in running:
+                fut.cancel()
+            raise
 
 
 def aggregate(
@@ -298,6 +361,9 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
                              + ", ".join(f"{t} {s.max_tokens}" for t, s in TASKS.items()) + ")")
     parser.add_argument("--resamples", type=int, default=N_RESAMPLES,
                         help=f"bootstrap resamples (default {N_RESAMPLES})")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="calls run at once, decoded in one batch (default 1); higher throughput, "
+                             "results equal up to floating-point rounding, seconds per call not comparable")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -320,6 +386,8 @@ def accuracy_main(args: argparse.Namespace) -> int:
     try:
         _, n_items, positions = task_arguments(args, [args.split])
         configs = parse_configs(args.configs)
+        if args.concurrency < 1:
+            raise ValueError(f"--concurrency {args.concurrency}; allowed: an integer >= 1")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -328,7 +396,7 @@ def accuracy_main(args: argparse.Namespace) -> int:
         args.task, configs=configs, positions=positions, n_items=n_items,
         samples_per_position=args.samples, seed=args.seed, output=output,
         max_tokens=args.max_tokens, progress=False if args.no_progress else None, model=args.model,
-        n_resamples=args.resamples, split=args.split,
+        n_resamples=args.resamples, split=args.split, concurrency=args.concurrency,
     )
     print_report(results)
     print(f"\nwrote {Path(output) / RESULTS_FILE}, {Path(output) / RECORDS_FILE}, "

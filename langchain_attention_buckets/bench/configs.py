@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
@@ -76,6 +77,25 @@ CANDIDATE_CONFIGS: tuple[BenchConfig, ...] = (
 )
 CONFIGS: dict[str, BenchConfig] = {c.name: c for c in DEFAULT_CONFIGS + CANDIDATE_CONFIGS}
 BASELINE = "plain"
+
+
+def key_config(config: BenchConfig, *, tools_bound: bool) -> dict[str, Any]:
+    """What keys `config`'s records in the result cache: the configuration the call really runs.
+
+    ``bases="adaptive"`` (the `default` config) runs the paper set when the sample binds tools and
+    the model's own base otherwise (`ChatAttentionBuckets.bucket_choice`), so it is keyed as that
+    configuration. Where that is a named config (`plain`, `paper`), both share their records: a
+    run of `plain,default` on a task without tools computes each call once.
+    """
+    if config.bases != "adaptive":
+        return config.to_dict()
+    from ..chat_model import ADAPTIVE_TOOL_BASES  # lazy: torch
+
+    runs = dataclasses.replace(config, bases=ADAPTIVE_TOOL_BASES if tools_bound else None)
+    for named in CONFIGS.values():
+        if dataclasses.replace(named, name=runs.name) == runs:
+            return named.to_dict()
+    return runs.to_dict()
 
 
 def parse_configs(spec: str | Sequence[str | BenchConfig]) -> list[BenchConfig]:

@@ -31,10 +31,11 @@ from .accuracy import (
     aggregate,
     default_positions,
     evaluate,
+    record_keys,
     run_accuracy,
     task_arguments,
 )
-from .cache import ResultCache, record_key
+from .cache import ResultCache
 from .configs import BASELINE, CONFIGS, BenchConfig, ModelFactory, default_factory, parse_configs
 from .tasks import TASKS, get_task
 
@@ -227,8 +228,7 @@ def run_tune(
     (out / "dev").mkdir(parents=True, exist_ok=True)
     dev = spec.samples(n_items=n_items, positions=positions, samples_per_position=samples, seed=seed, split="dev")
     key_settings = {"task": task, "model": model, "max_tokens": max_tokens}  # as bench accuracy's
-    keys = {(s.question_index, s.position, c.name): record_key(key_settings, s.uid, c.to_dict())
-            for s in dev for c in configs}
+    keys = record_keys(dev, configs, key_settings)
 
     # 2. the dev search, as far as the budget goes
     cache = ResultCache(out / "dev" / RECORDS_FILE)
@@ -250,7 +250,7 @@ def run_tune(
         return results
 
     # 3. choose on dev
-    records = [cache[keys[(s.question_index, s.position, c.name)]] for c in complete for s in dev]
+    records = [{**cache[keys[(s.question_index, s.position, c.name)]], "config": c.name} for c in complete for s in dev]
     results["dev"] = aggregate(records, complete, positions, results["settings"]["dev_samples"], spec.metrics,
                                n_resamples=n_resamples, seed=seed)
     best = next(c for c in complete if c.name == choose(results["dev"], complete, spec.metrics[0]))
