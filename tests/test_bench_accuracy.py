@@ -525,6 +525,17 @@ def test_concurrency_runs_calls_at_once_with_the_same_results(tmp_path):
         run_accuracy("tools", configs="plain", output=tmp_path / "bad", concurrency=0, factory=None, **SMALL)
 
 
+def test_call_order_groups_configs_that_share_a_prefill():
+    from langchain_attention_buckets.bench.accuracy import _call_order
+
+    samples = families("tools", 8, 3)
+    configs = parse_configs("plain,paper,ms-poe,paper-mean,default,plain+reorder")
+    order = [(s.question_index, c.name) for s, c in _call_order(samples, configs, 2)]
+    chunk = ["plain", "paper", "paper-mean", "default", "ms-poe", "plain+reorder"]  # merge-rule variants together
+    assert order == [(q, c) for c in chunk for q in (0, 1)] + [(2, c) for c in chunk]
+    assert [c for _, c in _call_order(samples[:1], configs, 1)] == [CONFIGS[n] for n in chunk]
+
+
 def test_default_factory_with_the_real_chat_model(tmp_path, tiny_chat_dir):
     """The harness drives ChatAttentionBuckets itself (a tiny random Llama: scores are noise)."""
     factory = default_factory(tiny_chat_dir, max_tokens=40)  # room for the shortest forced call

@@ -215,8 +215,8 @@ def cached_records(cache: ResultCache, keys: dict) -> list[dict[str, Any]]:
 def _run_missing(
     samples, configs, factory: ModelFactory, cache: ResultCache, keys: dict, bar, metric: str, concurrency: int = 1
 ) -> None:
-    """Evaluate and append every (sample, config) the cache lacks, sample-major so an
-    interrupted run has every config; one model per config, made when first needed.
+    """Evaluate and append every (sample, config) the cache lacks, in `_call_order`; one model
+    per config, made when first needed.
 
     With `concurrency` > 1, that many calls run at once from threads, so the engine decodes
     them in one batch (continuous batching); results equal one-at-a-time calls up to
@@ -224,18 +224,17 @@ def _run_missing(
     models: dict[str, BaseChatModel] = {}
     todo: list[tuple[Sample, BenchConfig, str]] = []
     planned: set[str] = set()
-    for s in samples:
-        for c in configs:
-            key = keys[(s.question_index, s.position, c.name)]
-            if key in cache or key in planned:  # shared keys (`key_config`) are computed once
-                continue
-            if c.name not in models:
-                models[c.name] = factory(c)
-                load = getattr(models[c.name], "load", None)
-                if callable(load) and concurrency > 1:
-                    load()  # now, not raced by the first calls' threads
-            planned.add(key)
-            todo.append((s, c, key))
+    for s, c in _call_order(samples, configs, concurrency):
+        key = keys[(s.question_index, s.position, c.name)]
+        if key in cache or key in planned:  # shared keys (`key_config`) are computed once
+            continue
+        if c.name not in models:
+            models[c.name] = factory(c)
+            load = getattr(models[c.name], "load", None)
+            if callable(load) and concurrency > 1:
+                load()  # now, not raced by the first calls' threads
+        planned.add(key)
+        todo.append((s, c, key))
 
     def done(key: str, record: dict[str, Any]) -> None:
         cache.append({"key": key, **record})
@@ -255,6 +254,25 @@ def _run_missing(
             for fut in running:
                 fut.cancel()
             raise
+
+
+def _call_order(samples: Sequence[Sample], configs: Sequence[BenchConfig], concurrency: int) -> list:
+    """(sample, config) pairs, sample-major in chunks of `concurrency` samples, so an interrupted
+    run has every config of the samples done. Within a chunk, configs whose prompts share keys and
+    values in the engine's prefix cache (same bases, strategy, layers and item order: merge-rule
+    variants of one base set) run one after another, so only the first of them prefills."""
+    def prefill_group(c: BenchConfig) -> tuple:
+        d = key_config(c, tools_bound=True)
+        return (repr(d.get("bases")), d.get("strategy"), d.get("bucket_layers"), d.get("reorder"))
+
+    groups: dict[tuple, list[BenchConfig]] = {}
+    for c in configs:
+        groups.setdefault(prefill_group(c), []).append(c)
+    order = []
+    for i in range(0, len(samples), concurrency):
+        chunk = samples[i:i + concurrency]
+        order += [(s, c) for group in groups.values() for c in group for s in chunk]
+    return order
 
 
 def aggregate(
