@@ -526,14 +526,14 @@ def test_concurrency_runs_calls_at_once_with_the_same_results(tmp_path):
 
 
 def test_call_order_groups_configs_that_share_a_prefill():
-    from langchain_attention_buckets.bench.accuracy import _call_order
+    from langchain_attention_buckets.bench.accuracy import call_order
 
     samples = families("tools", 8, 3)
     configs = parse_configs("plain,paper,ms-poe,paper-mean,default,plain+reorder")
-    order = [(s.question_index, c.name) for s, c in _call_order(samples, configs, 2)]
+    order = [(s.question_index, c.name) for s, c in call_order(samples, configs, 2)]
     chunk = ["plain", "paper", "paper-mean", "default", "ms-poe", "plain+reorder"]  # merge-rule variants together
     assert order == [(q, c) for c in chunk for q in (0, 1)] + [(2, c) for c in chunk]
-    assert [c for _, c in _call_order(samples[:1], configs, 1)] == [CONFIGS[n] for n in chunk]
+    assert [c for _, c in call_order(samples[:1], configs, 1)] == [CONFIGS[n] for n in chunk]
 
 
 def test_default_factory_with_the_real_chat_model(tmp_path, tiny_chat_dir):

@@ -142,12 +142,13 @@ def test_tune_chooses_tests_and_writes_a_preset(tmp_path):
 def test_budget_stops_the_search_and_a_rerun_resumes(tmp_path):
     data, out, calls = qa_file(tmp_path), tmp_path / "out", []
     res = run_tune(data, factory=factory(calls), output=out, budget="11", **KW)
-    # plain (8 calls) in full, paper 3 of 8, paper-max not at all; plain is chosen among what was evaluated
-    assert [(c["name"], c["done"]) for c in res["candidates"]] == [("plain", 8), ("paper", 3), ("paper-max", 0)]
+    # plain (8 calls) in full; paper and paper-max (merge rules of one base set: they advance together,
+    # sharing each prompt's prefill) 2 and 1 of 8; plain is chosen among what was evaluated
+    assert [(c["name"], c["done"]) for c in res["candidates"]] == [("plain", 8), ("paper", 2), ("paper-max", 1)]
     assert res["not_evaluated"] == ["paper", "paper-max"] and res["chosen"] == "plain"
     assert len(calls) == 11 + 4 * 2  # the test split: plain alone, 4 questions x 2 positions
     text = format_tune(res)
-    assert "paper                  not evaluated: 3 of 8 dev samples (budget)" in text
+    assert "paper                  not evaluated: 2 of 8 dev samples (budget)" in text
     assert "not evaluated on every dev sample: paper, paper-max" in text
     assert json.loads((out / "preset.json").read_text())["bases"] == 10000.0  # plain: the model's own base
     # no budget: only what is missing (dev, and paper-max on test: plain is cached); a third run calls nothing

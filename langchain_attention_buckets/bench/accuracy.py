@@ -18,9 +18,9 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
@@ -215,16 +215,24 @@ def cached_records(cache: ResultCache, keys: dict) -> list[dict[str, Any]]:
 def _run_missing(
     samples, configs, factory: ModelFactory, cache: ResultCache, keys: dict, bar, metric: str, concurrency: int = 1
 ) -> None:
-    """Evaluate and append every (sample, config) the cache lacks, in `_call_order`; one model
-    per config, made when first needed.
+    """Evaluate and append every (sample, config) the cache lacks, in `call_order`."""
 
-    With `concurrency` > 1, that many calls run at once from threads, so the engine decodes
-    them in one batch (continuous batching); results equal one-at-a-time calls up to
-    floating-point rounding (docs/engine.md). Finished calls are appended as they complete."""
+    def done(key: str, record: dict[str, Any]) -> None:
+        cache.append({"key": key, **record})
+        bar.update()
+        bar.set_postfix_str(_running_accuracy(cache, keys, configs, metric))
+
+    todo, models = plan_calls(call_order(samples, configs, concurrency), keys, cache, factory, concurrency)
+    execute(todo, models, done, concurrency)
+
+
+def plan_calls(order, keys: dict, cache: ResultCache, factory: ModelFactory, concurrency: int = 1):
+    """([(sample, config, key)] the cache lacks, each key once; {config name: chat model}), one
+    model per config, made (and, for concurrent calls, loaded) before the calls start."""
     models: dict[str, BaseChatModel] = {}
     todo: list[tuple[Sample, BenchConfig, str]] = []
     planned: set[str] = set()
-    for s, c in _call_order(samples, configs, concurrency):
+    for s, c in order:
         key = keys[(s.question_index, s.position, c.name)]
         if key in cache or key in planned:  # shared keys (`key_config`) are computed once
             continue
@@ -235,32 +243,52 @@ def _run_missing(
                 load()  # now, not raced by the first calls' threads
         planned.add(key)
         todo.append((s, c, key))
+    return todo, models
 
-    def done(key: str, record: dict[str, Any]) -> None:
-        cache.append({"key": key, **record})
-        bar.update()
-        bar.set_postfix_str(_running_accuracy(cache, keys, configs, metric))
 
-    if concurrency <= 1:
-        for s, c, key in todo:
-            done(key, evaluate(s, c, models[c.name]))
-        return
+def execute(todo, models: dict, done: Callable[[str, dict], None], concurrency: int = 1,
+            admit: Callable[[], bool] | None = None) -> None:
+    """Run `todo` ((sample, config, key) triples) with at most `concurrency` calls at once, from
+    threads, so the engine decodes them in one batch (continuous batching; results equal calls
+    made one at a time up to floating-point rounding, docs/engine.md). `done(key, record)` runs in
+    this thread as each call finishes; `admit()` runs before each call starts, and False stops
+    the run (a budget). An error or Ctrl-C stops it too: calls already finished are kept."""
+    pending = iter(todo)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-accuracy") as pool:
-        running = {pool.submit(evaluate, s, c, models[c.name]): key for s, c, key in todo}
+        running: dict = {}
+
+        stopped = False
+
+        def fill() -> None:
+            nonlocal stopped
+            while not stopped and len(running) < concurrency:
+                nxt = next(pending, None)
+                if nxt is None or (admit is not None and not admit()):
+                    stopped = True
+                    return
+                s, c, key = nxt
+                running[pool.submit(evaluate, s, c, models[c.name])] = key
+
         try:
-            for fut in as_completed(running):
-                done(running[fut], fut.result())
-        except BaseException:  # an error or Ctrl-C: finished calls are kept, queued ones dropped
-            for fut in running:
-                fut.cancel()
+            fill()
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    done(running.pop(fut), fut.result())
+                fill()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
 
 
-def _call_order(samples: Sequence[Sample], configs: Sequence[BenchConfig], concurrency: int) -> list:
-    """(sample, config) pairs, sample-major in chunks of `concurrency` samples, so an interrupted
-    run has every config of the samples done. Within a chunk, configs whose prompts share keys and
-    values in the engine's prefix cache (same bases, strategy, layers and item order: merge-rule
-    variants of one base set) run one after another, so only the first of them prefills."""
+def call_order(samples: Sequence[Sample], configs: Sequence[BenchConfig], concurrency: int = 1,
+               *, configs_first: bool = False) -> list:
+    """(sample, config) pairs in chunks of `concurrency` samples. Configs whose prompts share keys
+    and values in the engine's prefix cache (same bases, strategy, layers and item order: the
+    merge-rule variants of one base set) run one after another on a chunk, so only the first of
+    them prefills. Sample-major (default): every config of a chunk before the next chunk, so an
+    interrupted run has every config of the samples done. `configs_first`: each such group of
+    configs over every sample before the next group (a search that completes candidates)."""
     def prefill_group(c: BenchConfig) -> tuple:
         d = key_config(c, tools_bound=True)
         return (repr(d.get("bases")), d.get("strategy"), d.get("bucket_layers"), d.get("reorder"))
@@ -268,11 +296,10 @@ def _call_order(samples: Sequence[Sample], configs: Sequence[BenchConfig], concu
     groups: dict[tuple, list[BenchConfig]] = {}
     for c in configs:
         groups.setdefault(prefill_group(c), []).append(c)
-    order = []
-    for i in range(0, len(samples), concurrency):
-        chunk = samples[i:i + concurrency]
-        order += [(s, c) for group in groups.values() for c in group for s in chunk]
-    return order
+    chunks = [samples[i:i + max(concurrency, 1)] for i in range(0, len(samples), max(concurrency, 1))]
+    if configs_first:
+        return [(s, c) for group in groups.values() for chunk in chunks for c in group for s in chunk]
+    return [(s, c) for chunk in chunks for group in groups.values() for c in group for s in chunk]
 
 
 def aggregate(

@@ -29,8 +29,10 @@ from .accuracy import (
     N_RESAMPLES,
     RECORDS_FILE,
     aggregate,
+    call_order,
     default_positions,
-    evaluate,
+    execute,
+    plan_calls,
     record_keys,
     run_accuracy,
     task_arguments,
@@ -127,26 +129,30 @@ def _check_settings(config: BenchConfig) -> None:
 
 
 def search(samples, configs: Sequence[BenchConfig], factory: ModelFactory, cache: ResultCache,
-           keys: dict, budget: Budget, progress: bool | None = None) -> dict[str, int]:
-    """Evaluate each config on every sample (one config after another), skipping cached results,
-    until the budget is spent; {config name: samples done}."""
-    todo = sum(k not in cache for k in keys.values())
+           keys: dict, budget: Budget, progress: bool | None = None, concurrency: int = 1) -> dict[str, int]:
+    """Evaluate each config on every sample, skipping cached results, until the budget is spent;
+    {config name: samples done}. Candidates run one after another (a budget leaves whole
+    candidates done), the merge-rule variants of one base set together on each chunk of
+    `concurrency` samples so that they share the prefill (`accuracy.call_order`)."""
+    todo, models = plan_calls(call_order(samples, configs, concurrency, configs_first=True), keys, cache, factory,
+                              concurrency)
+    unique = set(keys.values())
     budget.begin()
-    with progress_bar(len(keys), initial=len(keys) - todo, desc="tune dev", unit="call", progress=progress) as bar:
-        for c in configs:
-            model = None
-            for s in samples:
-                key = keys[(s.question_index, s.position, c.name)]
-                if key in cache:
-                    continue
-                if budget.spent():
-                    break
-                if model is None:
-                    model = factory(c)
-                cache.append({"key": key, **evaluate(s, c, model)})
-                budget.used += 1
-                bar.update()
-                bar.set_postfix_str(c.name)
+
+    def admit() -> bool:
+        if budget.spent():
+            return False
+        budget.used += 1
+        return True
+
+    with progress_bar(len(unique), initial=sum(k in cache for k in unique), desc="tune dev", unit="call",
+                      progress=progress) as bar:
+        def done(key: str, record: dict[str, Any]) -> None:
+            cache.append({"key": key, **record})
+            bar.update()
+            bar.set_postfix_str(record["config"])
+
+        execute(todo, models, done, concurrency, admit)
     return {c.name: sum(keys[(s.question_index, s.position, c.name)] in cache for s in samples) for c in configs}
 
 
@@ -190,6 +196,7 @@ def run_tune(
     n_resamples: int = N_RESAMPLES,
     own_base: Callable[[], float] | None = None,
     plots: bool = True,
+    concurrency: int = 1,
 ) -> dict[str, Any]:
     """Search the candidates on the dev split, test the chosen one against `plain`, write the preset.
 
@@ -211,12 +218,15 @@ def run_tune(
         n_resamples: Bootstrap resamples.
         own_base: The model's own rope base, for a preset of the plain model; default: loaded.
         plots: Write the test split's plots.
+        concurrency: Calls run at once (`accuracy.execute`); results equal up to rounding.
 
     Returns:
         The content of tune.json (see docs/bench.md); no "chosen" when the budget ran out before
         `plain` was evaluated on every dev sample.
     """
     # 1. settings, candidates, dev samples
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency={concurrency!r}; allowed: an integer >= 1")
     spec = get_task(task)
     n_items = n_items or spec.default_items
     positions = sorted(set(positions)) if positions is not None else default_positions(n_items, 3)
@@ -233,7 +243,7 @@ def run_tune(
     # 2. the dev search, as far as the budget goes
     cache = ResultCache(out / "dev" / RECORDS_FILE)
     t0 = time.perf_counter()
-    done = search(dev, configs, factory, cache, keys, budget, progress)
+    done = search(dev, configs, factory, cache, keys, budget, progress, concurrency)
     complete = [c for c in configs if done[c.name] == len(dev)]
     results: dict[str, Any] = {
         "settings": {"task": task, "model": model, "n_items": n_items, "positions": positions,
@@ -260,7 +270,8 @@ def run_tune(
     test_configs = [configs[0]] + ([best] if best.name != BASELINE else [])
     test = run_accuracy(task, configs=test_configs, factory=factory, positions=positions, n_items=n_items,
                         samples_per_position=test_samples, seed=seed, output=out / "test", max_tokens=max_tokens,
-                        progress=progress, model=model, n_resamples=n_resamples, plots=plots, split="test")
+                        progress=progress, model=model, n_resamples=n_resamples, plots=plots, split="test",
+                        concurrency=concurrency)
     results["test"] = {"settings": test["settings"], "summary": test["summary"], "plots": test["plots"]}
 
     # 5. the preset
@@ -380,6 +391,8 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the bootstrap (default 0)")
     parser.add_argument("--max-tokens", type=int, default=None, help="reply length (default: the task's)")
     parser.add_argument("--resamples", type=int, default=N_RESAMPLES, help=f"bootstrap resamples (default {N_RESAMPLES})")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="calls run at once, decoded in one batch (default 1); results equal up to rounding")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -389,6 +402,8 @@ def tune_main(args: argparse.Namespace) -> int:
         _, n_items, positions = task_arguments(args, ["dev", "test"])  # both splits must have rows
         configs = candidates(args.configs)
         budget = parse_budget(args.budget)
+        if args.concurrency < 1:
+            raise ValueError(f"--concurrency {args.concurrency}; allowed: an integer >= 1")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -396,6 +411,6 @@ def tune_main(args: argparse.Namespace) -> int:
     results = run_tune(args.task, configs=configs, with_grid=args.grid, model=args.model, budget=budget, output=output,
                        positions=positions, n_items=n_items, samples=args.samples, test_samples=args.test_samples,
                        seed=args.seed, max_tokens=args.max_tokens, progress=False if args.no_progress else None,
-                       n_resamples=args.resamples)
+                       n_resamples=args.resamples, concurrency=args.concurrency)
     print(format_tune(results, output))
     return 0 if "chosen" in results else 1
