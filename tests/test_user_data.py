@@ -85,12 +85,14 @@ def test_split_defaults_to_a_hash_and_ids_to_lines(tmp_path):
     assert rows[0].id == "line-1" and rows[-1].id == 7
 
 
-def test_built_in_test_split_is_other_questions():
-    spec = get_task("qa")
+@pytest.mark.parametrize(("task", "heldout"), [("qa", True), ("kv", False)])
+def test_built_in_test_split_is_other_questions(task, heldout):
+    spec = get_task(task)
     kw = dict(n_items=5, positions=[0], samples_per_position=3, seed=0)
     dev, test = spec.samples(**kw, split="dev"), spec.samples(**kw, split="test")
     assert dev == spec.samples(**kw)  # dev is the seed's questions, as bench accuracy asks them
-    assert test == spec.make_samples(**{**kw, "seed": TEST_SEED_OFFSET})
+    # the other seed; qa's from held-out documents (tests/test_heldout.py), kv's from the same generator
+    assert test == spec.make_samples(**{**kw, "seed": TEST_SEED_OFFSET}, **({"heldout": True} if heldout else {}))
     assert not {s.question for s in dev} & {s.question for s in test}
 
 

@@ -7,7 +7,12 @@ default item count and reply length. A path to a JSONL file of the user's own it
 
 Splits: `TaskSpec.samples(split="dev" | "test")`. A built-in task's test questions are
 generated from another seed (`TEST_SEED_OFFSET`), so they are other questions than the dev
-ones (for `tools`, drawn from the same catalog); a user file's rows carry their own split.
+ones. For `tools` and `qa` the test split is also held out: its tools
+(`tool_catalog.HELDOUT_CATALOG`) and document templates (`qa.HELDOUT_RELATIONS`) are ones the
+dev split never shows and no configuration was designed or tuned on (`make_samples(...,
+heldout=True)`). `kv` and `kv-short` hold no designed content (random keys, words and
+numbers), so their test split is another seed only. `split=None` is the dev data. A user
+file's rows carry their own split.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from . import kv, qa, tools, user
 from .base import Item, Sample
 
 TEST_SEED_OFFSET = 1_000_003
-"""Added to the seed for a built-in task's test split: questions the dev split never shows."""
+"""Added to the seed for a built-in task's test split: questions the dev split never shows
+(for `tools` and `qa` also drawn from held-out tools and documents)."""
 
 
 @dataclass(frozen=True)
@@ -32,18 +38,30 @@ class TaskSpec:
     max_tokens: int  # enough for the answer (a tool call for "tools") and a short preamble
     metrics: tuple[str, ...]  # primary first
     generated: bool = True  # built in, generated from a seed; False: rows from a user file
+    heldout: bool = False  # the test split passes make_samples(heldout=True): content dev never shows
 
     def samples(
         self, *, n_items: int, positions: Sequence[int], samples_per_position: int, seed: int,
         split: str | None = None,
     ) -> list[Sample]:
-        """The samples of one split ("dev", "test"; None: a built-in task's seed, a file's every row)."""
+        """The samples of one split.
+
+        Args:
+            split: "dev", "test" or None. A built-in task: None and "dev" are the samples of
+                `seed`; "test" those of `seed + TEST_SEED_OFFSET`, from the held-out tools or
+                documents where the task has them (`heldout`). A user file: its rows of that
+                split, None its every row.
+        """
         if split not in (None, *user.SPLITS):
             raise ValueError(f"split={split!r}; allowed: 'dev', 'test' or None")
         kw = dict(n_items=n_items, positions=positions, samples_per_position=samples_per_position)
-        if self.generated:
-            return self.make_samples(**kw, seed=seed + TEST_SEED_OFFSET if split == "test" else seed)
-        return self.make_samples(**kw, seed=seed, split=split)
+        if not self.generated:
+            return self.make_samples(**kw, seed=seed, split=split)
+        if split != "test":
+            return self.make_samples(**kw, seed=seed)
+        if self.heldout:
+            kw["heldout"] = True
+        return self.make_samples(**kw, seed=seed + TEST_SEED_OFFSET)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -51,8 +69,8 @@ TASKS: dict[str, TaskSpec] = {
     "kv-short": TaskSpec("kv-short", kv.make_short_samples, kv.DEFAULT_ITEMS["kv-short"],
                          kv.MAX_TOKENS["kv-short"], ("correct",)),
     "tools": TaskSpec("tools", tools.make_samples, tools.DEFAULT_ITEMS, tools.MAX_TOKENS,
-                      tools.ToolSample.metrics),
-    "qa": TaskSpec("qa", qa.make_samples, qa.DEFAULT_ITEMS, qa.MAX_TOKENS, ("correct",)),
+                      tools.ToolSample.metrics, heldout=True),
+    "qa": TaskSpec("qa", qa.make_samples, qa.DEFAULT_ITEMS, qa.MAX_TOKENS, ("correct",), heldout=True),
 }
 
 

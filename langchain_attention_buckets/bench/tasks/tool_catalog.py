@@ -1,10 +1,17 @@
-"""A built-in catalog of synthetic but realistic tools, one per domain.
+"""Built-in catalogs of synthetic but realistic tools, one per domain.
 
 Each entry: a name, a 2-4 sentence description, 2-4 parameters with
 descriptions, and request templates whose slots fill some parameters. The
 domains are chosen far apart so that every request needs exactly one tool.
 Slot values come from the lists below; the request states them, so the
 arguments of a call can be checked too.
+
+Two catalogs: `CATALOG` (52 tools) is the design catalog: the dev split draws
+from it, and the candidate configurations were designed and tuned on it.
+`HELDOUT_CATALOG` (30 tools, other domains: tides, museum tickets, waste
+pickup, visas, tax, ...) is seen only by the test split, so a test result says
+how a configuration does on tools it was not designed on. No tool name or
+domain is in both.
 """
 
 from __future__ import annotations
@@ -115,6 +122,30 @@ SLOTS: dict[str, list[Any]] = {
     "unit_to": ["kilometers", "kilograms", "liters", "meters"],
     "n": [3, 12, 40, 250],
     "restaurant": ["Casa Lucia", "The Copper Pot", "Sakura Garden", "Le Petit Four"],
+    # Slots of the held-out catalog only.
+    "country2": COUNTRIES,
+    "harbor": ["Whitby", "St Ives", "Honfleur", "Tofino", "Kinsale", "Stromness"],
+    "museum": ["the Rijksmuseum", "the Prado", "the Uffizi", "the Louvre", "the Hermitage"],
+    "bulky_item": ["old sofa", "broken fridge", "mattress", "washing machine", "wardrobe"],
+    "income": [32000, 48000, 65000, 90000, 140000],
+    "resort": ["Zermatt", "Whistler", "Niseko", "Chamonix", "Aspen", "St. Anton"],
+    "application": ["PA-2025-118734", "PA-2025-402291", "PA-2024-977105"],
+    "game": ["Catan", "Carcassonne", "Ticket to Ride", "Azul", "Pandemic"],
+    "bird": ["barn owl", "kingfisher", "hoopoe", "red kite", "bee-eater"],
+    "domain": ["bluefernstudio.com", "quietharbor.io", "tinylanterns.net", "maplecrate.org"],
+    "cause": ["animal welfare", "adult literacy", "food banks", "river clean-ups", "elderly care"],
+    "lottery": ["EuroMillions", "Powerball", "Mega Millions", "El Gordo"],
+    "sqm": [18, 24, 35, 42, 60],
+    "coats": [2, 3],
+    "baby_name": ["Aurelia", "Matteo", "Freya", "Kenji", "Soraya", "Elias"],
+    "court_venue": ["Riverside Tennis Club", "Parkview Courts", "Ashford Racquet Centre"],
+    "shoe_size": [37, 39, 41, 43, 45],
+    "weekday": ["Monday", "Wednesday", "Friday", "Saturday", "Sunday"],
+    "serial": ["SN-48213-KX", "SN-90477-BQ", "SN-11536-TR", "SN-73009-LM"],
+    "vin": ["1HGCM82633A004352", "WVWZZZ1JZXW000001", "JH4KA7561PC008269"],
+    "garment": ["scarf", "beanie", "pair of mittens", "cardigan", "baby blanket"],
+    "desks": [2, 4, 6, 10],
+    "music_key": ["C major", "G minor", "E flat major", "D minor"],
 }
 
 P = Param
@@ -514,3 +545,230 @@ CATALOG: tuple[ToolSpec, ...] = (
              ("When does the sun rise and set in {city} on {date}?",
               "Give me sunrise and sunset times for {city} on {date}.")),
 )
+
+HELDOUT_CATALOG: tuple[ToolSpec, ...] = (
+    ToolSpec("get_tide_times",
+             "Get the times and heights of high and low tide at a harbor on a given date. Uses the "
+             "nearest tide gauge and corrects for local effects.",
+             (P("harbor", "string", "The harbor or coastal town, e.g. Whitby.", "harbor"),
+              P("date", "string", "The date as YYYY-MM-DD.", "date"),
+              P("datum", "string", "Height reference, e.g. chart datum. Optional.")),
+             ("When are high and low tide at {harbor} harbor on {date}?",
+              "Give me the tide times for {harbor} on {date}.")),
+    ToolSpec("buy_museum_tickets",
+             "Buy timed-entry admission tickets for a museum. Picks the first free entry slot on "
+             "the date and returns e-tickets with a barcode.",
+             (P("museum", "string", "The museum's name, e.g. the Prado.", "museum"),
+              P("visit_date", "string", "Date of the visit as YYYY-MM-DD.", "date"),
+              P("tickets", "integer", "Number of admission tickets.", "people"),
+              P("audio_guide", "boolean", "Whether to add an audio guide.")),
+             ("Buy {people} admission tickets for {museum} on {date}.",
+              "I'd like to visit {museum} on {date}; get museum tickets for {people} people.")),
+    ToolSpec("schedule_bulky_waste_pickup",
+             "Schedule a municipal pickup of a bulky waste item, such as furniture or a large "
+             "appliance, from the curb. Returns the pickup window and the fee.",
+             (P("item", "string", "The bulky item to collect, e.g. mattress.", "bulky_item"),
+              P("address", "string", "Street address of the pickup.", "address"),
+              P("pickup_date", "string", "Preferred pickup date as YYYY-MM-DD.", "date")),
+             ("Schedule a bulky waste pickup for my {bulky_item} at {address} on {date}.",
+              "Can the city collect my {bulky_item} from {address} on {date}? Book the waste pickup.")),
+    ToolSpec("get_travel_vaccinations",
+             "List the vaccinations recommended or required before travelling to a country. "
+             "Returns each vaccine, whether it is mandatory and how long before the trip to get it.",
+             (P("destination_country", "string", "The country of the trip.", "country"),
+              P("traveller_age", "integer", "The traveller's age in years. Optional.")),
+             ("Which vaccinations do I need before travelling to {country}?",
+              "What vaccines are required or recommended for a trip to {country}?")),
+    ToolSpec("estimate_income_tax",
+             "Estimate the yearly income tax on a salary under a country's tax brackets. Returns "
+             "the tax due, the average rate and the marginal tax bracket.",
+             (P("annual_income", "number", "Gross yearly income in the local currency.", "income"),
+              P("country", "string", "The country whose tax brackets apply.", "country"),
+              P("filing_status", "string", "single or joint. Defaults to single.")),
+             ("How much income tax would I pay on a salary of {income} a year in {country}?",
+              "Estimate my income tax in {country} if I earn {income} per year.")),
+    ToolSpec("get_snow_report",
+             "Get the snow report of a ski resort. Returns snow depth on and off piste, fresh snow "
+             "in the last 24 hours and how many lifts and slopes are open.",
+             (P("resort", "string", "The ski resort, e.g. Zermatt.", "resort"),
+              P("units", "string", "'cm' or 'inches'. Defaults to cm.")),
+             ("How much snow is there in {resort} right now? Give me the snow report.",
+              "Are the ski slopes in {resort} open, and how deep is the snow?")),
+    ToolSpec("find_blood_donation_centers",
+             "Find places to donate blood in a city. Returns addresses, opening hours and the blood "
+             "types most needed today.",
+             (P("city", "string", "The city to search in.", "city"),
+              P("blood_type", "string", "The donor's blood type, e.g. O-. Optional.")),
+             ("Where can I donate blood in {city}?",
+              "Find a blood donation center in {city}.")),
+    ToolSpec("check_passport_application_status",
+             "Check the processing status of a passport application by its application number. "
+             "Returns the current stage and the expected date the passport is mailed.",
+             (P("application_number", "string", "The application number, e.g. PA-2025-118734.", "application"),
+              P("date_of_birth", "string", "The applicant's birth date, for verification. Optional.")),
+             ("What is the status of my passport application {application}?",
+              "Has my passport application {application} been processed yet?")),
+    ToolSpec("explain_board_game_rules",
+             "Explain the rules of a board game. Returns the setup, the turn sequence, how to win "
+             "and common rule mistakes.",
+             (P("game", "string", "The board game's name, e.g. Catan.", "game"),
+              P("players", "integer", "Number of players, for variant rules. Optional.")),
+             ("Explain the rules of the board game {game}.",
+              "How do you play {game}? Walk me through the board game rules.")),
+    ToolSpec("get_bird_sightings",
+             "List recent sightings of a bird species reported by birdwatchers near a city. Returns "
+             "locations, dates and the number of birds seen.",
+             (P("species", "string", "The bird species, e.g. kingfisher.", "bird"),
+              P("near_city", "string", "The city to search around.", "city"),
+              P("days_back", "integer", "How many days of reports. Defaults to 14.")),
+             ("Has anyone spotted a {bird} near {city} lately? Show me the bird sightings.",
+              "Where have birdwatchers seen the {bird} around {city} recently?")),
+    ToolSpec("check_domain_availability",
+             "Check whether an internet domain name is still free to register. Returns the "
+             "availability, the registration price and similar free names.",
+             (P("domain", "string", "The domain name, e.g. example.com.", "domain"),
+              P("suggest_alternatives", "boolean", "Whether to suggest similar names.")),
+             ("Is the domain {domain} still available to register?",
+              "Can I register the domain name {domain}?")),
+    ToolSpec("find_volunteer_opportunities",
+             "Find volunteering opportunities with charities in a city. Filters by the cause and "
+             "returns organisations, tasks and the time commitment.",
+             (P("cause", "string", "The cause, e.g. food banks.", "cause"),
+              P("city", "string", "Where to volunteer.", "city"),
+              P("weekends_only", "boolean", "Only roles on weekends.")),
+             ("I want to volunteer for {cause} in {city}. What opportunities are there?",
+              "Find volunteering roles in {city} that help with {cause}.")),
+    ToolSpec("get_lottery_results",
+             "Get the winning numbers of a lottery draw. Returns the numbers, the bonus balls and "
+             "the jackpot amount for the draw on the given date.",
+             (P("lottery", "string", "The lottery's name, e.g. Powerball.", "lottery"),
+              P("draw_date", "string", "Date of the draw as YYYY-MM-DD.", "date")),
+             ("What were the winning {lottery} numbers on {date}?",
+              "Show me the {lottery} lottery results for the draw on {date}.")),
+    ToolSpec("calculate_paint_needed",
+             "Calculate how much wall paint a room needs. Uses the wall area and the number of coats "
+             "and returns liters of paint and the number of cans.",
+             (P("wall_area_sqm", "number", "Wall area to paint in square meters.", "sqm"),
+              P("coats", "integer", "Number of coats of paint.", "coats"),
+              P("finish", "string", "matte, satin or gloss. Optional.")),
+             ("How much paint do I need for {sqm} square meters of wall with {coats} coats?",
+              "Calculate the liters of paint for painting {sqm} square meters of wall, {coats} coats.")),
+    ToolSpec("check_visa_requirements",
+             "Check whether citizens of one country need a visa to enter another. Returns the visa "
+             "type, the allowed length of stay and the documents to bring.",
+             (P("citizenship", "string", "The traveller's country of citizenship.", "country"),
+              P("destination", "string", "The country to enter.", "country2"),
+              P("purpose", "string", "tourism, business or study. Defaults to tourism.")),
+             ("Do citizens of {country} need a visa to enter {country2}?",
+              "I have a passport from {country}. What are the visa requirements for {country2}?")),
+    ToolSpec("encode_morse_code",
+             "Encode a piece of text in Morse code. Returns the dots and dashes, with slashes between "
+             "words, and optionally an audio clip.",
+             (P("text", "string", "The text to encode.", "phrase"),
+              P("include_audio", "boolean", "Whether to add an audio clip of the signal.")),
+             ("Write '{phrase}' in Morse code.",
+              "How is '{phrase}' spelled in Morse code dots and dashes?")),
+    ToolSpec("get_name_meaning",
+             "Look up the meaning and origin of a first name. Returns the language it comes from, "
+             "what it means and how popular it is for babies.",
+             (P("first_name", "string", "The first name, e.g. Freya.", "baby_name"),
+              P("include_popularity", "boolean", "Whether to add its popularity by year.")),
+             ("What does the name {baby_name} mean, and where does it come from?",
+              "We might call our baby {baby_name}. What is the meaning and origin of that name?")),
+    ToolSpec("book_tennis_court",
+             "Book a tennis court at a sports club for one hour. Checks which courts are free at the "
+             "time and returns the court number and a booking code.",
+             (P("venue", "string", "The tennis club or venue.", "court_venue"),
+              P("date", "string", "Date as YYYY-MM-DD.", "date"),
+              P("start_time", "string", "Start time as HH:MM.", "time"),
+              P("surface", "string", "clay, grass or hard. Optional.")),
+             ("Book a tennis court at {court_venue} on {date} at {time}.",
+              "Is there a free tennis court at {court_venue} at {time} on {date}? Reserve it.")),
+    ToolSpec("report_pothole",
+             "Report a pothole or road damage to the city's public works department. Returns a "
+             "case number and the expected repair time.",
+             (P("address", "string", "Street address nearest to the pothole.", "address"),
+              P("city", "string", "The city responsible for the road.", "city"),
+              P("photo_url", "string", "Link to a photo of the damage. Optional.")),
+             ("There's a big pothole on the road at {address} in {city}. Report it.",
+              "Report road damage near {address}, {city}, to public works.")),
+    ToolSpec("convert_shoe_size",
+             "Convert a European shoe size to US and UK shoe sizes. Returns the men's and women's "
+             "sizes and the foot length in centimeters.",
+             (P("eu_size", "number", "The European shoe size, e.g. 41.", "shoe_size"),
+              P("target_system", "string", "US or UK. Defaults to both.")),
+             ("What is EU shoe size {shoe_size} in US sizes?",
+              "I wear shoe size {shoe_size} in Europe. What size is that in the US and UK?")),
+    ToolSpec("get_electricity_spot_price",
+             "Get the hourly wholesale electricity spot price in a country for a given day. Returns "
+             "the price per megawatt-hour for every hour and the cheapest hours.",
+             (P("country", "string", "The country's power market.", "country"),
+              P("date", "string", "The day as YYYY-MM-DD.", "date")),
+             ("What is the electricity spot price in {country} on {date}?",
+              "Show me the hourly power prices for {country} on {date}: when is electricity cheapest?")),
+    ToolSpec("find_farmers_markets",
+             "Find farmers markets in a city that are open on a given weekday. Returns locations, "
+             "opening hours and what the stalls sell.",
+             (P("city", "string", "The city to search in.", "city"),
+              P("weekday", "string", "Day of the week, e.g. Saturday.", "weekday")),
+             ("Which farmers markets are open in {city} on {weekday}?",
+              "Is there a farmers market in {city} on a {weekday}?")),
+    ToolSpec("estimate_moving_cost",
+             "Estimate the cost of moving a household between two cities with a removal company. "
+             "Uses the home size and returns a price range and the usual truck size.",
+             (P("from_city", "string", "The city you move out of.", "city"),
+              P("to_city", "string", "The city you move to.", "city2"),
+              P("bedrooms", "integer", "Bedrooms in the home being moved.", "bedrooms")),
+             ("How much would movers charge to move a {bedrooms}-bedroom home from {city} to {city2}?",
+              "Estimate the cost of moving house from {city} to {city2}: {bedrooms} bedrooms.")),
+    ToolSpec("get_iss_pass_times",
+             "Predict when the International Space Station passes visibly over a city. Returns the "
+             "start time, the direction and the brightness of each pass.",
+             (P("city", "string", "Where the observer is.", "city"),
+              P("days", "integer", "How many days ahead to predict.", "days")),
+             ("When will the International Space Station pass over {city} in the next {days} days?",
+              "Can I see the space station from {city}? List ISS passes for the next {days} days.")),
+    ToolSpec("check_warranty_status",
+             "Check whether a device is still under the manufacturer's warranty by its serial number. "
+             "Returns the warranty end date and what it covers.",
+             (P("serial_number", "string", "The device's serial number, e.g. SN-48213-KX.", "serial"),
+              P("brand", "string", "The manufacturer. Optional.")),
+             ("Is my device with serial number {serial} still under warranty?",
+              "Check the warranty status for serial number {serial}.")),
+    ToolSpec("decode_vehicle_vin",
+             "Decode a vehicle identification number (VIN). Returns the make, model, year, engine "
+             "and the factory where the vehicle was built.",
+             (P("vin", "string", "The 17-character VIN.", "vin"),
+              P("include_recalls", "boolean", "Whether to add open safety recalls.")),
+             ("Decode the VIN {vin}: which vehicle is it?",
+              "What make and model is the vehicle with identification number {vin}?")),
+    ToolSpec("calculate_pregnancy_due_date",
+             "Calculate the expected due date of a pregnancy from the first day of the last menstrual "
+             "period. Also returns the current week of pregnancy.",
+             (P("last_period_date", "string", "First day of the last period as YYYY-MM-DD.", "date"),
+              P("cycle_length_days", "integer", "Usual cycle length in days. Defaults to 28.")),
+             ("My last period started on {date}. When is my baby due?",
+              "Calculate my pregnancy due date: the last menstrual period began {date}.")),
+    ToolSpec("find_coworking_space",
+             "Find coworking spaces in a city with enough free desks for a team. Returns spaces, "
+             "day prices, amenities and free desks.",
+             (P("city", "string", "The city to search in.", "city"),
+              P("desks", "integer", "How many desks are needed.", "desks")),
+             ("Find a coworking space in {city} with {desks} free desks.",
+              "Our team needs {desks} desks at a coworking space in {city}. What is available?")),
+    ToolSpec("find_knitting_pattern",
+             "Search a library of knitting patterns for a garment. Returns pattern names, the yarn "
+             "and needles needed and the skill level.",
+             (P("garment", "string", "What to knit, e.g. scarf.", "garment"),
+              P("skill_level", "string", "beginner, intermediate or advanced. Optional.")),
+             ("Find me a knitting pattern for a {garment}.",
+              "I want to knit a {garment}. Do you have a pattern?")),
+    ToolSpec("suggest_chord_progression",
+             "Suggest chord progressions in a musical key for songwriting. Returns the chords with "
+             "roman numerals and the mood each progression gives.",
+             (P("key", "string", "The musical key, e.g. G minor.", "music_key"),
+              P("mood", "string", "The feeling to aim for, e.g. hopeful. Optional.")),
+             ("Suggest a chord progression in {music_key} for a new song.",
+              "Which chords work well together in the key of {music_key}?")),
+)
+"""Tools in domains that CATALOG does not cover, for the built-in test split (never used in design or tuning)."""

@@ -2,7 +2,9 @@
 
 Each question binds M tools drawn from a built-in catalog of distinct domains
 (see `tool_catalog`) and asks a request that exactly one of them serves; that
-tool sits at the chosen position among the bound tools. The reply is scored
+tool sits at the chosen position among the bound tools. The design catalog
+(`CATALOG`) serves by default (the dev split); `heldout=True` draws from
+`HELDOUT_CATALOG`, tools the candidates were never designed on (the test split). The reply is scored
 through the chat model's own tool calling (`bind_tools(..., tool_choice="any")`):
 
 - "tool": the first tool call's name is the needed tool's name (primary metric);
@@ -23,7 +25,7 @@ from typing import Any, Sequence
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from .base import Item, Sample, check_settings, place, question_rng
-from .tool_catalog import CATALOG, SLOTS, ToolSpec
+from .tool_catalog import CATALOG, HELDOUT_CATALOG, SLOTS, ToolSpec
 
 MAX_TOKENS = 96
 DEFAULT_ITEMS = 16
@@ -95,16 +97,22 @@ def _template_slots(template: str) -> set[str]:
 
 
 def make_samples(
-    *, n_items: int, positions: Sequence[int], samples_per_position: int, seed: int
+    *, n_items: int, positions: Sequence[int], samples_per_position: int, seed: int, heldout: bool = False
 ) -> list[Sample]:
-    """Questions x positions: M = `n_items` bound tools, the needed one at each position."""
+    """Questions x positions: M = `n_items` bound tools, the needed one at each position.
+
+    Args:
+        heldout: Draw tools and requests from `HELDOUT_CATALOG` instead of `CATALOG`.
+    """
     check_settings(n_items, positions, samples_per_position)
-    if n_items > len(CATALOG):
-        raise ValueError(f"tools supports at most {len(CATALOG)} items (catalog size), got {n_items}")
+    catalog, which = (HELDOUT_CATALOG, "held-out") if heldout else (CATALOG, "design")
+    if n_items > len(catalog):
+        raise ValueError(f"tools supports at most {len(catalog)} items (the {which} catalog's size), "
+                         f"got n_items={n_items}")
     samples: list[Sample] = []
     for q in range(samples_per_position):
         rng = question_rng("tools", seed, n_items, q)
-        specs = rng.sample(CATALOG, n_items)
+        specs = rng.sample(catalog, n_items)
         request, args = _fill(specs[0], rng)
         items = [Item(id=s.name, text=s.description, payload=s.schema()) for s in specs]
         gold, others = items[0], items[1:]
