@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_bench_arguments(bench.add_parser("serve", help="a bounded load run of agent-like sessions against the server"))
     bench.choices["serve"].set_defaults(func=serve_bench_main)
 
-    p = sub.add_parser("tune", help="choose a configuration for a task on a dev split, test it, write a preset")
+    p = sub.add_parser("tune", help="choose a configuration for a task on a dev split, test it on held-out data, write a preset")
     add_tune_arguments(p)
     p.set_defaults(func=tune_main)
     return parser

@@ -134,8 +134,9 @@ def run_accuracy(
         model: Model path or hub id for the default factory; also part of the cache key.
         n_resamples: Bootstrap resamples.
         plots: Write the PNG plots.
-        split: "dev" or "test" (`TaskSpec.samples`); None: a built-in task's questions from
-            `seed`, a file's every row.
+        split: "dev" or "test" (`TaskSpec.samples`; a built-in `tools` or `qa` test split holds
+            held-out tools or documents); None: a built-in task's questions from `seed` (its dev
+            data), a file's every row.
         concurrency: Calls run at once (threads; the engine batches their decoding). Results
             equal one-at-a-time calls up to floating-point rounding; higher throughput, longer
             seconds per call.
@@ -382,7 +383,8 @@ def add_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
                              "question-answer items (docs/bench.md, 'Your own data')")
     parser.add_argument("--split", default=None, choices=["dev", "test"],
                         help="only the dev or the test split (a file's 'split' field; for a built-in "
-                             "task, test questions come from another seed); default: a file's every row")
+                             "task, test questions come from another seed, for tools and qa from held-out "
+                             "tools and documents the dev split never shows); default: a file's every row")
     parser.add_argument("--model", default=None,
                         help="model path or hub id (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--items", type=int, default=None,

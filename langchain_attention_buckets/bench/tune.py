@@ -9,6 +9,10 @@ sample, through `accuracy.evaluate`, every result appended at once to `DIR/dev/r
 on the test split with the chosen one and `plain` (`DIR/test/`: paired bootstrap CIs of the
 difference, tables, plots) -> `DIR/tune.json`, `DIR/preset.json` (for
 `ChatAttentionBuckets(preset=...)`) and the summary on the terminal.
+
+For the built-in `tools` and `qa` the test split holds tool sets and documents the dev split
+never shows (`tasks.tool_catalog.HELDOUT_CATALOG`, `tasks.qa.HELDOUT_RELATIONS`): the choice is
+judged on data that neither the search nor the candidates' design saw.
 """
 
 from __future__ import annotations
@@ -200,6 +204,9 @@ def run_tune(
 ) -> dict[str, Any]:
     """Search the candidates on the dev split, test the chosen one against `plain`, write the preset.
 
+    A built-in `tools` or `qa` task's test split holds tools or documents the dev split never
+    shows (`tasks.TaskSpec.samples`).
+
     Args:
         task: A built-in task name or a user JSONL file (`tasks.user`).
         configs: Candidates (names or `BenchConfig`s); default `candidates()`. `plain` is always added.
@@ -387,7 +394,9 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--positions", default=None,
                         help="positions of the essential item, e.g. 0,8,15 (-1 = last; default: first, middle, last)")
     parser.add_argument("--samples", type=int, default=12, help="dev questions, each at every position (default 12)")
-    parser.add_argument("--test-samples", type=int, default=24, help="test questions (default 24)")
+    parser.add_argument("--test-samples", type=int, default=24,
+                        help="test questions (default 24); for tools and qa from held-out tools and "
+                             "documents the dev split never shows")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the bootstrap (default 0)")
     parser.add_argument("--max-tokens", type=int, default=None, help="reply length (default: the task's)")
     parser.add_argument("--resamples", type=int, default=N_RESAMPLES, help=f"bootstrap resamples (default {N_RESAMPLES})")
