@@ -25,6 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # imported here, not in the handlers, so that a broken command fails on --help too
 from .bases import NAMED_RATIOS, auto_distance_range, coverage, plot_bases, resolve_bases
 from .bench.accuracy import accuracy_main, add_accuracy_arguments
+from .bench.compare import add_compare_arguments, compare_main
 from .bench.decisions import add_decisions_arguments, decisions_main
 from .bench.memory import add_memory_arguments, memory_main
 from .bench.serve import add_serve_bench_arguments, serve_bench_main
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.choices["memory"].set_defaults(func=memory_main)
     add_decisions_arguments(bench.add_parser("decisions", help='tool_choice="auto": call-or-answer accuracy and its calibration'))
     bench.choices["decisions"].set_defaults(func=decisions_main)
+    add_compare_arguments(bench.add_parser("compare", help="several accuracy runs side by side: paired differences to plain"))
+    bench.choices["compare"].set_defaults(func=compare_main)
     p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (needs the 'serve' extra)")
     add_serve_arguments(p)
     p.set_defaults(func=_serve)
