@@ -86,7 +86,7 @@ def plot_forest(table: list[dict[str, Any]], path: Path) -> Path:
     configs = list(dict.fromkeys(r["config"] for r in table if r["d_mean"] is not None))
     fig = Figure(figsize=(3.2 * len(runs) + 1.6, 0.34 * len(configs) + 1.6), dpi=100)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(runs), sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, len(runs), sharex=True, sharey=True, squeeze=False)[0]  # one scale: panels compare
     for ax, run in zip(axes, runs):
         by = {r["config"]: r for r in table if r["run"] == run}
         for j, name in enumerate(configs):
