@@ -24,7 +24,8 @@ COMMANDS = _commands(build_parser())
 
 def test_the_commands():
     assert set(COMMANDS) == {(), ("bases",), ("bench",), ("bench", "accuracy"), ("bench", "speed"),
-                             ("bench", "memory"), ("bench", "decisions"), ("bench", "serve"), ("serve",), ("tune",)}
+                             ("bench", "memory"), ("bench", "decisions"), ("bench", "compare"), ("bench", "serve"), ("serve",),
+                             ("tune",)}
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "attention-buckets")
