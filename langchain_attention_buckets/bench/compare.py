@@ -84,7 +84,7 @@ def plot_forest(table: list[dict[str, Any]], path: Path) -> Path:
 
     runs = list(dict.fromkeys(r["run"] for r in table))
     configs = list(dict.fromkeys(r["config"] for r in table if r["d_mean"] is not None))
-    fig = Figure(figsize=(3.2 * len(runs) + 1.6, 0.34 * len(configs) + 1.6), dpi=100)
+    fig = Figure(figsize=(2.7 * len(runs) + 1.4, max(2.8, 0.34 * len(configs) + 1.8)), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(runs), sharex=True, sharey=True, squeeze=False)[0]  # one scale: panels compare
     for ax, run in zip(axes, runs):
@@ -106,12 +106,12 @@ def plot_forest(table: list[dict[str, Any]], path: Path) -> Path:
         ax.set_xlabel("accuracy − plain (points)", fontsize=8)
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_yticks(range(len(configs)), configs, fontsize=8)
-    axes[0].invert_yaxis()
+    axes[0].set_ylim(len(configs) - 0.5, -0.5)  # first config on top, rows one unit apart
     handles, labels = axes[0].get_legend_handles_labels()
     keep = dict(zip(labels, handles))
     if keep:
         fig.legend(keep.values(), keep.keys(), loc="lower center", ncol=2, fontsize=8)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path)
     return path
 
