@@ -145,8 +145,7 @@ def run_accuracy(
         The content of results.json: settings, summary and records.
     """
     # 1. settings and samples
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency={concurrency!r}; allowed: an integer >= 1")
+    check_concurrency(concurrency)
     spec = get_task(task)
     n_items = n_items or spec.default_items
     positions = sorted(set(positions)) if positions is not None else default_positions(n_items)
@@ -194,6 +193,12 @@ def run_accuracy(
 
         results["plots"] = [str(p) for p in plot_results(results, out)]
     return results
+
+
+def check_concurrency(value: Any, name: str = "concurrency") -> None:
+    """ValueError naming the value unless it is an integer >= 1 (calls run at once)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r}; allowed: an integer >= 1")
 
 
 def record_keys(samples: Sequence[Sample], configs: Sequence[BenchConfig], settings: dict[str, Any]) -> dict:
@@ -433,8 +438,7 @@ def accuracy_main(args: argparse.Namespace) -> int:
     try:
         _, n_items, positions = task_arguments(args, [args.split])
         configs = parse_configs(args.configs)
-        if args.concurrency < 1:
-            raise ValueError(f"--concurrency {args.concurrency}; allowed: an integer >= 1")
+        check_concurrency(args.concurrency, "--concurrency")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

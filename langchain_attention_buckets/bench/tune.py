@@ -33,7 +33,9 @@ from .accuracy import (
     N_RESAMPLES,
     RECORDS_FILE,
     aggregate,
+    cached_records,
     call_order,
+    check_concurrency,
     default_positions,
     execute,
     plan_calls,
@@ -232,8 +234,7 @@ def run_tune(
         `plain` was evaluated on every dev sample.
     """
     # 1. settings, candidates, dev samples
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency={concurrency!r}; allowed: an integer >= 1")
+    check_concurrency(concurrency)
     spec = get_task(task)
     n_items = n_items or spec.default_items
     positions = sorted(set(positions)) if positions is not None else default_positions(n_items, 3)
@@ -267,7 +268,8 @@ def run_tune(
         return results
 
     # 3. choose on dev
-    records = [{**cache[keys[(s.question_index, s.position, c.name)]], "config": c.name} for c in complete for s in dev]
+    done_names = {c.name for c in complete}
+    records = cached_records(cache, {k: v for k, v in keys.items() if k[2] in done_names})
     results["dev"] = aggregate(records, complete, positions, results["settings"]["dev_samples"], spec.metrics,
                                n_resamples=n_resamples, seed=seed)
     best = next(c for c in complete if c.name == choose(results["dev"], complete, spec.metrics[0]))
@@ -411,8 +413,7 @@ def tune_main(args: argparse.Namespace) -> int:
         _, n_items, positions = task_arguments(args, ["dev", "test"])  # both splits must have rows
         configs = candidates(args.configs)
         budget = parse_budget(args.budget)
-        if args.concurrency < 1:
-            raise ValueError(f"--concurrency {args.concurrency}; allowed: an integer >= 1")
+        check_concurrency(args.concurrency, "--concurrency")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
