@@ -38,7 +38,7 @@ from tool_catalog.make_decisions import split_of  # noqa: E402
 from tool_catalog.result_forms import salient  # noqa: E402
 
 from langchain_attention_buckets import ChatAttentionBuckets  # noqa: E402
-from langchain_attention_buckets.retrieval import ToolRetriever  # noqa: E402
+from langchain_attention_buckets.retrieval.tools import ToolRetriever  # noqa: E402
 
 SINGLE = [
     ("How many units of product P007 are in stock?", ["get_stock_level"]),

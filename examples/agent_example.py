@@ -21,7 +21,7 @@ from langchain_core.messages import HumanMessage, ToolMessage
 from tool_catalog import build_catalog
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.retrieval import ToolRetriever
+from langchain_attention_buckets.retrieval.tools import ToolRetriever
 
 
 class OneCallThenAnswer(AgentMiddleware):

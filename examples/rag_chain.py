@@ -14,8 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.rag import load_markdown_folder, rag_chain
-from langchain_attention_buckets.retrieval import MiniLMEmbeddings
+from langchain_attention_buckets.retrieval.rag import load_markdown_folder, rag_chain
+from langchain_attention_buckets.retrieval.tools import MiniLMEmbeddings
 
 CORPUS = Path(__file__).resolve().parent / "rag_corpus"
 

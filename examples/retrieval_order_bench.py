@@ -28,7 +28,7 @@ from tqdm import tqdm  # noqa: E402
 
 from langchain_attention_buckets import ChatAttentionBuckets  # noqa: E402
 from langchain_attention_buckets.bench.stats import bootstrap_indices, compare, summarize  # noqa: E402
-from langchain_attention_buckets.retrieval import ORDERS, ToolRetriever  # noqa: E402
+from langchain_attention_buckets.retrieval.tools import ORDERS, ToolRetriever  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

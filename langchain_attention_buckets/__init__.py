@@ -21,7 +21,7 @@ Floors, each importing only the ones below:
     top      cli
 """
 
-from .chat_model import ChatAttentionBuckets
+from .chat.model import ChatAttentionBuckets
 
 __version__ = "0.1.0"
 __all__ = ["ChatAttentionBuckets", "__version__"]

@@ -23,16 +23,16 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # imported here, not in the handlers, so that a broken command fails on --help too
-from .bases import NAMED_RATIOS, auto_distance_range, coverage, plot_bases, resolve_bases
 from .bench.accuracy import accuracy_main, add_accuracy_arguments
 from .bench.compare import add_compare_arguments, compare_main
 from .bench.decisions import add_decisions_arguments, decisions_main
+from .bench.load import add_serve_bench_arguments, serve_bench_main
 from .bench.memory import add_memory_arguments, memory_main
-from .bench.serve import add_serve_bench_arguments, serve_bench_main
 from .bench.speed import add_speed_arguments, speed_main
 from .bench.tune import add_tune_arguments, tune_main
-from .loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path
-from .rope import head_dim, model_base
+from .engine.bases import NAMED_RATIOS, auto_distance_range, coverage, plot_bases, resolve_bases
+from .engine.loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path
+from .engine.rope import head_dim, model_base
 from .serve.args import add_serve_arguments
 
 

@@ -19,7 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-from langchain_attention_buckets.loading import LoadedModel
+from langchain_attention_buckets.engine.loading import LoadedModel
 
 
 class CharTokenizer:

@@ -6,7 +6,7 @@ import pytest
 from conftest import CLOSING
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.bases import paper_bases
+from langchain_attention_buckets.engine.bases import paper_bases
 
 WEATHER = {
     "type": "function",

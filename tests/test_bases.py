@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from langchain_attention_buckets import bases as B
+from langchain_attention_buckets.engine import bases as B
 
 SMOL = dict(head_dim=64, base=100000.0, context_length=8192)  # the embedded model
 

@@ -12,8 +12,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from langchain_attention_buckets import ChatAttentionBuckets
 from langchain_attention_buckets.bench.decisions import calibrate, load_rows, margins, report, score
+from langchain_attention_buckets.chat.decision import ToolDecision
 from langchain_attention_buckets.cli import main
-from langchain_attention_buckets.decision import ToolDecision
 
 
 def multiply(a: int, b: int) -> int:

@@ -8,7 +8,7 @@ from langchain_attention_buckets.cli import main
 
 
 def test_speed_bench_writes_json_and_plot(tiny_chat_dir, tmp_path, monkeypatch):
-    from langchain_attention_buckets import packed
+    from langchain_attention_buckets.engine import packed
 
     monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)  # pack the tiny model's layers too
     out = tmp_path / "speed"

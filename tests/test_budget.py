@@ -22,14 +22,14 @@ from hypothesis import strategies as st
 from test_constrain import object_schemas, parse_calls, validate
 
 from langchain_attention_buckets.constrain import ConstraintCompiler, compiler_for
-from langchain_attention_buckets.constrain.closing import (
+from langchain_attention_buckets.constrain.steering import (
     JsonScanner,
     TokenTable,
     items_loop,
     repetition_closer,
     string_loops,
 )
-from langchain_attention_buckets.tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from langchain_attention_buckets.formats.hermes import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 SMOL_VOCAB, SMOL_EOS = 49152, 2
 JOKE = {

@@ -19,9 +19,9 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-import langchain_attention_buckets.loading as loading
+import langchain_attention_buckets.engine.loading as loading
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.chat_model import _Call, _collect, normalize_tool_choice, to_chat_dicts
+from langchain_attention_buckets.chat.model import _Call, _collect, normalize_tool_choice, to_chat_dicts
 from langchain_attention_buckets.engine import Request, Result, TokenEvent
 
 
@@ -360,7 +360,7 @@ def test_streamed_tool_calls_add_up_to_invoke(llm):
 
 def test_broken_output_becomes_invalid_tool_calls():
     """The assembly of chunks from text that does not parse (a model writing without a grammar)."""
-    from langchain_attention_buckets.parse import ToolCallParser
+    from langchain_attention_buckets.text.parse import ToolCallParser
 
     parser = ToolCallParser({"add": add.args_schema.model_json_schema()})
     call = _Call(engine=None, request=Request((1,), (1.0,)), parser=parser, model_name="m", bases=(1.0,))

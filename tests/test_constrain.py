@@ -42,7 +42,7 @@ from langchain_attention_buckets.constrain.schema import (  # noqa: E402
     compile_error,
     prepare_schema,
 )
-from langchain_attention_buckets.tool_format import (  # noqa: E402
+from langchain_attention_buckets.formats.hermes import (  # noqa: E402
     CALL_SEPARATOR,
     TOOL_CALL_CLOSE,
     TOOL_CALL_OPEN,

@@ -18,7 +18,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.decision import (
+from langchain_attention_buckets.chat.decision import (
     DEFAULT_DECISION,
     OFF,
     DecisionConstraint,
@@ -28,7 +28,7 @@ from langchain_attention_buckets.decision import (
     opener_ids,
     resolve_decision,
 )
-from langchain_attention_buckets.tool_format import TOOL_CALL_OPEN
+from langchain_attention_buckets.formats.hermes import TOOL_CALL_OPEN
 
 
 @tool

@@ -16,8 +16,8 @@ import torch
 from conftest import generate_in_threads, random_prompt
 
 from langchain_attention_buckets.engine import Engine, Request
-from langchain_attention_buckets.kvcache import PrefixCache
-from langchain_attention_buckets.sampling import SamplingParams
+from langchain_attention_buckets.engine.kvcache import PrefixCache
+from langchain_attention_buckets.engine.sampling import SamplingParams
 
 BASES = (10000.0, 17500.0, 25000.0)
 BLOCK = 8

@@ -14,13 +14,13 @@ import pytest
 import torch
 from conftest import SMOL_TOKENIZER_DIR, as_loaded, generate_in_threads, random_prompt, tiny_model
 
-from langchain_attention_buckets import ChatAttentionBuckets, loading, packed
-from langchain_attention_buckets.engine import DeviceMemory, Engine, MemoryBudgetError, Request, forward_buckets
+from langchain_attention_buckets import ChatAttentionBuckets
+from langchain_attention_buckets.engine import DeviceMemory, Engine, MemoryBudgetError, Request, forward_buckets, loading, packed
+from langchain_attention_buckets.engine.kvcache import BatchCache
 from langchain_attention_buckets.engine.limits import estimate_memory
-from langchain_attention_buckets.kvcache import BatchCache
-from langchain_attention_buckets.loading import LoadedModel, ModelSpec, load_model
-from langchain_attention_buckets.merge import MERGE_RULES
-from langchain_attention_buckets.placement import is_dispatched
+from langchain_attention_buckets.engine.loading import LoadedModel, ModelSpec, load_model
+from langchain_attention_buckets.engine.merge import MERGE_RULES
+from langchain_attention_buckets.engine.placement import is_dispatched
 
 BASES = (10000.0, 17500.0, 25000.0)
 N_LAYERS = 4

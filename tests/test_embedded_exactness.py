@@ -6,7 +6,8 @@ import pytest
 import torch
 from langchain_core.messages import HumanMessage
 
-from langchain_attention_buckets import ChatAttentionBuckets, packed
+from langchain_attention_buckets import ChatAttentionBuckets
+from langchain_attention_buckets.engine import packed
 
 pytestmark = pytest.mark.embedded
 

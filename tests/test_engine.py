@@ -16,9 +16,9 @@ from langchain_attention_buckets.engine import (
     Request,
     forward_buckets,
 )
-from langchain_attention_buckets.merge import merge, validate_aggregation
-from langchain_attention_buckets.rope import UnsupportedModelError, check_supported, rotary_module
-from langchain_attention_buckets.sampling import SamplingParams
+from langchain_attention_buckets.engine.merge import merge, validate_aggregation
+from langchain_attention_buckets.engine.rope import UnsupportedModelError, check_supported, rotary_module
+from langchain_attention_buckets.engine.sampling import SamplingParams
 
 BASES = (10000.0, 17500.0, 25000.0)
 
@@ -327,7 +327,7 @@ def _linears(model):
 
 
 def test_packed_weights_give_the_same_tokens_and_are_put_back(tiny, tiny_loaded, monkeypatch):
-    from langchain_attention_buckets import packed
+    from langchain_attention_buckets.engine import packed
 
     if not packed.available():
         pytest.skip("this torch build has no oneDNN linear operations")
@@ -354,7 +354,7 @@ def test_packed_weights_give_the_same_tokens_and_are_put_back(tiny, tiny_loaded,
 
 
 def test_packed_weights_only_where_supported_and_affordable(tiny, tiny_loaded, monkeypatch):
-    from langchain_attention_buckets import packed
+    from langchain_attention_buckets.engine import packed
 
     assert packed.pack_model(tiny) is None  # 64 x 32 weights: below MIN_ELEMENTS
     monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)
@@ -378,7 +378,7 @@ def test_packed_weights_only_where_supported_and_affordable(tiny, tiny_loaded, m
 def test_packed_weights_are_shared_and_rebuilt_when_the_model_changes(tiny, tiny_loaded, monkeypatch):
     import gc
 
-    from langchain_attention_buckets import packed
+    from langchain_attention_buckets.engine import packed
 
     if not packed.available():
         pytest.skip("this torch build has no oneDNN linear operations")

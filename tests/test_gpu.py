@@ -9,8 +9,8 @@ import torch
 from conftest import as_loaded, generate_in_threads, random_prompt, tiny_model
 
 from langchain_attention_buckets.engine import Engine, Request, forward_buckets
-from langchain_attention_buckets.loading import resolve_device, resolve_dtype
-from langchain_attention_buckets.sampling import SamplingParams
+from langchain_attention_buckets.engine.loading import resolve_device, resolve_dtype
+from langchain_attention_buckets.engine.sampling import SamplingParams
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -95,13 +95,13 @@ def model_dir(tmp_path_factory):
 
 
 def placed(folder: str, device_map, **kwargs):
-    from langchain_attention_buckets.loading import ModelSpec, load_model
+    from langchain_attention_buckets.engine.loading import ModelSpec, load_model
 
     return load_model(ModelSpec(folder, dtype="float32", model_kwargs={"device_map": device_map, **kwargs}))
 
 
 def single(folder: str):
-    from langchain_attention_buckets.loading import ModelSpec, load_model
+    from langchain_attention_buckets.engine.loading import ModelSpec, load_model
 
     return load_model(ModelSpec(folder, device="cuda:0", dtype="float32"))
 
@@ -132,7 +132,7 @@ def test_device_map_auto_buckets_equal_the_single_device_model(model_dir):
 
 
 def test_layers_offloaded_to_the_cpu_run_on_the_card_with_their_kv_there(model_dir):
-    from langchain_attention_buckets.placement import is_dispatched
+    from langchain_attention_buckets.engine.placement import is_dispatched
 
     loaded = placed(model_dir, layer_map([0, "cpu", 0, "cpu"]))
     assert is_dispatched(loaded.model) and loaded.layer_devices() == (torch.device("cuda", 0),) * 4

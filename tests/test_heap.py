@@ -12,8 +12,7 @@ import time
 import pytest
 from conftest import random_prompt
 
-from langchain_attention_buckets import packed
-from langchain_attention_buckets.engine import Engine, Request
+from langchain_attention_buckets.engine import Engine, Request, packed
 from langchain_attention_buckets.engine.heap import IdleTrim, available
 
 
@@ -91,7 +90,7 @@ def test_packed_layers_shape_caches_are_bounded(tmp_path):
     # it stops growing once 64 shapes are held.
     script = textwrap.dedent("""
         import ctypes, torch
-        from langchain_attention_buckets.packed import PackedLinear
+        from langchain_attention_buckets.engine.packed import PackedLinear
         libc = ctypes.CDLL("libc.so.6")
         class Info(ctypes.Structure):
             _fields_ = [(n, ctypes.c_size_t) for n in

@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import CLOSING, random_prompt, tiny_model
 
-from langchain_attention_buckets import bases as B
 from langchain_attention_buckets.bench.configs import CANDIDATE_CONFIGS, CONFIGS, BenchConfig, default_factory
 from langchain_attention_buckets.engine import Engine, Request, forward_buckets
-from langchain_attention_buckets.headscale import check_head_scales, mspoe_scales
-from langchain_attention_buckets.merge import (
+from langchain_attention_buckets.engine import bases as B
+from langchain_attention_buckets.engine.headscale import check_head_scales, mspoe_scales
+from langchain_attention_buckets.engine.merge import (
     ANCHOR_TOP_P,
     ANCHORED_RULES,
     MERGE_RULES,

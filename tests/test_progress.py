@@ -10,8 +10,9 @@ from typing import ClassVar
 
 import pytest
 
-from langchain_attention_buckets import loading, retrieval
+from langchain_attention_buckets.engine import loading
 from langchain_attention_buckets.progress import ENV_VAR, progress_bar, progress_enabled
+from langchain_attention_buckets.retrieval import tools as retrieval
 
 
 class Terminal(io.StringIO):
@@ -173,7 +174,7 @@ def test_cached_embeddings_need_no_bar(bars, monkeypatch, tmp_path):
 
 def test_bench_speed_shows_a_bar_over_its_parts(bars, monkeypatch, tmp_path):
     from langchain_attention_buckets.bench.speed import command
-    from langchain_attention_buckets.bench.speed.common import Setup
+    from langchain_attention_buckets.bench.speed.setup import Setup
 
     ran: list[str] = []
     parts = {name: command.Part(lambda setup, name=name: ran.append(name) or {}, lambda r, s: None)

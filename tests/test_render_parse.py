@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from langchain_attention_buckets.parse import ParsedCall, TextPiece, ToolCallParser, coerce, parse
-from langchain_attention_buckets.render import render, render_call, template_renders_tools, tools_system_text
-from langchain_attention_buckets.tool_choice import Choice
-from langchain_attention_buckets.tool_format import format_tool_call
+from langchain_attention_buckets.formats.hermes import format_tool_call
+from langchain_attention_buckets.text.parse import ParsedCall, TextPiece, ToolCallParser, coerce, parse
+from langchain_attention_buckets.text.render import render, render_call, template_renders_tools, tools_system_text
+from langchain_attention_buckets.text.tool_choice import Choice
 
 SMOL_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -101,7 +101,7 @@ def test_fallback_round_trip_of_calls_and_results():
     ],
 )
 def test_each_tool_result_form(monkeypatch, form, expected):
-    from langchain_attention_buckets import render as render_module
+    from langchain_attention_buckets.text import render as render_module
 
     monkeypatch.setattr(render_module, "FALLBACK_RESULT_FORM", form)
     msgs = [

@@ -19,9 +19,9 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.chat_model import _collect
+from langchain_attention_buckets.chat.model import _collect
 from langchain_attention_buckets.engine import Result, TokenEvent
-from langchain_attention_buckets.guard import FALLBACK_MARKERS, AnswerGuard, answer_guard, fallback_markers, find_loop
+from langchain_attention_buckets.text.guard import FALLBACK_MARKERS, AnswerGuard, answer_guard, fallback_markers, find_loop
 
 CAT = 2644  # " cat" in the embedded model's tokenizer
 MIN = 48  # the default loop_min_chars

@@ -17,8 +17,8 @@ from langchain_core.tools import tool
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.rag import cited, format_documents, load_markdown_folder, rag_chain
-from langchain_attention_buckets.retrieval import ToolRetriever, query_of, reorder, split_request, tool_spec
+from langchain_attention_buckets.retrieval.rag import cited, format_documents, load_markdown_folder, rag_chain
+from langchain_attention_buckets.retrieval.tools import ToolRetriever, query_of, reorder, split_request, tool_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))

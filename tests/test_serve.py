@@ -428,7 +428,7 @@ def test_chat_openai_create_agent_against_the_embedded_model():
 def test_load_run_accounts_for_every_request(server):
     import asyncio
 
-    from langchain_attention_buckets.bench.serve import load_run, replay, summarize
+    from langchain_attention_buckets.bench.load import load_run, replay, summarize
 
     records, wall = asyncio.run(load_run(server.url, "tiny", sessions=4, turns=3, max_tokens=12, affinity=True,
                                          timeout=60, deadline=120))
@@ -447,7 +447,7 @@ def test_load_run_accounts_for_every_request(server):
 def test_load_run_reports_failures(server):
     import asyncio
 
-    from langchain_attention_buckets.bench.serve import load_run, summarize
+    from langchain_attention_buckets.bench.load import load_run, summarize
 
     records, wall = asyncio.run(load_run(server.url, "not-served", sessions=2, turns=2, max_tokens=4, affinity=True,
                                          timeout=30, deadline=60))

@@ -14,7 +14,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.loading import embedded_model_path
+from langchain_attention_buckets.engine.loading import embedded_model_path
 
 # Two buckets (the model's own base and 1.8x, a ratio from the paper's set) keep the suite's ~60
 # model calls within the test budget on a 2-core CPU; the suite checks LangChain behaviour, which

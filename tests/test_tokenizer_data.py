@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from langchain_attention_buckets.render import render
-from langchain_attention_buckets.tool_format import format_tool_call
+from langchain_attention_buckets.formats.hermes import format_tool_call
+from langchain_attention_buckets.text.render import render
 
 pytestmark = pytest.mark.embedded
 
@@ -44,7 +44,7 @@ CONVERSATIONS = [
 def converted():
     from transformers import AutoTokenizer
 
-    from langchain_attention_buckets.loading import _converted, embedded_model_path
+    from langchain_attention_buckets.engine.loading import _converted, embedded_model_path
 
     return AutoTokenizer.from_pretrained(str(_converted(embedded_model_path())))
 

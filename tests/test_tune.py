@@ -22,8 +22,8 @@ from langchain_attention_buckets.bench.tune import (
     parse_budget,
     run_tune,
 )
+from langchain_attention_buckets.chat.presets import builtin_presets
 from langchain_attention_buckets.cli import main as cli_main
-from langchain_attention_buckets.presets import builtin_presets
 
 
 def qa_file(tmp_path, n_rows: int = 8, n_docs: int = 3) -> str:
@@ -237,7 +237,7 @@ def test_a_candidate_that_cannot_be_a_preset_is_refused_early():
 
 def test_grid_adds_each_base_set_with_each_rule():
     from langchain_attention_buckets.bench.tune import grid
-    from langchain_attention_buckets.merge import MERGE_RULES
+    from langchain_attention_buckets.engine.merge import MERGE_RULES
 
     cs = candidates([BenchConfig("paper-max", bases="paper", aggregation="max"), BenchConfig("two", bases=[1e4, 2e4])])
     names = [c.name for c in grid(cs)]

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from langchain_attention_buckets.engine import Engine, Request, forward_buckets
-from langchain_attention_buckets.loading import ModelSpec, load_model
-from langchain_attention_buckets.placement import kv_heads, tensor_parallel_size
+from langchain_attention_buckets.engine.loading import ModelSpec, load_model
+from langchain_attention_buckets.engine.placement import kv_heads, tensor_parallel_size
 
 BASES = (10000.0, 17500.0, 25000.0)
 

@@ -41,7 +41,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa
 from tqdm import tqdm  # noqa: E402
 
 from langchain_attention_buckets import ChatAttentionBuckets  # noqa: E402
-from langchain_attention_buckets.retrieval import ToolRetriever  # noqa: E402
+from langchain_attention_buckets.retrieval.tools import ToolRetriever  # noqa: E402
 from tool_catalog import build_catalog, load_requests, reset_state  # noqa: E402
 
 OUT = HERE / "decisions.jsonl"

@@ -33,8 +33,9 @@ HERE = Path(__file__).resolve().parent
 
 from langchain_core.messages import convert_to_messages  # noqa: E402
 
-from langchain_attention_buckets import ChatAttentionBuckets, render  # noqa: E402
+from langchain_attention_buckets import ChatAttentionBuckets
 from langchain_attention_buckets.progress import progress_bar  # noqa: E402
+from langchain_attention_buckets.text import render  # noqa: E402
 
 MARKERS = ("<tool_call>", "<tool_response>")
 

@@ -89,7 +89,7 @@ def key_config(config: BenchConfig, *, tools_bound: bool) -> dict[str, Any]:
     """
     if config.bases != "adaptive":
         return config.to_dict()
-    from ..chat_model import ADAPTIVE_TOOL_BASES  # lazy: torch
+    from ..chat.model import ADAPTIVE_TOOL_BASES  # lazy: torch
 
     runs = dataclasses.replace(config, bases=ADAPTIVE_TOOL_BASES if tools_bound else None)
     for named in CONFIGS.values():
@@ -151,7 +151,7 @@ def reorder_items(items: Sequence[Item]) -> list[int]:
     order plays the role of a retriever's ranking: position i means "ranked i-th".
     The reordering is the tool retriever's (`retrieval.reorder`), applied to the indices.
     """
-    from ..retrieval import reorder
+    from ..retrieval.tools import reorder
 
     with warnings.catch_warnings():  # langchain_community warns about its own sunset on import
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -66,11 +66,11 @@ def margins(rows: list[dict], llm, cache: Path | None, label: str, progress: boo
     import torch
     from langchain_core.messages import convert_to_messages
 
-    from ..chat_model import _render_ids
-    from ..decision import conversation_state, opener_ids
-    from ..forward import forward_buckets
-    from ..merge import merge
-    from ..messages import to_chat_dicts
+    from ..chat.decision import conversation_state, opener_ids
+    from ..chat.model import _render_ids
+    from ..engine.forward import forward_buckets
+    from ..engine.merge import merge
+    from ..text.messages import to_chat_dicts
 
     done = _read_cache(cache, label)
     loaded = llm.load()
@@ -167,9 +167,9 @@ def add_decisions_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def decisions_main(args: argparse.Namespace) -> int:
-    from ..chat_model import ChatAttentionBuckets
-    from ..decision import resolve_decision
-    from ..loading import EMBEDDED_MODEL_NAME
+    from ..chat.decision import resolve_decision
+    from ..chat.model import ChatAttentionBuckets
+    from ..engine.loading import EMBEDDED_MODEL_NAME
 
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     bad = [c for c in configs if c not in CONFIGS]
@@ -196,7 +196,7 @@ def decisions_main(args: argparse.Namespace) -> int:
 
 def _limited(rows: list[dict], limit: int | None) -> list[dict]:
     """The first ``limit`` rows of each split, label and conversation state."""
-    from ..decision import conversation_state
+    from ..chat.decision import conversation_state
 
     if limit is None:
         return rows

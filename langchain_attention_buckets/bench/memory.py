@@ -170,7 +170,7 @@ def rss_bytes() -> int | None:
 
 def chat_models(model: str | None, prefix_cache_bytes: int) -> dict[str, Any]:
     """One ``ChatAttentionBuckets`` per bucket set (one, two and six buckets), sharing weights and engine."""
-    from ..chat_model import ChatAttentionBuckets
+    from ..chat.model import ChatAttentionBuckets
 
     def make(bases) -> ChatAttentionBuckets:
         return ChatAttentionBuckets(model=model, bases=bases, temperature=0, prefix_cache_bytes=prefix_cache_bytes)

@@ -109,7 +109,7 @@ def candidates(configs: str | Sequence[str | BenchConfig] | None = None) -> list
 def grid(configs: Sequence[BenchConfig]) -> list[BenchConfig]:
     """`configs` and, after them, every base set among them with every merge rule (`merge.MERGE_RULES`)
     that no config already pairs it with; a generated config is named "BASES/RULE"."""
-    from ..merge import MERGE_RULES
+    from ..engine.merge import MERGE_RULES
 
     sets = list(dict.fromkeys(c.bases for c in configs if c.bases is not None))
     have = {(c.bases, c.aggregation) for c in configs}

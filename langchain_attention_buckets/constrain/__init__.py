@@ -28,7 +28,7 @@ compiled, never in the middle of generation. A dead end during generation (no to
 allowed) is reported by `apply_mask` returning False.
 """
 
-from ..sampling import TokenConstraint
+from ..engine.sampling import TokenConstraint
 from .compiler import CacheInfo, ConstraintCompiler, GrammarConstraint, compiler_for
 from .grammar import ToolChoiceMode, check_unique_tool_names
 

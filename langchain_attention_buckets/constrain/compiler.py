@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from .closing import Steering, TokenTable
 from .grammar import (
     JSON_STYLE,
     ToolChoiceMode,
@@ -34,6 +33,7 @@ from .grammar import (
     tool_calls_or_json_format,
 )
 from .schema import compile_error, prepare_schema, schema_owner
+from .steering import Steering, TokenTable
 
 if TYPE_CHECKING:  # pragma: no cover
     import xgrammar

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..tool_format import CALL_SEPARATOR, TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from ..formats.hermes import CALL_SEPARATOR, TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from .schema import compile_error, prepare_schema
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -53,11 +53,10 @@ import threading
 import weakref
 from collections.abc import Callable
 
-from .. import packed
-from ..forward import forward_buckets
-from ..kvcache import PrefixCache
-from ..loading import LoadedModel
+from . import packed
+from .forward import forward_buckets
 from .heap import DEFAULT_IDLE_TRIM_INTERVAL, IdleTrim, check_interval
+from .kvcache import PrefixCache
 from .limits import (
     ContextLengthError,
     DeviceMemory,
@@ -69,6 +68,7 @@ from .limits import (
     estimate_memory,
 )
 from .limits import free_memory as _free_memory
+from .loading import LoadedModel
 from .request import Generation, Request, Result, TokenEvent
 from .scheduler import Scheduler
 from .steps import EngineStats

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..detok import IncrementalDetokenizer
-from ..kvcache import KV, BatchCache
-from ..loading import LoadedModel
-from ..sampling import StepRequest
+from .detok import IncrementalDetokenizer
+from .kvcache import KV, BatchCache
+from .loading import LoadedModel
 from .request import Generation, Request, Result, TokenEvent
+from .sampling import StepRequest
 
 
 @dataclass(eq=False)

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import torch
 from langchain_core.exceptions import ContextOverflowError  # the one LangChain type the engine raises
 
-from ..headscale import check_bucket_layers, check_head_scales
-from ..loading import LoadedModel
-from ..merge import ANCHORED_RULES, validate_aggregation
-from ..placement import canonical
-from ..sampling import check_max_tokens
+from .headscale import check_bucket_layers, check_head_scales
+from .loading import LoadedModel
+from .merge import ANCHORED_RULES, validate_aggregation
+from .placement import canonical
 from .request import Request
+from .sampling import check_max_tokens
 
 GIB = 1024**3
 

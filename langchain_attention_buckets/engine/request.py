@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..sampling import SamplingParams
+from .sampling import SamplingParams
 
 
 @dataclass(frozen=True)

@@ -27,15 +27,15 @@ from collections.abc import Callable
 
 import torch
 
-from ..kvcache import KV, PrefixCache
-from ..loading import LoadedModel
-from ..packed import PackedWeights
-from ..rope import bucket_frequencies, rotary_module
-from ..sampling import process_logits
 from . import steps
 from .batch import Batch, Running
 from .heap import IdleTrim
+from .kvcache import KV, PrefixCache
+from .loading import LoadedModel
+from .packed import PackedWeights
 from .request import Generation, Request, Result
+from .rope import bucket_frequencies, rotary_module
+from .sampling import process_logits
 from .steps import EngineStats
 
 

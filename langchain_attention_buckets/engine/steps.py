@@ -16,15 +16,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..forward import bucketed_forward
-from ..headscale import layer_frequencies
-from ..kvcache import KV, BatchCache
-from ..loading import LoadedModel
-from ..packed import PackedWeights
-from ..placement import kv_heads
-from ..rope import bucket_frequencies, rotary_module
-from ..sampling import process_logits
 from .batch import Batch, Running
+from .forward import bucketed_forward
+from .headscale import layer_frequencies
+from .kvcache import KV, BatchCache
+from .loading import LoadedModel
+from .packed import PackedWeights
+from .placement import kv_heads
+from .rope import bucket_frequencies, rotary_module
+from .sampling import process_logits
 
 
 @dataclass

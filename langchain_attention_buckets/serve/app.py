@@ -30,7 +30,7 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.messages.ai import add_ai_message_chunks
 from pydantic import ValidationError
 
-from ..chat_model import ChatAttentionBuckets
+from ..chat.model import ChatAttentionBuckets
 from ..engine import ContextLengthError, MemoryBudgetError
 from .args import API_KEY_ENV
 from .convert import ChunkWriter, completion, new_id, sse, to_messages

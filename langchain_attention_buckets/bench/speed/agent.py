@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from .common import Setup, bases_for, median
+from .setup import Setup, bases_for, median
 
 _BUCKETS = 6
 
@@ -73,7 +73,7 @@ def _three_turns(bound) -> list[float]:
 
 def run(setup: Setup) -> dict:
     """``{"agent": {"tool_context_tokens_approx", "cache", "no_cache", "speedup"}}``, per turn."""
-    from ...chat_model import ChatAttentionBuckets
+    from ...chat.model import ChatAttentionBuckets
 
     loaded, tools = setup.loaded, _agent_tools()
     results: dict[str, list[list[float]]] = {"cache": [], "no_cache": []}

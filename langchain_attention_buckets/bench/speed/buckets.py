@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...progress import progress_bar
-from .common import Setup, bases_for, make_prompt, run_engine
 from .sequential import run_sequential
+from .setup import Setup, bases_for, make_prompt, run_engine
 
 
 def run(setup: Setup) -> dict:

@@ -17,10 +17,10 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 from ...engine import Engine
-from ...loading import ModelSpec, load_model
+from ...engine.loading import ModelSpec, load_model
 from ...progress import progress_bar
 from . import agent, buckets, determinism, dtype, hf, mask, packed, spec
-from .common import Setup
+from .setup import Setup
 
 
 class Part(NamedTuple):

@@ -17,7 +17,7 @@ import threading
 import time
 
 from ...engine import Engine, Request
-from .common import Setup, bases_for, make_prompt, median, user_prompt
+from .setup import Setup, bases_for, make_prompt, median, user_prompt
 from .spec import SPECULATION_PROMPTS
 
 CONCURRENT_TEXTS = [

@@ -12,8 +12,8 @@ import statistics
 from typing import Any
 
 from ...engine import Engine, Request
-from ...loading import ModelSpec, load_model
-from .common import Setup, make_prompt, run_engine, user_prompt
+from ...engine.loading import ModelSpec, load_model
+from .setup import Setup, make_prompt, run_engine, user_prompt
 
 AGREEMENT_QUESTIONS = [
     "What is the capital of France?",

@@ -12,8 +12,8 @@ import time
 
 import torch
 
-from ...loading import LoadedModel
-from .common import Setup, make_prompt, median, run_engine, sync
+from ...engine.loading import LoadedModel
+from .setup import Setup, make_prompt, median, run_engine, sync
 
 
 @torch.inference_mode()

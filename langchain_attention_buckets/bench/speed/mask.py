@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...engine import Engine, Request
-from ...loading import LoadedModel
-from .common import Setup, bases_for, make_prompt, median
+from ...engine.loading import LoadedModel
+from .setup import Setup, bases_for, make_prompt, median
 
 
 def _step_time(res) -> float:

@@ -2,7 +2,7 @@
 
 Each N at the first prompt length, both engines in interleaved rounds so the machine's drift
 hits all alike; the N / N = 1 decode-step ratio of each engine comes from the same rounds.
-Skipped where no layer can be packed (see ``langchain_attention_buckets.packed``).
+Skipped where no layer can be packed (see ``langchain_attention_buckets.engine.packed``).
 
 May import the engine and ``common``.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...engine import Engine
-from .common import Setup, bases_for, make_prompt, median, timed_run
+from .setup import Setup, bases_for, make_prompt, median, timed_run
 
 
 def _times(engines: dict[str, Engine], setup: Setup, prompt) -> dict[tuple[str, int], list[tuple[float, float]]]:

@@ -14,11 +14,11 @@ import time
 
 import torch
 
-from ...forward import bucketed_forward
-from ...loading import LoadedModel
-from ...merge import merge
-from ...rope import bucket_frequencies, rotary_module
-from .common import median, sync
+from ...engine.forward import bucketed_forward
+from ...engine.loading import LoadedModel
+from ...engine.merge import merge
+from ...engine.rope import bucket_frequencies, rotary_module
+from .setup import median, sync
 
 
 def _rows(loaded: LoadedModel, bases) -> list[tuple[torch.Tensor, torch.Tensor, list[float]]]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...engine import Engine, Request
-from ...loading import LoadedModel
-from .common import Setup, bases_for, median, user_prompt
+from ...engine.loading import LoadedModel
+from .setup import Setup, bases_for, median, user_prompt
 
 SPECULATION_PROMPTS = {
     # a tool call whose arguments copy the request: drafts from n-grams of the context

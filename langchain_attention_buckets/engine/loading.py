@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
+from ..progress import progress_bar
 from .placement import input_device, kv_heads, layer_devices
-from .progress import progress_bar
 from .rope import check_supported, head_dim, model_base
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"

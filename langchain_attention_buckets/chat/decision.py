@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .tool_format import TOOL_CALL_OPEN
+from ..formats.hermes import TOOL_CALL_OPEN
 
 State = Literal["before", "after"]
 

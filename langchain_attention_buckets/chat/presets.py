@@ -20,7 +20,7 @@ _NOT_SETTINGS = frozenset({"preset"})
 
 def builtin_presets() -> dict[str, dict[str, Any]]:
     """{name: settings} from the bench's configuration registry."""
-    from .bench.configs import CONFIGS
+    from ..bench.configs import CONFIGS
 
     return {name: {k: v for k, v in c.to_dict().items() if k not in ("name", "reorder") and v is not None}
             for name, c in CONFIGS.items() if not c.reorder and c.bases is not None}

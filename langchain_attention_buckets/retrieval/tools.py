@@ -36,8 +36,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
-from .constrain.grammar import check_unique_tool_names
-from .progress import progress_bar
+from ..constrain.grammar import check_unique_tool_names
+from ..progress import progress_bar
 
 Order = Literal["retrieval", "reversed", "long_context"]
 ORDERS = ("retrieval", "reversed", "long_context")

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .detok import partial_suffix_len
+from ..engine.detok import partial_suffix_len
+from ..formats.hermes import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from .render import template_renders_tools
-from .tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 __all__ = ["MAX_BLOCK", "MIN_COPIES", "AnswerGuard", "answer_guard", "fallback_markers", "find_loop"]
 

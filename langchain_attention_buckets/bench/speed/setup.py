@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ...bases import PAPER_RATIOS
 from ...engine import Engine, Request
-from ...loading import LoadedModel
+from ...engine.bases import PAPER_RATIOS
+from ...engine.loading import LoadedModel
 
 # two more ratios beyond the paper's six, for N = 7 and N = 8
 _RATIOS = (*PAPER_RATIOS, 2.25, 2.75)

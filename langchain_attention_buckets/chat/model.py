@@ -56,13 +56,10 @@ from langchain_core.utils.json import parse_json_markdown
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, PrivateAttr, field_validator, model_validator
 
-from .bases import MAX_BUCKETS, anchor_first, check_bases_spec, resolve_bases
-from .decision import DecisionConstraint, check_tool_call_bias, conversation_state, opener_ids, resolve_decision
-from .engine import DEFAULT_PREFIX_CACHE_BYTES, Engine, Request, Result, TokenEvent, get_engine
-from .grammar_select import call_constraint
-from .guard import AnswerGuard, answer_guard
-from .headscale import model_mspoe_scales
-from .loading import (
+from ..engine import DEFAULT_PREFIX_CACHE_BYTES, Engine, Request, Result, TokenEvent, get_engine
+from ..engine.bases import MAX_BUCKETS, anchor_first, check_bases_spec, resolve_bases
+from ..engine.headscale import model_mspoe_scales
+from ..engine.loading import (
     EMBEDDED_MODEL_NAME,
     LoadedModel,
     ModelSpec,
@@ -75,12 +72,15 @@ from .loading import (
     load_model,
     load_tokenizer,
 )
-from .merge import ANCHORED_RULES
-from .messages import to_chat_dicts
+from ..engine.merge import ANCHORED_RULES
+from ..text.guard import AnswerGuard, answer_guard
+from ..text.messages import to_chat_dicts
+from ..text.parse import ArgsDelta, CallStart, ParsedCall, TextPiece, ToolCallParser
+from ..text.render import render_call
+from ..text.tool_choice import Choice, ToolChoice, normalize_tool_choice
+from .decision import DecisionConstraint, check_tool_call_bias, conversation_state, opener_ids, resolve_decision
+from .grammar_select import call_constraint
 from .options import CallOptions, check_not_bool, nearest
-from .parse import ArgsDelta, CallStart, ParsedCall, TextPiece, ToolCallParser
-from .render import render_call
-from .tool_choice import Choice, ToolChoice, normalize_tool_choice
 
 __all__ = ["ChatAttentionBuckets", "Choice", "ToolChoice", "normalize_tool_choice", "to_chat_dicts"]
 
@@ -374,7 +374,7 @@ class ChatAttentionBuckets(BaseChatModel):
 
     @classmethod
     def get_lc_namespace(cls) -> list[str]:
-        return ["langchain_attention_buckets", "chat_model"]
+        return ["langchain_attention_buckets", "chat", "model"]
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -394,7 +394,7 @@ class ChatAttentionBuckets(BaseChatModel):
 
     @property
     def model_name(self) -> str:
-        from .loading import EMBEDDED_MODEL_NAME
+        from ..engine.loading import EMBEDDED_MODEL_NAME
 
         return self.model or EMBEDDED_MODEL_NAME
 
@@ -521,7 +521,7 @@ class ChatAttentionBuckets(BaseChatModel):
     def _check_tools(self, formatted: list[dict]) -> None:
         """What would fail at the first call fails here: names (allowed characters, unique) and
         schemas (the grammar's subset; with constrained decoding, compiled to a grammar too)."""
-        from .constrain.grammar import json_grammar, select_tools
+        from ..constrain.grammar import json_grammar, select_tools
 
         for tool in formatted:
             name = tool["function"].get("name")
@@ -601,8 +601,8 @@ class ChatAttentionBuckets(BaseChatModel):
 
     def _check_response_schema(self, json_schema: dict) -> None:
         """A response schema the grammar cannot enforce fails when the runnable is built."""
-        from .constrain.grammar import json_grammar
-        from .constrain.schema import prepare_schema, schema_owner
+        from ..constrain.grammar import json_grammar
+        from ..constrain.schema import prepare_schema, schema_owner
 
         owner = schema_owner(json_schema)
         prepare_schema(json_schema, owner)

@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..engine.merge import validate_aggregation
+from ..engine.sampling import SamplingParams, check_max_tokens
+from ..text.tool_choice import Choice, normalize_tool_choice
 from .decision import check_tool_call_bias
 from .grammar_select import check_response_format
-from .merge import validate_aggregation
-from .sampling import SamplingParams, check_max_tokens
-from .tool_choice import Choice, normalize_tool_choice
 
 CALL_OPTIONS = frozenset(
     {

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .constrain import compiler_for
-from .tool_choice import Choice
+from ..constrain import compiler_for
+from ..text.tool_choice import Choice
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .constrain import TokenConstraint
-    from .loading import LoadedModel
+    from ..constrain import TokenConstraint
+    from ..engine.loading import LoadedModel
 
 
 def check_response_format(rf: Any) -> dict | None:

@@ -31,8 +31,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..formats.hermes import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, format_tool_call
 from .tool_choice import Choice
-from .tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, format_tool_call
 
 TOOLS_HEADER = (
     "# Tools\n\n"

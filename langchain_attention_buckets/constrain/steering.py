@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..tool_format import TOOL_CALL_OPEN
+from ..formats.hermes import TOOL_CALL_OPEN
 
 __all__ = ["JsonScanner", "Steering", "TokenTable", "shortest_completion"]
 

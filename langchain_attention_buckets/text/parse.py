@@ -41,7 +41,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from ..formats.hermes import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 
 @dataclass(frozen=True)
