@@ -170,7 +170,7 @@ def test_a_returned_invalid_call_can_be_sent_back(server):
     assert r.status_code == 200, r.text
     bad = [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": 3}}]}]
     r = _post(server, {"model": "tiny", "messages": USER + bad})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[1]"
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[1].tool_calls[0].function.name"
 
 
 @pytest.mark.parametrize("fmt", [
@@ -227,22 +227,22 @@ BAD = [
     ({"top_p": 0}, "top_p"),
     ({"max_tokens": 0}, "max_tokens"),
     ({"max_completion_tokens": -1}, "max_completion_tokens"),
-    ({"n": 2}, None),
-    ({"logprobs": True}, None),
-    ({"frequency_penalty": 0.5}, None),
+    ({"n": 2}, "n"),
+    ({"logprobs": True}, "logprobs"),
+    ({"frequency_penalty": 0.5}, "frequency_penalty"),
     ({"foo": 1}, "foo"),
     ({"messages": [{"role": "bot", "content": "x"}]}, "messages[0].role"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]},
-     "messages[0]"),
+     "messages[0].content[0]"),
     ({"aggregation": "nope"}, "aggregation"),
     ({"bases": [-1]}, "bases"),
     ({"tool_choice": "required"}, "tool_choice"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
-    ({"tools": [{"type": "function", "function": {"name": "bad name!", "parameters": {}}}]}, "tools"),
-    ({"response_format": {"type": "yaml"}}, "response_format"),
+    ({"tools": [{"type": "function", "function": {"name": "bad name!", "parameters": {}}}]}, "tools[0].function.name"),
+    ({"response_format": {"type": "yaml"}}, "response_format.type"),
     ({"stop": [""]}, "stop"),
     ({"logit_bias": {"abc": 1}}, "logit_bias"),
-    ({"stream_options": {"include_usage": True}}, None),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),
 ]
 
 
@@ -290,6 +290,15 @@ def test_body_limit_api_key_and_queue(tiny_chat_dir, monkeypatch):
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
         assert _post(srv, {"model": "tiny", "messages": USER}, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert httpx.get(srv.url.removesuffix("/v1") + "/health").status_code == 200  # health needs no key
+        root = srv.url.removesuffix("/v1")
+        for path in ("/docs", "/openapi.json", "/redoc"):  # the API's documentation is behind the key too
+            r = httpx.get(root + path)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", path
+        assert httpx.get(root + "/openapi.json", headers=headers).status_code == 200
+        for scheme in ("bearer", "BEARER", "Bearer "):  # the scheme is case-insensitive (RFC 7235)
+            assert httpx.get(srv.url + "/models", headers={"Authorization": f"{scheme} s3cret"}).status_code == 200
+        assert httpx.get(srv.url + "/models", headers={"Authorization": "Basic s3cret"}).status_code == 401
+        assert httpx.get(srv.url + "/models", headers={"Authorization": "Bearer S3CRET"}).status_code == 401
         big = {"model": "tiny", "messages": [{"role": "user", "content": "x" * 5000}]}
         r = _post(srv, big, headers=headers)
         assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"

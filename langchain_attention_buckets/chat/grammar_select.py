@@ -12,26 +12,53 @@ from typing import TYPE_CHECKING, Any
 
 from ..constrain import compiler_for
 from ..text.tool_choice import Choice
+from .errors import OptionError, kind, shown
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..constrain import TokenConstraint
     from ..engine.loading import LoadedModel
 
 
+_FORMATS = ("{'type': 'text'}, {'type': 'json_object'} or "
+            "{'type': 'json_schema', 'json_schema': {'name': ..., 'schema': {...}}}")
+_JSON_SCHEMA_FIELDS = {"name": str, "description": str, "schema": dict, "strict": bool}
+
+
 def check_response_format(rf: Any) -> dict | None:
-    """``rf`` if it is None, {"type": "json_object"} or a json_schema format with a schema; else ValueError."""
+    """``rf`` if it is a json_object or json_schema format (None for None or {"type": "text"});
+    else OptionError naming the field (``response_format.json_schema.schema``)."""
     if rf is None:
         return None
-    if isinstance(rf, dict) and rf.get("type") == "json_object":
-        return rf
-    if isinstance(rf, dict) and rf.get("type") == "json_schema" and isinstance(rf.get("json_schema"), dict):
-        if not isinstance(rf["json_schema"].get("schema"), dict):
-            raise ValueError("response_format json_schema needs a 'schema' object")
-        return rf
-    raise ValueError(
-        f"response_format={rf!r} is not allowed; use {{'type': 'json_object'}} or "
-        "{'type': 'json_schema', 'json_schema': {'name': ..., 'schema': {...}}}"
-    )
+    if not isinstance(rf, dict):
+        raise OptionError(f"response_format={shown(rf)} is not allowed; use {_FORMATS}", "response_format")
+    kind_ = rf.get("type")
+    allowed = {"text": {"type"}, "json_object": {"type"}, "json_schema": {"type", "json_schema"}}.get(kind_)
+    if allowed is None:
+        got = "is missing" if "type" not in rf else f"={shown(kind_)} is not allowed"
+        raise OptionError(f"response_format.type {got}; use {_FORMATS}", "response_format.type")
+    extra = sorted(set(rf) - allowed)
+    if extra:
+        raise OptionError(f"response_format.{extra[0]} is not a field of a {kind_!r} response format; use {_FORMATS}",
+                          f"response_format.{extra[0]}")
+    if kind_ == "text":
+        return None
+    if kind_ == "json_schema":
+        spec = rf.get("json_schema")
+        if not isinstance(spec, dict):
+            raise OptionError(f"response_format.json_schema must be an object, not {kind(spec)}; use {_FORMATS}",
+                              "response_format.json_schema")
+        for key, value in spec.items():
+            want = _JSON_SCHEMA_FIELDS.get(key)
+            where = f"response_format.json_schema.{key}"
+            if want is None:
+                raise OptionError(f"{where} is not a field of json_schema (name, description, schema, strict)", where)
+            if not isinstance(value, want) and not (value is None and key in ("description", "strict")):
+                words = {str: "a string", dict: "an object (a JSON schema)", bool: "a boolean"}[want]
+                raise OptionError(f"{where} must be {words}, not {kind(value)}", where)
+        if "schema" not in spec:
+            raise OptionError("response_format.json_schema.schema is missing: the JSON schema the answer must follow",
+                              "response_format.json_schema.schema")
+    return rf
 
 
 def response_schema(response_format: dict) -> dict:

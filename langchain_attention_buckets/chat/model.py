@@ -80,7 +80,7 @@ from ..text.render import render_call
 from ..text.tool_choice import Choice, ToolChoice, normalize_tool_choice
 from .decision import DecisionConstraint, check_tool_call_bias, conversation_state, opener_ids, resolve_decision
 from .grammar_select import call_constraint
-from .options import CallOptions, check_not_bool, nearest
+from .options import CallOptions, check_flag, check_not_bool, check_tools, nearest
 
 __all__ = ["ChatAttentionBuckets", "Choice", "ToolChoice", "normalize_tool_choice", "to_chat_dicts"]
 
@@ -98,6 +98,11 @@ _OPTION_FIELDS = frozenset(
 _NUMBER_FIELDS = (
     "bases", "n_buckets", "temperature", "max_tokens", "top_p", "top_k", "seed", "repetition_penalty",
     "speculative_tokens", "prefix_cache_bytes", "loop_min_chars",
+)
+# Boolean fields: "yes" or 1 is refused (pydantic would make them True).
+_FLAG_FIELDS = (
+    "parallel_tool_calls", "loop_detection", "streaming", "constrained_decoding", "prefix_cache", "deterministic",
+    "trust_remote_code",
 )
 # LangChain's standard parameters for remote models (init_chat_model and the standard tests pass
 # them to every provider): accepted so that provider-agnostic code runs, ignored with a warning.
@@ -289,7 +294,10 @@ class ChatAttentionBuckets(BaseChatModel):
                 "from_pretrained go in model_kwargs={...}"
             )
         for name in _NUMBER_FIELDS:
-            check_not_bool(name, values.get(name))
+            check_not_bool(name, values.get(name), text=name == "bases")
+        for name in _FLAG_FIELDS:
+            if name in values:
+                check_flag(name, values[name])
         return values
 
     @field_validator("model")
@@ -508,7 +516,7 @@ class ChatAttentionBuckets(BaseChatModel):
             strict: passed to the OpenAI-format conversion.
             **kwargs: bound as call options (e.g. ``response_format`` from ``create_agent``).
         """
-        formatted = _one_per_name([convert_to_openai_tool(t, strict=strict) for t in tools])
+        formatted = _one_per_name(list(check_tools([convert_to_openai_tool(t, strict=strict) for t in tools])))
         names = [t["function"]["name"] for t in formatted]
         self._check_tools(formatted)
         normalize_tool_choice(tool_choice, names)  # raises on bad values

@@ -140,7 +140,7 @@ def apply_temperature_top_k_top_p(logits: torch.Tensor, requests: Sequence[StepR
         return logits
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     rank = torch.arange(logits.shape[-1], device=logits.device)[None, :]
-    k = torch.tensor([k or logits.shape[-1] for k in top_k], device=logits.device)[:, None]
+    k = torch.tensor([min(k or logits.shape[-1], logits.shape[-1]) for k in top_k], device=logits.device)[:, None]
     drop = rank >= k
     probs = torch.softmax(sorted_logits.masked_fill(drop, float("-inf")), dim=-1)
     mass_before = probs.cumsum(dim=-1) - probs  # probability of the better tokens

@@ -29,12 +29,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from langchain_core.messages import AIMessageChunk
 from langchain_core.messages.ai import add_ai_message_chunks
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
+from ..chat.errors import OptionError
 from ..chat.model import ChatAttentionBuckets
 from ..engine import ContextLengthError, MemoryBudgetError
 from .args import API_KEY_ENV
 from .convert import ChunkWriter, completion, new_id, sse, to_messages
-from .protocol import APIError, ChatCompletionRequest, validation_error
+from .protocol import APIError, ChatCompletionRequest, parse_body, validation_error
+
+# Paths that answer without the API key: the liveness check only (the API and its documentation,
+# /docs and /openapi.json, need the key when one is set).
+_OPEN_PATHS = ("/health",)
 
 _END = object()
 
@@ -132,8 +138,8 @@ class Models:
         return llm
 
 
-def _status_of(exc: BaseException) -> APIError:
-    """The API error of an exception raised by a call."""
+def _status_of(exc: BaseException, body: ChatCompletionRequest | None = None) -> APIError:
+    """The API error of an exception raised by a call (``body``: to name a tool by its index)."""
     if isinstance(exc, APIError):
         return exc
     if isinstance(exc, ContextLengthError):
@@ -142,22 +148,35 @@ def _status_of(exc: BaseException) -> APIError:
         return APIError(413, str(exc), param="max_tokens", code="memory_exceeded")
     if isinstance(exc, ValidationError):
         return validation_error(exc)
+    if isinstance(exc, OptionError) and exc.param:
+        return APIError(400, str(exc), param=exc.param)
     if isinstance(exc, (ValueError, TypeError)):
         message = str(exc)
-        return APIError(400, message, param=_param_of(message))
-    return APIError(500, f"internal error: {type(exc).__name__}: {exc}")
+        return APIError(400, message, param=_param_of(message, body))
+    return APIError(500, f"internal error: {type(exc).__name__}")
 
 
-def _param_of(message: str) -> str | None:
+def _param_of(message: str, body: ChatCompletionRequest | None = None) -> str | None:
     """The request field a chat-model error names: "aggregation='x' ..." -> aggregation,
-    "message 2 (tool) ..." -> messages[2], "tool name 'x' ..." -> tools."""
+    "message 2 (tool) ..." -> messages[2], "tool name 'x' ..." -> tools[i].function.name,
+    "tool 'x': ..." -> tools[i].function.parameters, a response schema -> response_format.json_schema.schema."""
     if (m := re.match(r"(\w+)[=\s\[]", message)) and m.group(1) in ChatCompletionRequest.model_fields:
         return m.group(1)
     if m := re.match(r"messages? (\d+)", message):
         return f"messages[{m.group(1)}]"
-    if message.startswith(("tool name", "tool '")):
-        return "tools"
+    if m := re.match(r"tool (name )?'([^']*)'", message):
+        names = [((t.get("function") or {}).get("name")) for t in (body.tools or [])] if body else []
+        where = f"tools[{names.index(m.group(2))}]" if m.group(2) in names else "tools"
+        return f"{where}.function.name" if m.group(1) else f"{where}.function.parameters"
+    if body is not None and body.response_format and body.response_format.get("type") == "json_schema":
+        return "response_format.json_schema.schema"
     return None
+
+
+def _authorized(request: Request, key: str) -> bool:
+    """``Authorization: Bearer <key>``, the scheme in any case (RFC 7235), the key exactly."""
+    scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
 
 
 def _error_response(err: APIError) -> JSONResponse:
@@ -263,13 +282,23 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError):
         return _error_response(validation_error(exc))
 
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):  # unknown paths, wrong methods
+        path, method = request.url.path, request.method
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow") or "other methods"
+            return _error_response(APIError(405, f"{method} {path} is not allowed; this route answers {allowed}",
+                                            code="method_not_allowed", headers=exc.headers))
+        if exc.status_code == 404:
+            return _error_response(APIError(404, f"{method} {path}: no such route; the API is POST /v1/chat/completions, "
+                                            "GET /v1/models and GET /health", code="not_found"))
+        return _error_response(APIError(exc.status_code, str(exc.detail), headers=exc.headers))
+
     @app.middleware("http")
     async def _auth(request: Request, call_next):
-        if settings.api_key and request.url.path.startswith("/v1/"):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
-                return _error_response(APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                                                code="invalid_api_key"))
+        if settings.api_key and request.url.path not in _OPEN_PATHS and not _authorized(request, settings.api_key):
+            return _error_response(APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                                            code="invalid_api_key"))
         return await call_next(request)
 
     @app.get("/health")
@@ -287,10 +316,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
+        raw = parse_body(await request.body())
         try:
-            body = ChatCompletionRequest.model_validate_json(await request.body())
+            body = ChatCompletionRequest.model_validate(raw)
         except ValidationError as exc:
-            raise validation_error(exc) from exc
+            raise validation_error(exc) from None
         if body.model not in (None, served):
             raise APIError(404, f"model {body.model!r} is not served here; this server serves {served!r}",
                            param="model", code="model_not_found")
@@ -300,12 +330,14 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         binding = body.tool_binding()
         try:
             runnable = llm.bind_tools(**binding) if binding else llm
+            if body.response_format and body.response_format.get("type") == "json_schema":
+                llm._check_response_schema(body.response_format["json_schema"]["schema"])
         except ValueError as exc:
-            raise _status_of(exc) from exc
+            raise _status_of(exc, body) from None
         await admission.acquire()
         run = _Run(runnable, messages, options, request, admission.release)
         try:
-            return await (_stream(run, body, served) if body.stream else _whole(run, served))
+            return await (_stream(run, body, served) if body.stream else _whole(run, served, body))
         except BaseException:
             run.close()
             raise
@@ -313,11 +345,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     return app
 
 
-async def _whole(run: _Run, served: str) -> JSONResponse:
+async def _whole(run: _Run, served: str, body: ChatCompletionRequest) -> JSONResponse:
     try:
         chunks = [chunk async for chunk in run.chunks()]
     except Exception as exc:
-        raise _status_of(exc) from exc
+        raise _status_of(exc, body) from exc
     if not chunks:  # cancelled before anything came back
         raise APIError(499, "the client closed the request")
     merged = add_ai_message_chunks(chunks[0], *chunks[1:])  # one merge, not one per token
@@ -332,8 +364,8 @@ async def _stream(run: _Run, body: ChatCompletionRequest, served: str) -> Stream
     except StopAsyncIteration:
         raise APIError(499, "the client closed the request") from None
     except Exception as exc:
-        raise _status_of(exc) from exc
-    writer = ChunkWriter(served, bool(body.stream_options and body.stream_options.include_usage))
+        raise _status_of(exc, body) from exc
+    writer = ChunkWriter(served, bool(body.stream_options and body.stream_options.get("include_usage")))
 
     async def events() -> AsyncIterator[bytes]:
         yield sse(writer.first())
@@ -346,7 +378,7 @@ async def _stream(run: _Run, body: ChatCompletionRequest, served: str) -> Stream
             for item in writer.last():
                 yield sse(item)
         except Exception as exc:  # after the headers went out: OpenAI's error event
-            yield sse(_status_of(exc).body())
+            yield sse(_status_of(exc, body).body())
         finally:
             run.close()
         yield sse("[DONE]")

@@ -17,46 +17,122 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
 from langchain_core.messages.tool import invalid_tool_call, tool_call
 
+from ..chat.errors import kind
 from .protocol import APIError
 
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+# The fields of each role's message (OpenAI's); any other is a 400 naming it.
+_FIELDS = {
+    "system": {"role", "content", "name"},
+    "developer": {"role", "content", "name"},
+    "user": {"role", "content", "name"},
+    "assistant": {"role", "content", "name", "tool_calls", "refusal", "function_call", "audio"},
+    "tool": {"role", "content", "tool_call_id", "name"},
+    "function": {"role", "content", "name"},
+}
+_PARTS = {"text", "image_url", "input_audio", "file", "refusal"}
 
 
 def to_messages(raw: list[dict[str, Any]]) -> list[BaseMessage]:
-    """LangChain messages of an OpenAI ``messages`` list; a 400 names the first bad message."""
+    """LangChain messages of an OpenAI ``messages`` list; a 400 names the first bad field
+    (``messages[2].content``). An error describes a value by its type, never repeats it."""
     out: list[BaseMessage] = []
     for i, message in enumerate(raw):
-        role = message.get("role")
-        if role not in _ROLES:
-            raise APIError(400, f"messages[{i}].role={role!r} is not allowed; use one of {', '.join(_ROLES)}",
-                           param=f"messages[{i}].role")
+        check_message(message, f"messages[{i}]")
+        role = message["role"]
         if role == "developer":  # OpenAI's newer name for system
             message = {**message, "role": "system"}
         if role == "assistant" and message.get("content") is None:
             message = {**message, "content": ""}
+        message = {k: v for k, v in message.items() if v is not None and k not in ("refusal", "audio", "function_call")}
         try:
             if role == "assistant" and message.get("tool_calls"):
                 out.append(_assistant(message))
                 continue
             out.extend(convert_to_messages([message]))
         except Exception as exc:  # langchain-core raises several types for malformed messages
-            raise APIError(400, f"messages[{i}] is not a valid {role} message: {exc}", param=f"messages[{i}]") from exc
+            raise APIError(400, f"messages[{i}] is not a valid {role} message ({type(exc).__name__})",
+                           param=f"messages[{i}]") from exc
     return out
 
 
+def check_message(message: dict[str, Any], where: str) -> None:
+    """One OpenAI message's shape: its role, its fields, their types; APIError naming the field."""
+    role = message.get("role")
+    if role not in _ROLES:
+        got = "is missing" if role is None else f"={role!r} is not allowed" if isinstance(role, str) else f"is {kind(role)}"
+        raise APIError(400, f"{where}.role {got}; use one of {', '.join(_ROLES)}", param=f"{where}.role")
+    extra = sorted(set(message) - _FIELDS[role])
+    if extra:
+        raise APIError(400, f"{where}.{extra[0]} is not a field of a {role} message; its fields: "
+                       f"{', '.join(sorted(_FIELDS[role]))}", param=f"{where}.{extra[0]}")
+    for key in ("name", "tool_call_id", "refusal"):
+        if message.get(key) is not None and not isinstance(message[key], str):
+            raise APIError(400, f"{where}.{key} must be a string, not {kind(message[key])}", param=f"{where}.{key}")
+    content = message.get("content")
+    may_be_empty = role in ("assistant", "function")
+    if content is None and not may_be_empty:
+        raise APIError(400, f"{where}.content is required for a {role} message (a string or an array of text parts)",
+                       param=f"{where}.content")
+    if content is not None and not isinstance(content, (str, list)):
+        raise APIError(400, f"{where}.content must be a string or an array of content parts, not {kind(content)}",
+                       param=f"{where}.content")
+    for j, part in enumerate(content if isinstance(content, list) else ()):
+        _check_part(part, role, f"{where}.content[{j}]")
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise APIError(400, f"{where}.tool_call_id is required: the id of the call this result answers",
+                       param=f"{where}.tool_call_id")
+    calls = message.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            raise APIError(400, f"{where}.tool_calls must be an array, not {kind(calls)}", param=f"{where}.tool_calls")
+        for j, call in enumerate(calls):
+            _check_call(call, f"{where}.tool_calls[{j}]")
+
+
+def _check_part(part: Any, role: str, where: str) -> None:
+    kind_ = part.get("type") if isinstance(part, dict) else None
+    if kind_ not in _PARTS:
+        raise APIError(400, f"{where} must be a content part such as {{'type': 'text', 'text': ...}}"
+                       + (f", not {kind(part)}" if not isinstance(part, dict) else ""), param=f"{where}.type"
+                       if isinstance(part, dict) else where)
+    if kind_ in ("image_url", "input_audio", "file"):
+        raise APIError(400, f"{where} is an {kind_!r} part; this model reads text only", param=where)
+    field_ = "refusal" if kind_ == "refusal" else "text"
+    if not isinstance(part.get(field_), str):
+        raise APIError(400, f"{where}.{field_} must be a string, not {kind(part.get(field_))}", param=f"{where}.{field_}")
+    if kind_ == "refusal" and role != "assistant":
+        raise APIError(400, f"{where}: a refusal part belongs to an assistant message", param=f"{where}.type")
+
+
+def _check_call(call: Any, where: str) -> None:
+    shape = "{'id': ..., 'type': 'function', 'function': {'name': ..., 'arguments': '...'}}"
+    if not isinstance(call, dict):
+        raise APIError(400, f"{where} must be a tool call {shape}, not {kind(call)}", param=where)
+    if call.get("type", "function") != "function":
+        raise APIError(400, f"{where}.type must be 'function'", param=f"{where}.type")
+    if call.get("id") is not None and not isinstance(call["id"], str):
+        raise APIError(400, f"{where}.id must be a string, not {kind(call['id'])}", param=f"{where}.id")
+    function = call.get("function")
+    if not isinstance(function, dict):
+        raise APIError(400, f"{where}.function must be an object {shape}", param=f"{where}.function")
+    for key in ("name", "arguments"):
+        if not isinstance(function.get(key), str):
+            raise APIError(400, f"{where}.function.{key} must be a string, not {kind(function.get(key))}",
+                           param=f"{where}.function.{key}")
+
+
 def _assistant(message: dict[str, Any]) -> AIMessage:
-    """An assistant turn with tool calls; a call whose arguments are not a JSON object stays, as an
+    """An assistant turn with (checked) tool calls; a call whose arguments are not a JSON object stays, as an
     invalid call with its text (OpenAI's API takes any argument string back in the history, and
     this server may have returned such a call itself)."""
     valid, invalid = [], []
     for call in message["tool_calls"]:
-        function = call.get("function") or {}
-        name, arguments, call_id = function.get("name"), function.get("arguments") or "", call.get("id")
-        if not isinstance(name, str) or not isinstance(arguments, str):
-            raise ValueError(f"a tool call needs function.name and function.arguments as strings, got {call!r}")
+        function = call["function"]
+        name, arguments, call_id = function["name"], function["arguments"], call.get("id")
         try:
             args = json.loads(arguments or "{}")
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             invalid.append(invalid_tool_call(name=name, args=arguments, id=call_id, error=f"not JSON: {exc}"))
             continue
         if isinstance(args, dict):

@@ -1,20 +1,37 @@
 """The OpenAI chat-completions request, checked, and the errors the server answers with.
 
-Owns ``ChatCompletionRequest`` (the body of ``POST /v1/chat/completions``: OpenAI's fields this
-server reads, plus the bucket settings as extra fields), ``APIError`` (an error with its HTTP
-status and OpenAI's error shape) and ``validation_error`` (pydantic's errors as one 400 naming
-the field). Imports pydantic only.
+Owns ``parse_body`` (the body's JSON: not JSON, too deep, a lone surrogate escape, each a 400
+naming where), ``ChatCompletionRequest`` (the body of ``POST /v1/chat/completions``: OpenAI's
+fields this server reads, plus the bucket settings as extra fields, every one checked strictly:
+no boolean or string taken as a number, no string or number taken as a boolean), ``APIError``
+(an error with its HTTP status and OpenAI's error shape) and ``validation_error`` (pydantic's
+errors as one 400 whose ``param`` names the field as the client wrote it, ``tools[0].function.name``).
+
+The sampling and bucket fields are checked by the chat model's own checks (``chat.options``,
+``engine.sampling``, ``engine.bases``, ``engine.merge``), so the server and the library accept
+and refuse the same values with the same words. An error message names the bad value and what
+is allowed; it never repeats the request's messages.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+import math
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
-# Fields OpenAI defines that this server refuses unless they have their neutral value: answering
-# without them would silently change what the caller asked for.
-_NEUTRAL = {"n": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": False, "top_logprobs": None}
+from ..chat.decision import check_tool_call_bias
+from ..chat.errors import OptionError, kind, shown
+from ..chat.grammar_select import check_response_format
+from ..chat.options import _check_stop, check_flag, check_not_bool, check_seed, check_tools
+from ..engine.bases import MAX_BUCKETS, check_bases_spec
+from ..engine.merge import validate_aggregation
+from ..engine.sampling import SamplingParams, check_max_tokens
+
+MAX_DEPTH = 64
+"""The deepest nesting of arrays and objects a request body may have (tool schemas included)."""
 
 
 class APIError(Exception):
@@ -35,28 +52,231 @@ _KINDS = {
     400: "invalid_request_error",
     401: "authentication_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     413: "invalid_request_error",
     503: "overloaded_error",
 }
 
 
-def validation_error(exc: ValidationError | Any) -> APIError:
-    """pydantic's (or FastAPI's) validation errors as one 400 naming the first bad field."""
-    errors = exc.errors()
-    first = errors[0] if errors else {"loc": (), "msg": str(exc)}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
-    if first.get("type") == "json_invalid":
-        return APIError(400, f"the request body is not valid JSON: {first.get('msg')}", code="invalid_json")
-    if first.get("type") == "extra_forbidden":
-        return APIError(400, f"unrecognized request argument supplied: {param}; see GET /docs for the fields", param=param)
-    where = f"{param}: " if param else ""
-    return APIError(400, f"{where}{first.get('msg')} (got {first.get('input')!r})"[:2000], param=param)
+# ---- the body's JSON ------------------------------------------------------------------------
 
 
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    include_usage: bool = False
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; a 400 for anything else, naming where it goes wrong."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise APIError(400, f"the request body is not UTF-8 (byte {exc.start})", code="invalid_json") from None
+    try:
+        body = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise APIError(400, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                       code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, f"the request body nests arrays and objects deeper than {MAX_DEPTH} levels",
+                       code="invalid_json") from None
+    except ValueError as exc:  # NaN / Infinity
+        raise APIError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise APIError(400, f"the request body must be a JSON object, not {kind(body)}", code="invalid_json")
+    _check_strings(body)
+    return body
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number; send a finite number")
+
+
+def _check_strings(body: dict) -> None:
+    """No nesting deeper than ``MAX_DEPTH``; no string (or key) holding a lone surrogate escape
+    such as "\\ud800", which is not Unicode text and cannot be tokenized (named by its path)."""
+    stack: list[tuple[Any, str, int]] = [(body, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise APIError(400, f"{path or 'the body'} nests arrays and objects deeper than {MAX_DEPTH} levels",
+                           param=path or None, code="invalid_json")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                where = f"{path}.{key}" if path else key
+                _check_text(key, where, " (a key)")
+                stack.append((value, where, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((value, f"{path}[{i}]", depth + 1) for i, value in enumerate(node))
+        elif isinstance(node, str):
+            _check_text(node, path, "")
+
+
+def _check_text(text: str, path: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        escape = "".join(f"\\u{ord(c):04x}" for c in text[err.start:err.end])
+        raise APIError(
+            400, f"{path}{what} holds the JSON escape {escape!r} at character {err.start}: a lone surrogate, "
+            "which is not Unicode text; send the whole pair (e.g. \\ud83d\\ude00) or the character itself",
+            param=path, code="invalid_unicode") from None
+
+
+# ---- field checks ---------------------------------------------------------------------------
+# Each raises OptionError (a ValueError) naming the field; ``validation_error`` reads its param.
+
+
+def _checked(check: Callable[[Any], Any]):
+    """A field checked by ``check`` before pydantic sees it (None passes: the field is optional)."""
+    return BeforeValidator(lambda value: value if value is None else check(value))
+
+
+def _number(name: str, lo: float | None = None, hi: float | None = None, *, integer: bool = False,
+            lo_open: bool = False) -> Callable[[Any], Any]:
+    """A strict number check: no bool, no string; a range in the message when it is broken."""
+    def check(value):
+        check_not_bool(name, value)
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
+        low = lo is None or (value > lo if lo_open else value >= lo) if ok else False
+        if not (ok and low and (hi is None or value <= hi)):
+            what = "an integer" if integer else "a finite number"
+            bounds = [f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else "", f"<= {hi:g}" if hi is not None else ""]
+            raise OptionError(f"{name}={shown(value)} must be {what} {' and '.join(b for b in bounds if b)}".rstrip(), name)
+        return value
+    return check
+
+
+def _sampling(name: str) -> Callable[[Any], Any]:
+    """The chat model's own check of one sampling setting (``SamplingParams``)."""
+    def check(value):
+        check_not_bool(name, value)
+        try:
+            SamplingParams(**{name: value})
+        except ValueError as exc:
+            raise OptionError(str(exc), name) from None
+        return value
+    return check
+
+
+def _temperature(value):
+    _sampling("temperature")(value)
+    if value > 2:
+        raise OptionError(f"temperature={shown(value)} must be a finite number from 0 to 2 (OpenAI's range)", "temperature")
+    return value
+
+
+def _max_tokens(name: str) -> Callable[[Any], Any]:
+    def check(value):
+        check_not_bool(name, value)
+        try:
+            check_max_tokens(value)
+        except ValueError as exc:
+            raise OptionError(str(exc).replace("max_tokens=", f"{name}=", 1), name) from None
+        return value
+    return check
+
+
+def _flag(name: str) -> Callable[[Any], Any]:
+    return lambda value: check_flag(name, value)
+
+
+def _text(name: str, limit: int = 512) -> Callable[[Any], Any]:
+    def check(value):
+        if not isinstance(value, str) or len(value) > limit:
+            raise OptionError(f"{name} must be a string of at most {limit} characters, not {kind(value)}", name)
+        return value
+    return check
+
+
+def _neutral(name: str, neutral: Any, check: Callable[[Any], Any], instead: str) -> Callable[[Any], Any]:
+    """An OpenAI field this server takes only at its neutral value (answering without it would
+    change what the caller asked for)."""
+    def checked(value):
+        check(value)
+        if value != neutral:
+            raise OptionError(f"{name}={shown(value)} is not supported by this server; leave it out or send "
+                              f"{json.dumps(neutral)}{instead}", name)
+        return value
+    return checked
+
+
+def _stop(value):
+    return list(_check_stop(value))
+
+
+def _messages(value):
+    if not isinstance(value, list) or not value:
+        got = "an empty array" if value == [] else kind(value)
+        raise OptionError(f"messages must be a non-empty array of message objects, not {got}", "messages")
+    for i, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise OptionError(f"messages[{i}] must be a message object ({{'role': ..., 'content': ...}}), not "
+                              f"{kind(message)}", f"messages[{i}]")
+    return value
+
+
+def _tool_choice(value):
+    if isinstance(value, str):
+        if value not in ("none", "auto", "required"):
+            raise OptionError(f"tool_choice={shown(value)} is not allowed; use 'none', 'auto', 'required' or "
+                              "{'type': 'function', 'function': {'name': ...}}", "tool_choice")
+        return value
+    fn = value.get("function") if isinstance(value, dict) else None
+    if not (isinstance(value, dict) and value.get("type") == "function" and set(value) == {"type", "function"}
+            and isinstance(fn, dict) and set(fn) == {"name"} and isinstance(fn["name"], str)):
+        raise OptionError(f"tool_choice={shown(value)} is not allowed; use 'none', 'auto', 'required' or "
+                          "{'type': 'function', 'function': {'name': ...}}", "tool_choice")
+    return value
+
+
+def _logit_bias(value):
+    if not isinstance(value, dict) or len(value) > 300:
+        raise OptionError(f"logit_bias must be an object of at most 300 token ids and biases, not {kind(value)}",
+                          "logit_bias")
+    for token, bias in value.items():
+        number = not isinstance(bias, bool) and isinstance(bias, (int, float)) and -100 <= bias <= 100
+        if not (token.isascii() and token.isdigit() and len(token) <= 9) or not number:
+            raise OptionError(f"logit_bias entry {shown(token)}: {shown(bias)} needs a token id (digits) and a bias "
+                              "from -100 to 100", "logit_bias")
+    return value
+
+
+def _metadata(value):
+    if not isinstance(value, dict) or len(value) > 16:
+        raise OptionError(f"metadata must be an object of at most 16 string values, not {kind(value)}", "metadata")
+    for key, item in value.items():
+        if len(key) > 64 or not isinstance(item, str) or len(item) > 512:
+            raise OptionError(f"metadata[{shown(key)}] must be a string of at most 512 characters (keys: at most 64)",
+                              "metadata")
+    return value
+
+
+def _stream_options(value):
+    if not isinstance(value, dict) or set(value) - {"include_usage"}:
+        raise OptionError(f"stream_options must be {{'include_usage': true or false}}, not {shown(value)}",
+                          "stream_options")
+    if "include_usage" in value:
+        check_flag("stream_options.include_usage", value["include_usage"])
+    return value
+
+
+def _bases(value):
+    if isinstance(value, bool):
+        check_not_bool("bases", value)
+    try:
+        check_bases_spec(value)
+    except ValueError as exc:
+        raise OptionError(str(exc), "bases") from None
+    return value
+
+
+def _library(name: str, check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A chat-model check whose ValueError becomes an OptionError naming ``name``."""
+    def checked(value):
+        try:
+            check(value)
+        except OptionError:
+            raise
+        except ValueError as exc:
+            raise OptionError(str(exc), name) from None
+        return value
+    return checked
 
 
 class ChatCompletionRequest(BaseModel):
@@ -68,70 +288,58 @@ class ChatCompletionRequest(BaseModel):
     answer unless the server was started otherwise). Extra fields (this package's settings):
     ``bases``, ``n_buckets``, ``aggregation``, ``top_k``, ``repetition_penalty``,
     ``tool_call_bias``, ``loop_detection``, ``deterministic``. Unknown fields are a 400.
+    Types are strict: ``max_tokens: true`` or ``"8"``, ``stream: "yes"`` are 400s.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    model: str | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    user: str | None = None
-    metadata: dict[str, str] | None = None
-    logit_bias: dict[str, float] | None = None
-    n: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
+    messages: Annotated[list[dict[str, Any]], BeforeValidator(_messages)]
+    model: Annotated[str | None, _checked(_text("model", 256))] = None
+    tools: Annotated[list[dict[str, Any]] | None, _checked(_library("tools", lambda v: list(check_tools(v))))] = None
+    tool_choice: Annotated[Literal["none", "auto", "required"] | dict[str, Any] | None, _checked(_tool_choice)] = None
+    parallel_tool_calls: Annotated[bool | None, _checked(_flag("parallel_tool_calls"))] = None
+    response_format: Annotated[dict[str, Any] | None, _checked(_library("response_format", check_response_format))] = None
+    temperature: Annotated[float | None, _checked(_temperature)] = None
+    top_p: Annotated[float | None, _checked(_sampling("top_p"))] = None
+    max_tokens: Annotated[int | None, _checked(_max_tokens("max_tokens"))] = None
+    max_completion_tokens: Annotated[int | None, _checked(_max_tokens("max_completion_tokens"))] = None
+    stop: Annotated[str | list[str] | None, _checked(_stop)] = None
+    seed: Annotated[int | None, _checked(check_seed)] = None
+    stream: Annotated[bool | None, _checked(_flag("stream"))] = None
+    stream_options: Annotated[dict[str, bool] | None, _checked(_stream_options)] = None
+    user: Annotated[str | None, _checked(_text("user"))] = None
+    metadata: Annotated[dict[str, str] | None, _checked(_metadata)] = None
+    logit_bias: Annotated[dict[str, float] | None, _checked(_logit_bias)] = None
+    n: Annotated[int | None, _checked(_neutral("n", 1, _number("n", 1, 128, integer=True),
+                                               " (one choice per request; send several requests)"))] = None
+    presence_penalty: Annotated[float | None, _checked(_neutral(
+        "presence_penalty", 0, _number("presence_penalty", -2, 2), "; repetition_penalty is this server's penalty"))] = None
+    frequency_penalty: Annotated[float | None, _checked(_neutral(
+        "frequency_penalty", 0, _number("frequency_penalty", -2, 2), "; repetition_penalty is this server's penalty"))] = None
+    logprobs: Annotated[bool | None, _checked(_neutral("logprobs", False, _flag("logprobs"),
+                                                       " (this server returns no log-probabilities)"))] = None
+    top_logprobs: Annotated[int | None, _checked(_neutral("top_logprobs", 0, _number("top_logprobs", 0, 20, integer=True),
+                                                          " (this server returns no log-probabilities)"))] = None
     # this package's settings
-    bases: str | float | list[float] | None = None
-    n_buckets: int | None = None
-    aggregation: str | None = None
-    top_k: int | None = Field(default=None, ge=1)
-    repetition_penalty: float | None = Field(default=None, gt=0)
-    tool_call_bias: Literal["auto"] | float | list[float] | None = "auto"
-    loop_detection: bool | None = None
-    deterministic: bool | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _stop(cls, value):
-        stops = [value] if isinstance(value, str) else value
-        if stops is not None and (len(stops) > 16 or any(not s for s in stops)):
-            raise ValueError("stop takes at most 16 non-empty strings")
-        return stops
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _logit_bias(cls, value):
-        for token, bias in (value or {}).items():
-            if not token.strip().isdigit() or not -100 <= bias <= 100:
-                raise ValueError(f"logit_bias entry {token!r}: {bias!r} needs a token id and a bias in [-100, 100]")
-        return value
+    bases: Annotated[str | float | list[float] | None, _checked(_bases)] = None
+    n_buckets: Annotated[int | None, _checked(_number("n_buckets", 1, MAX_BUCKETS, integer=True))] = None
+    aggregation: Annotated[str | None, _checked(_library("aggregation", validate_aggregation))] = None
+    top_k: Annotated[int | None, _checked(_sampling("top_k"))] = None
+    repetition_penalty: Annotated[float | None, _checked(_sampling("repetition_penalty"))] = None
+    tool_call_bias: Annotated[Literal["auto"] | float | list[float] | None,
+                              _checked(_library("tool_call_bias", check_tool_call_bias))] = "auto"
+    loop_detection: Annotated[bool | None, _checked(_flag("loop_detection"))] = None
+    deterministic: Annotated[bool | None, _checked(_flag("deterministic"))] = None
 
     @model_validator(mode="after")
-    def _neutral(self):
-        for name, neutral in _NEUTRAL.items():
-            value = getattr(self, name)
-            if value is not None and value != neutral:
-                raise ValueError(f"{name}={value!r} is not supported by this server; leave it out or use {neutral!r}")
+    def _together(self):
         if self.max_tokens and self.max_completion_tokens and self.max_tokens != self.max_completion_tokens:
-            raise ValueError(
-                f"max_tokens={self.max_tokens} and max_completion_tokens={self.max_completion_tokens} differ; give one"
-            )
+            raise OptionError(f"max_tokens={self.max_tokens} and max_completion_tokens={self.max_completion_tokens} "
+                              "differ; give one (max_completion_tokens is OpenAI's newer name)", "max_completion_tokens")
         if self.stream_options is not None and not self.stream:
-            raise ValueError("stream_options is only allowed with stream=true")
+            raise OptionError("stream_options is only allowed with stream=true", "stream_options")
+        if not self.tools and self.tool_choice not in (None, "none", "auto"):
+            raise OptionError(f"tool_choice={shown(self.tool_choice)} needs tools; none were sent", "tool_choice")
         return self
 
     @property
@@ -156,8 +364,6 @@ class ChatCompletionRequest(BaseModel):
         if "tool_call_bias" in self.model_fields_set:
             bias = self.tool_call_bias
             out["tool_call_bias"] = tuple(bias) if isinstance(bias, list) else bias
-        if not self.tools and self.tool_choice not in (None, "none", "auto"):
-            raise APIError(400, f"tool_choice={self.tool_choice!r} needs tools", param="tool_choice")
         return out
 
     def tool_binding(self) -> dict[str, Any] | None:
@@ -169,3 +375,53 @@ class ChatCompletionRequest(BaseModel):
     def model_overrides(self) -> dict[str, Any]:
         """Settings that need a chat model of their own (bases, n_buckets, deterministic)."""
         return {k: getattr(self, k) for k in ("bases", "n_buckets", "deterministic") if getattr(self, k) is not None}
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+_TYPES = {
+    "bool_type": "true or false", "int_type": "an integer", "float_type": "a number", "string_type": "a string",
+    "list_type": "an array", "dict_type": "an object", "model_type": "an object", "literal_error": "one of the values",
+}
+
+
+def param_path(loc: tuple) -> str | None:
+    """pydantic's location as the client wrote it: ("tools", 0, "function") -> tools[0].function.
+    Union members pydantic adds ("str", "list[str]", "function-after[...]") are dropped."""
+    out = ""
+    for part in loc:
+        if part == "body":
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not any(c in part for c in "[]()-,'") and part not in ("str", "int", "float", "bool", "list", "dict", "none"):
+            out += f".{part}" if out else part
+    return out or None
+
+
+def validation_error(exc: ValidationError | Any) -> APIError:
+    """pydantic's validation errors as one 400 naming the first bad field; never the request's
+    messages (a message's value is described by its type only)."""
+    errors = exc.errors()
+    if not errors:
+        return APIError(400, "the request is not valid")
+    first = errors[0]
+    param = param_path(tuple(first.get("loc", ())))
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, OptionError) and cause.param:
+        return APIError(400, str(cause), param=cause.param)
+    if isinstance(cause, ValueError):
+        return APIError(400, str(cause), param=param)
+    kind_ = first.get("type")
+    if kind_ == "json_invalid":
+        return APIError(400, f"the request body is not valid JSON: {first.get('msg')}", code="invalid_json")
+    if kind_ == "extra_forbidden":
+        return APIError(400, f"unrecognized request argument supplied: {param}; see docs/serving.md for the fields",
+                        param=param)
+    if kind_ == "missing":
+        return APIError(400, f"{param} is required", param=param)
+    value = first.get("input")
+    given = kind(value) if (param or "").startswith("messages") else shown(value)
+    want = _TYPES.get(kind_ or "", "")
+    message = f"{param}={given} must be {want}" if want else f"{param}: {first.get('msg')} (got {given})"
+    return APIError(400, message, param=param)
