@@ -1,12 +1,10 @@
-"""The options of one chat-model call: the chat model's fields, overridden by the call's, checked once.
+"""The options of one chat-model call: the call settings of the table, overridden by the call's own.
 
-Owns ``CallOptions`` (frozen) and every check of a per-call setting: sampling
-(``SamplingParams``), ``max_tokens``, ``stop``, ``aggregation``, ``logit_bias``, loop detection,
-tools and tool choice, ``response_format``, ``tool_call_bias``, and the error for an option this
-model does not know (with the nearest one it does). The chat model builds ``CallOptions.from_fields`` at construction
-and ``merged`` once per call (the langchain-ollama ``_chat_params`` pattern).
-Imports ``sampling``, ``merge``, ``tool_choice``, ``decision`` and ``grammar_select``; never the
-engine or LangChain.
+``CallOptions.from_fields`` reads the chat model's call settings (``settings.SETTINGS`` rows with
+``call=True``) once, at construction; ``merged`` applies one call's keyword options and ``stop``,
+each checked by its row's check (the langchain-ollama ``_chat_params`` pattern). The request-level
+options that are no settings (``tools``, ``tool_choice``, ``response_format``, ``model``) are
+checked here too. Nothing here imports the engine's scheduler or LangChain.
 """
 
 from __future__ import annotations
@@ -15,83 +13,47 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..engine.merge import validate_aggregation
-from ..engine.sampling import SamplingParams, check_max_tokens
+from ..engine.sampling import SamplingParams
 from ..text.tool_choice import Choice, normalize_tool_choice
-from .decision import check_tool_call_bias
 from .errors import OptionError, kind, shown
 from .grammar_select import check_response_format
+from .settings import SETTINGS, Setting, call_settings, check_stop, did_you_mean
 
-CALL_OPTIONS = frozenset(
-    {
-        "model",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "temperature",
-        "top_p",
-        "top_k",
-        "seed",
-        "max_tokens",
-        "stop",
-        "aggregation",
-        "ls_structured_output_format",
-        "strict",
-        "logit_bias",
-        "repetition_penalty",
-        "tool_call_bias",
-        "loop_detection",
-        "loop_min_chars",
-    }
-)
-"""The call options the chat model reads."""
+REQUEST_OPTIONS = frozenset({"model", "tools", "tool_choice", "response_format"})
+"""Call options that are no settings: what bind_tools and with_structured_output bind."""
 
-LANGCHAIN_OPTIONS = frozenset({"stream", "structured_output_format"})
+LANGCHAIN_OPTIONS = frozenset({"stream", "structured_output_format", "ls_structured_output_format", "strict"})
 """Options LangChain itself may pass with a call (``invoke(..., stream=True)`` decides streaming;
-``structured_output_format`` is the older name of ``ls_structured_output_format``): accepted, not
-read. Any option outside these and ``CALL_OPTIONS`` is an error, as an API server would answer."""
+``(ls_)structured_output_format`` describes a structured-output call to tracers; ``strict`` comes
+with bind_tools): accepted, not read. Any option outside these, ``REQUEST_OPTIONS`` and the call
+settings is an error, as an API server would answer."""
 
-_NUMBERS = (
-    "temperature", "top_p", "top_k", "seed", "repetition_penalty", "max_tokens", "speculative_tokens", "loop_min_chars",
-)
-MAX_STOP = 16
-"""The most stop strings one call takes."""
-SEED_RANGE = (-(2**63), 2**63 - 1)
-"""Seeds are 64-bit signed integers (OpenAI's ``seed``; torch's generator takes them all)."""
+_SAMPLING = ("temperature", "top_k", "top_p", "seed", "repetition_penalty")
 
 
-def check_not_bool(name: str, value, text: bool = False) -> None:
-    """bool is an int subclass: ``temperature=True`` is a bug, not 1.0; and unless ``text`` (a field
-    that also takes names, as ``bases``), "10" is text, not a number."""
-    if isinstance(value, bool):
-        raise OptionError(f"{name}={value!r}: a boolean is not a number; give a number (or None for the default)", name)
-    if isinstance(value, str) and not text:
-        raise OptionError(f"{name}={shown(value)}: a string is not a number; give a number (or None for the default)", name)
+def call_option_names(table: tuple[Setting, ...] = SETTINGS) -> frozenset[str]:
+    """The call options the chat model reads."""
+    return frozenset(call_settings(table)) | REQUEST_OPTIONS
 
 
-def check_flag(name: str, value) -> bool:
-    """``value`` if it is True or False; "yes", 1 or None are not booleans."""
-    if not isinstance(value, bool):
-        raise OptionError(f"{name}={shown(value)} must be True or False (a boolean), not {kind(value)}", name)
-    return value
-
-
-def check_seed(value) -> int | None:
-    """``value`` if it is None or a 64-bit signed integer."""
-    lo, hi = SEED_RANGE
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi):
-        raise OptionError(f"seed={shown(value)} must be None or an integer from -2**63 to 2**63-1", "seed")
-    return value
+def check_call_options(kwargs: Mapping[str, Any], table: tuple[Setting, ...] = SETTINGS) -> None:
+    """ValueError for a call option this model does not know, naming it and the nearest known one."""
+    known = call_option_names(table)
+    unknown = sorted(set(kwargs) - known - LANGCHAIN_OPTIONS)
+    if unknown:
+        name = unknown[0]
+        raise ValueError(
+            f"unknown call option {name!r}{did_you_mean(name, known)}; the options a call reads: {', '.join(sorted(known))}"
+        )
 
 
 _TOOL_SHAPE = "a tool is {'type': 'function', 'function': {'name': ..., 'description': ..., 'parameters': {...}}}"
 _FUNCTION_FIELDS = {"name": str, "description": str, "parameters": dict, "strict": bool}
 
 
-def check_tools(tools) -> tuple[dict, ...]:
-    """OpenAI-format tools checked for shape (names' characters and schemas are checked by
-    ``bind_tools``); OptionError naming the field, e.g. ``tools[0].function.name``."""
+def check_tool_shapes(tools: Any) -> tuple[dict, ...]:
+    """OpenAI-format tools checked for shape (names' characters and schemas: ``tools.check_tools``);
+    OptionError naming the field as a client writes it, e.g. ``tools[0].function.name``."""
     if tools is None:
         return ()
     if not isinstance(tools, (list, tuple)):
@@ -123,157 +85,72 @@ def check_tools(tools) -> tuple[dict, ...]:
     return tuple(tools)
 
 
-def nearest(name: str, allowed) -> str:
-    """" (did you mean 'x'?)" for the allowed name closest to ``name``, or ""."""
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(allowed), n=1, cutoff=0.6)
-    if not close:  # max_new_tokens -> max_tokens: the shared words count more than the letters
-        words = set(name.split("_"))
-        scored = [(len(words & set(a.split("_"))), a) for a in allowed if "_" in a or a in words]
-        best = max(scored, default=(0, ""))
-        close = [best[1]] if best[0] else []
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def check_call_options(kwargs: Mapping[str, Any]) -> None:
-    """ValueError for a call option this model does not know, naming it and the nearest known one."""
-    unknown = sorted(set(kwargs) - CALL_OPTIONS - LANGCHAIN_OPTIONS)
-    if unknown:
-        name = unknown[0]
-        raise ValueError(
-            f"unknown call option {name!r}{nearest(name, CALL_OPTIONS)}; the options a call reads: "
-            f"{', '.join(sorted(CALL_OPTIONS - {'ls_structured_output_format'}))}"
-        )
-    for name in _NUMBERS:
-        check_not_bool(name, kwargs.get(name))
-    check_seed(kwargs.get("seed"))
-    for name in ("loop_detection", "parallel_tool_calls"):
-        if kwargs.get(name) is not None:
-            check_flag(name, kwargs[name])
-
-
-_SAMPLING = ("temperature", "top_k", "top_p", "seed", "repetition_penalty")
-
-
 @dataclass(frozen=True)
 class CallOptions:
-    """What one call runs with. Built by ``from_fields`` and ``merged``, which check every value."""
+    """What one call runs with: every call setting (``values``, read as attributes:
+    ``options.max_tokens``), and the request's tools, tool choice, response format and model."""
 
-    sampling: SamplingParams = field(default_factory=SamplingParams)
-    max_tokens: int | None = 512
-    stop: tuple[str, ...] = ()
-    aggregation: str = "confidence"
-    logit_bias: Mapping[int, float] | None = None  # checked against the vocabulary by `bias`
-    speculative_tokens: int = 8
-    parallel_tool_calls: bool = False
+    values: Mapping[str, Any] = field(default_factory=lambda: {s.name: s.default for s in call_settings(SETTINGS).values()})
+    table: tuple[Setting, ...] = field(default=SETTINGS, repr=False, compare=False)
     model: str | None = None  # this call's model; None: the chat model's own
     tools: tuple[dict, ...] = ()  # OpenAI format, as bind_tools wrote them
     choice: Choice = Choice("auto")
     response_format: dict | None = None
-    tool_call_bias: Any = "auto"  # checked; decision.resolve_decision reads it
-    loop_detection: bool = True
-    loop_min_chars: int = 48
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("values")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(f"{type(self).__name__!r} has no option {name!r}")
+
+    @classmethod
+    def from_fields(cls, llm: Any, table: tuple[Setting, ...] = SETTINGS) -> CallOptions:
+        """The defaults of every call: the chat model's call settings, checked (ValueError names the bad one)."""
+        values = {}
+        for name, s in call_settings(table).items():
+            value = getattr(llm, name)
+            values[name] = s.check(value) if s.check is not None else value
+        SamplingParams(*(values[name] for name in _SAMPLING))
+        return cls(values=values, table=table)
+
+    def merged(self, kwargs: Mapping[str, Any], stop: Any = None) -> CallOptions:
+        """These options overridden by one call's ``stop`` and keyword options, checked.
+
+        An option this model does not know is a ValueError naming it (see ``check_call_options``).
+        """
+        check_call_options(kwargs, self.table)
+        settings = call_settings(self.table)
+        values = dict(self.values)
+        for name, value in kwargs.items():
+            if name in settings:
+                values[name] = settings[name].check(value) if settings[name].check is not None else value
+        if stop is not None:  # LangChain's own stop argument (invoke(..., stop=[...]))
+            values["stop"] = check_stop(stop)
+        tools = check_tool_shapes(kwargs.get("tools"))
+        choice = normalize_tool_choice(kwargs.get("tool_choice"), [t["function"]["name"] for t in tools])
+        options = replace(self, values=values, model=kwargs.get("model"), tools=tools, choice=choice,
+                          response_format=check_response_format(kwargs.get("response_format")))
+        options.sampling  # noqa: B018 (checks the combination)
+        return options
+
+    @property
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(*(self.values[name] for name in _SAMPLING))
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        return tuple(self.values.get("stop") or ())
 
     @property
     def loop_chars(self) -> int | None:
         """The shortest repeated span that ends an answer as a loop; None: loop detection off."""
         return self.loop_min_chars if self.loop_detection else None
 
-    @classmethod
-    def from_fields(cls, llm: Any) -> CallOptions:
-        """The defaults of every call: the chat model's fields, checked (ValueError names the bad one)."""
-        for name in _NUMBERS:
-            check_not_bool(name, getattr(llm, name))
-        check_seed(llm.seed)
-        sampling = SamplingParams(*(getattr(llm, name) for name in _SAMPLING))
-        check_max_tokens(llm.max_tokens)
-        if not isinstance(llm.speculative_tokens, int) or llm.speculative_tokens < 0:
-            raise ValueError(f"speculative_tokens={llm.speculative_tokens!r} must be an integer >= 0")
-        return cls(
-            sampling=sampling,
-            max_tokens=llm.max_tokens,
-            stop=_check_stop(llm.stop),
-            aggregation=validate_aggregation(llm.aggregation),
-            logit_bias=llm.logit_bias,
-            speculative_tokens=llm.speculative_tokens,
-            parallel_tool_calls=llm.parallel_tool_calls,
-            tool_call_bias=check_tool_call_bias(llm.tool_call_bias),
-            loop_detection=_check_loop_detection(llm.loop_detection),
-            loop_min_chars=_check_loop_min_chars(llm.loop_min_chars),
-        )
-
-    def merged(self, kwargs: Mapping[str, Any], stop: list[str] | None = None) -> CallOptions:
-        """These options overridden by one call's ``stop`` and keyword options, checked.
-
-        An option this model does not know is a ValueError naming it (see ``check_call_options``).
-        """
-        check_call_options(kwargs)
-        tools = check_tools(kwargs.get("tools"))
-        choice = normalize_tool_choice(kwargs.get("tool_choice"), [t["function"]["name"] for t in tools])
-        response_format = check_response_format(kwargs.get("response_format"))
-        overrides = {name: kwargs[name] for name in _SAMPLING if name in kwargs}
-        max_tokens = kwargs.get("max_tokens", self.max_tokens)
-        check_max_tokens(max_tokens)
-        parallel = kwargs.get("parallel_tool_calls")
-        return replace(
-            self,
-            sampling=replace(self.sampling, **overrides) if overrides else self.sampling,
-            max_tokens=max_tokens,
-            stop=self._stop(stop, kwargs),
-            aggregation=validate_aggregation(kwargs.get("aggregation", self.aggregation)),
-            logit_bias=kwargs.get("logit_bias", self.logit_bias),
-            parallel_tool_calls=self.parallel_tool_calls if parallel is None else bool(parallel),
-            model=kwargs.get("model"),
-            tools=tools,
-            choice=choice,
-            response_format=response_format,
-            tool_call_bias=check_tool_call_bias(kwargs.get("tool_call_bias", self.tool_call_bias)),
-            loop_detection=_check_loop_detection(kwargs.get("loop_detection", self.loop_detection)),
-            loop_min_chars=_check_loop_min_chars(kwargs.get("loop_min_chars", self.loop_min_chars)),
-        )
-
-    def _stop(self, stop, kwargs: Mapping[str, Any]) -> tuple[str, ...]:
-        """The call's stop strings: ``invoke(..., stop=...)``, else the ``stop`` option, else the field's."""
-        for given in (stop, kwargs.get("stop")):
-            if given is not None:
-                checked = _check_stop(given)
-                if checked:
-                    return checked
-        return self.stop
-
     def bias(self, vocab_size: int) -> tuple[tuple[int, float], ...]:
         """``logit_bias`` as (token id, bias) pairs, each id checked against the model's vocabulary."""
         if not self.logit_bias:
             return ()
-        out = []
-        for token, value in self.logit_bias.items():
-            token = int(token)
-            bad = isinstance(value, bool) or not isinstance(value, (int, float)) or value != value
-            if not 0 <= token < vocab_size or bad:
-                raise ValueError(f"logit_bias entry {token!r}: {value!r} needs a token id in [0, {vocab_size}) and a number")
-            out.append((token, float(value)))
-        return tuple(out)
-
-
-def _check_loop_detection(value) -> bool:
-    return check_flag("loop_detection", value)
-
-
-def _check_loop_min_chars(value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"loop_min_chars={value!r} must be an integer >= 1 (characters)")
-    return value
-
-
-def _check_stop(stop) -> tuple[str, ...]:
-    """Stop strings: one string or a list of 1 to ``MAX_STOP`` non-empty strings (None: none)."""
-    if stop is None:
-        return ()
-    stops = [stop] if isinstance(stop, str) else stop
-    if (not isinstance(stops, (list, tuple)) or len(stops) > MAX_STOP
-            or not all(isinstance(s, str) and s for s in stops)):
-        raise OptionError(
-            f"stop={shown(stop)} is not allowed; give a string or a list of up to {MAX_STOP} non-empty strings", "stop"
-        )
-    return tuple(stops)
+        for token in self.logit_bias:
+            if not 0 <= token < vocab_size:
+                raise ValueError(f"logit_bias entry {token!r} needs a token id in [0, {vocab_size})")
+        return tuple(self.logit_bias.items())

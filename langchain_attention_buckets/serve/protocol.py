@@ -7,28 +7,24 @@ no boolean or string taken as a number, no string or number taken as a boolean),
 (an error with its HTTP status and OpenAI's error shape) and ``validation_error`` (pydantic's
 errors as one 400 whose ``param`` names the field as the client wrote it, ``tools[0].function.name``).
 
-The sampling and bucket fields are checked by the chat model's own checks (``chat.options``,
-``engine.sampling``, ``engine.bases``, ``engine.merge``), so the server and the library accept
-and refuse the same values with the same words. An error message names the bad value and what
+The sampling and bucket fields are checked by the chat model's own checks (their rows in
+``chat.settings``; tools and response formats by ``chat.options`` and ``chat.grammar_select``), so
+the server and the library accept and refuse the same values with the same words. An error message names the bad value and what
 is allowed; it never repeats the request's messages.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
-from ..chat.decision import check_tool_call_bias
 from ..chat.errors import OptionError, kind, shown
 from ..chat.grammar_select import check_response_format
-from ..chat.options import _check_stop, check_flag, check_not_bool, check_seed, check_tools
-from ..engine.bases import MAX_BUCKETS, check_bases_spec
-from ..engine.merge import validate_aggregation
-from ..engine.sampling import SamplingParams, check_max_tokens
+from ..chat.options import check_tool_shapes
+from ..chat.settings import SETTINGS, boolean, number
 
 MAX_DEPTH = 64
 """The deepest nesting of arrays and objects a request body may have (tool schemas included)."""
@@ -127,59 +123,42 @@ def _checked(check: Callable[[Any], Any]):
     return BeforeValidator(lambda value: value if value is None else check(value))
 
 
-def _number(name: str, lo: float | None = None, hi: float | None = None, *, integer: bool = False,
-            lo_open: bool = False) -> Callable[[Any], Any]:
-    """A strict number check: no bool, no string; a range in the message when it is broken."""
-    def check(value):
-        check_not_bool(name, value)
-        ok = isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
-        low = lo is None or (value > lo if lo_open else value >= lo) if ok else False
-        if not (ok and low and (hi is None or value <= hi)):
-            what = "an integer" if integer else "a finite number"
-            bounds = [f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else "", f"<= {hi:g}" if hi is not None else ""]
-            raise OptionError(f"{name}={shown(value)} must be {what} {' and '.join(b for b in bounds if b)}".rstrip(), name)
-        return value
-    return check
+_ROWS = {s.name: s for s in SETTINGS}
 
 
-def _sampling(name: str) -> Callable[[Any], Any]:
-    """The chat model's own check of one sampling setting (``SamplingParams``)."""
-    def check(value):
-        check_not_bool(name, value)
+def _setting(name: str, field: str | None = None) -> Callable[[Any], Any]:
+    """The chat model's own check of setting ``name`` (its row in ``chat.settings``), for the request
+    field ``field`` (default: the same name): the same values pass, with the same words."""
+    check, field = _ROWS[name].check, field or name
+
+    def checked(value):
         try:
-            SamplingParams(**{name: value})
+            check(value)
+        except ValueError as exc:
+            message = str(exc) if field == name else str(exc).replace(f"{name}=", f"{field}=", 1)
+            raise OptionError(message, field) from None
+        return value
+    return checked
+
+
+def _library(name: str, check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A chat-model check whose ValueError becomes an OptionError naming ``name``."""
+    def checked(value):
+        try:
+            check(value)
+        except OptionError:
+            raise
         except ValueError as exc:
             raise OptionError(str(exc), name) from None
         return value
-    return check
-
-
-def _temperature(value):
-    _sampling("temperature")(value)
-    if value > 2:
-        raise OptionError(f"temperature={shown(value)} must be a finite number from 0 to 2 (OpenAI's range)", "temperature")
-    return value
-
-
-def _max_tokens(name: str) -> Callable[[Any], Any]:
-    def check(value):
-        check_not_bool(name, value)
-        try:
-            check_max_tokens(value)
-        except ValueError as exc:
-            raise OptionError(str(exc).replace("max_tokens=", f"{name}=", 1), name) from None
-        return value
-    return check
-
-
-def _flag(name: str) -> Callable[[Any], Any]:
-    return lambda value: check_flag(name, value)
+    return checked
 
 
 def _text(name: str, limit: int = 512) -> Callable[[Any], Any]:
     def check(value):
         if not isinstance(value, str) or len(value) > limit:
-            raise OptionError(f"{name} must be a string of at most {limit} characters, not {kind(value)}", name)
+            raise OptionError(f"{name}={shown(value)} must be a string of at most {limit} characters, not {kind(value)}",
+                              name)
         return value
     return check
 
@@ -187,6 +166,8 @@ def _text(name: str, limit: int = 512) -> Callable[[Any], Any]:
 def _neutral(name: str, neutral: Any, check: Callable[[Any], Any], instead: str) -> Callable[[Any], Any]:
     """An OpenAI field this server takes only at its neutral value (answering without it would
     change what the caller asked for)."""
+    check = _library(name, check)
+
     def checked(value):
         check(value)
         if value != neutral:
@@ -194,10 +175,6 @@ def _neutral(name: str, neutral: Any, check: Callable[[Any], Any], instead: str)
                               f"{json.dumps(neutral)}{instead}", name)
         return value
     return checked
-
-
-def _stop(value):
-    return list(_check_stop(value))
 
 
 def _messages(value):
@@ -226,15 +203,9 @@ def _tool_choice(value):
 
 
 def _logit_bias(value):
-    if not isinstance(value, dict) or len(value) > 300:
-        raise OptionError(f"logit_bias must be an object of at most 300 token ids and biases, not {kind(value)}",
-                          "logit_bias")
-    for token, bias in value.items():
-        number = not isinstance(bias, bool) and isinstance(bias, (int, float)) and -100 <= bias <= 100
-        if not (token.isascii() and token.isdigit() and len(token) <= 9) or not number:
-            raise OptionError(f"logit_bias entry {shown(token)}: {shown(bias)} needs a token id (digits) and a bias "
-                              "from -100 to 100", "logit_bias")
-    return value
+    if isinstance(value, dict) and len(value) > 300:
+        raise OptionError(f"logit_bias has {len(value)} entries; at most 300", "logit_bias")
+    return _setting("logit_bias")(value)
 
 
 def _metadata(value):
@@ -252,31 +223,15 @@ def _stream_options(value):
         raise OptionError(f"stream_options must be {{'include_usage': true or false}}, not {shown(value)}",
                           "stream_options")
     if "include_usage" in value:
-        check_flag("stream_options.include_usage", value["include_usage"])
+        _library("stream_options.include_usage", boolean("stream_options.include_usage"))(value["include_usage"])
     return value
 
 
-def _bases(value):
-    if isinstance(value, bool):
-        check_not_bool("bases", value)
-    try:
-        check_bases_spec(value)
-    except ValueError as exc:
-        raise OptionError(str(exc), "bases") from None
-    return value
+def _flag(name: str) -> Callable[[Any], Any]:
+    return _library(name, boolean(name))
 
 
-def _library(name: str, check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A chat-model check whose ValueError becomes an OptionError naming ``name``."""
-    def checked(value):
-        try:
-            check(value)
-        except OptionError:
-            raise
-        except ValueError as exc:
-            raise OptionError(str(exc), name) from None
-        return value
-    return checked
+_PENALTY = "; repetition_penalty is this server's penalty"
 
 
 class ChatCompletionRequest(BaseModel):
@@ -295,41 +250,40 @@ class ChatCompletionRequest(BaseModel):
 
     messages: Annotated[list[dict[str, Any]], BeforeValidator(_messages)]
     model: Annotated[str | None, _checked(_text("model", 256))] = None
-    tools: Annotated[list[dict[str, Any]] | None, _checked(_library("tools", lambda v: list(check_tools(v))))] = None
+    tools: Annotated[list[dict[str, Any]] | None, _checked(_library("tools", check_tool_shapes))] = None
     tool_choice: Annotated[Literal["none", "auto", "required"] | dict[str, Any] | None, _checked(_tool_choice)] = None
-    parallel_tool_calls: Annotated[bool | None, _checked(_flag("parallel_tool_calls"))] = None
+    parallel_tool_calls: Annotated[bool | None, _checked(_setting("parallel_tool_calls"))] = None
     response_format: Annotated[dict[str, Any] | None, _checked(_library("response_format", check_response_format))] = None
-    temperature: Annotated[float | None, _checked(_temperature)] = None
-    top_p: Annotated[float | None, _checked(_sampling("top_p"))] = None
-    max_tokens: Annotated[int | None, _checked(_max_tokens("max_tokens"))] = None
-    max_completion_tokens: Annotated[int | None, _checked(_max_tokens("max_completion_tokens"))] = None
-    stop: Annotated[str | list[str] | None, _checked(_stop)] = None
-    seed: Annotated[int | None, _checked(check_seed)] = None
+    temperature: Annotated[float | None, _checked(_setting("temperature"))] = None
+    top_p: Annotated[float | None, _checked(_setting("top_p"))] = None
+    max_tokens: Annotated[int | None, _checked(_setting("max_tokens"))] = None
+    max_completion_tokens: Annotated[int | None, _checked(_setting("max_tokens", "max_completion_tokens"))] = None
+    stop: Annotated[str | list[str] | None, _checked(_setting("stop"))] = None
+    seed: Annotated[int | None, _checked(_setting("seed"))] = None
     stream: Annotated[bool | None, _checked(_flag("stream"))] = None
     stream_options: Annotated[dict[str, bool] | None, _checked(_stream_options)] = None
     user: Annotated[str | None, _checked(_text("user"))] = None
     metadata: Annotated[dict[str, str] | None, _checked(_metadata)] = None
     logit_bias: Annotated[dict[str, float] | None, _checked(_logit_bias)] = None
-    n: Annotated[int | None, _checked(_neutral("n", 1, _number("n", 1, 128, integer=True),
+    n: Annotated[int | None, _checked(_neutral("n", 1, number("n", low=1, high=128, integer=True),
                                                " (one choice per request; send several requests)"))] = None
     presence_penalty: Annotated[float | None, _checked(_neutral(
-        "presence_penalty", 0, _number("presence_penalty", -2, 2), "; repetition_penalty is this server's penalty"))] = None
+        "presence_penalty", 0, number("presence_penalty", low=-2, high=2), _PENALTY))] = None
     frequency_penalty: Annotated[float | None, _checked(_neutral(
-        "frequency_penalty", 0, _number("frequency_penalty", -2, 2), "; repetition_penalty is this server's penalty"))] = None
-    logprobs: Annotated[bool | None, _checked(_neutral("logprobs", False, _flag("logprobs"),
+        "frequency_penalty", 0, number("frequency_penalty", low=-2, high=2), _PENALTY))] = None
+    logprobs: Annotated[bool | None, _checked(_neutral("logprobs", False, boolean("logprobs"),
                                                        " (this server returns no log-probabilities)"))] = None
-    top_logprobs: Annotated[int | None, _checked(_neutral("top_logprobs", 0, _number("top_logprobs", 0, 20, integer=True),
+    top_logprobs: Annotated[int | None, _checked(_neutral("top_logprobs", 0, number("top_logprobs", low=0, high=20, integer=True),
                                                           " (this server returns no log-probabilities)"))] = None
     # this package's settings
-    bases: Annotated[str | float | list[float] | None, _checked(_bases)] = None
-    n_buckets: Annotated[int | None, _checked(_number("n_buckets", 1, MAX_BUCKETS, integer=True))] = None
-    aggregation: Annotated[str | None, _checked(_library("aggregation", validate_aggregation))] = None
-    top_k: Annotated[int | None, _checked(_sampling("top_k"))] = None
-    repetition_penalty: Annotated[float | None, _checked(_sampling("repetition_penalty"))] = None
-    tool_call_bias: Annotated[Literal["auto"] | float | list[float] | None,
-                              _checked(_library("tool_call_bias", check_tool_call_bias))] = "auto"
-    loop_detection: Annotated[bool | None, _checked(_flag("loop_detection"))] = None
-    deterministic: Annotated[bool | None, _checked(_flag("deterministic"))] = None
+    bases: Annotated[str | float | list[float] | None, _checked(_setting("bases"))] = None
+    n_buckets: Annotated[int | None, _checked(_setting("n_buckets"))] = None
+    aggregation: Annotated[str | None, _checked(_setting("aggregation"))] = None
+    top_k: Annotated[int | None, _checked(_setting("top_k"))] = None
+    repetition_penalty: Annotated[float | None, _checked(_setting("repetition_penalty"))] = None
+    tool_call_bias: Annotated[Literal["auto"] | float | list[float] | None, _checked(_setting("tool_call_bias"))] = "auto"
+    loop_detection: Annotated[bool | None, _checked(_setting("loop_detection"))] = None
+    deterministic: Annotated[bool | None, _checked(_setting("deterministic"))] = None
 
     @model_validator(mode="after")
     def _together(self):
