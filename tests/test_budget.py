@@ -254,9 +254,12 @@ def test_structured_output_is_valid_within_a_small_budget(tiny_chat_dir):
         punchline: str
 
     llm = ChatAttentionBuckets(model=tiny_chat_dir, dtype="float32", bases=[10000.0, 40000.0], max_tokens=14)
+    out = llm.with_structured_output(Joke, method="json_schema", include_raw=True, allow_truncated=True).invoke(
+        "Tell me a joke")
+    assert out["parsing_error"] is None and isinstance(out["parsed"], Joke)  # closed early, but valid
+    assert out["raw"].response_metadata["finish_reason"] == "length" and out["raw"].response_metadata["truncated"]
     out = llm.with_structured_output(Joke, method="json_schema", include_raw=True).invoke("Tell me a joke")
-    assert out["parsing_error"] is None and isinstance(out["parsed"], Joke)
-    assert out["raw"].response_metadata["finish_reason"] == "length"
+    assert out["parsed"] is None and "max_tokens=14" in str(out["parsing_error"])  # unless the caller opts in
     short = ChatAttentionBuckets(model=tiny_chat_dir, dtype="float32", max_tokens=3)
     with pytest.raises(ValueError, match=r"max_tokens=3 is below \d+, the fewest tokens a value of schema 'Joke'"):
         short.with_structured_output(Joke, method="json_schema").invoke("Tell me a joke")

@@ -8,6 +8,7 @@ input gives a 500. A tiny random Llama serves (as in test_serve.py), with few ne
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -206,6 +207,77 @@ def test_the_messages_are_never_echoed(server, http):
     for extra in ({"n": 2}, {"stop": 5}, {"messages": [{"role": "user", "content": SECRET, "x": SECRET}]},
                   {"messages": USER + [{"role": "tool", "content": SECRET}]}):
         _error(_post(http, server, {"model": "tiny", "messages": USER, **extra}))
+
+
+# ---- the library and the server: the same values refused with the same words ----------------
+
+SAME_CALL = [
+    ("temperature", 2.5), ("temperature", True), ("temperature", "0.5"), ("top_p", 0), ("top_k", "5"), ("top_k", 0),
+    ("max_tokens", "8"), ("max_tokens", True), ("max_tokens", 0), ("stop", 5), ("stop", [""]), ("stop", [1]),
+    ("seed", "x"), ("seed", 2**64), ("seed", 1.5), ("repetition_penalty", 0), ("aggregation", "nope"),
+    ("logit_bias", {"5": 1000}), ("logit_bias", {"x": 1}), ("tool_call_bias", "x"), ("loop_detection", "yes"),
+    ("parallel_tool_calls", 1),
+]
+SAME_FIELDS = [("bases", [-1]), ("bases", True), ("n_buckets", 0), ("n_buckets", "3"), ("deterministic", "yes")]
+
+
+@pytest.fixture(scope="module")
+def local(tiny_chat_dir):
+    from langchain_attention_buckets import ChatAttentionBuckets
+
+    return ChatAttentionBuckets(model=tiny_chat_dir, bases=TINY_BASES[:2], max_tokens=4, logit_bias=CLOSING)
+
+
+@pytest.mark.parametrize("field,value", SAME_CALL, ids=[f"{f}={v!r}"[:30] for f, v in SAME_CALL])
+def test_a_call_option_and_a_request_field_are_refused_with_the_same_words(server, http, local, field, value):
+    with pytest.raises(ValueError) as err:
+        local.invoke("hi", **{field: value})
+    error = _error(_post(http, server, {"model": "tiny", "messages": USER, field: value}))
+    assert error["message"] == str(err.value) and error["param"] == field
+
+
+@pytest.mark.parametrize("field,value", SAME_FIELDS, ids=[f"{f}={v!r}" for f, v in SAME_FIELDS])
+def test_a_model_field_and_a_request_field_are_refused_with_the_same_words(server, http, tiny_chat_dir, field, value):
+    from pydantic import ValidationError
+
+    from langchain_attention_buckets import ChatAttentionBuckets
+
+    with pytest.raises(ValidationError) as err:
+        ChatAttentionBuckets(model=tiny_chat_dir, **{field: value})
+    error = _error(_post(http, server, {"model": "tiny", "messages": USER, field: value}))
+    assert error["message"] == str(err.value.errors()[0]["ctx"]["error"]) and error["param"] == field
+
+
+# ---- truncation ---------------------------------------------------------------------------------
+
+SCHEMA = {"type": "object", "properties": {"order_id": {"type": "string"}, "problem": {"type": "string"},
+                                           "severity": {"type": "integer"}},
+          "required": ["order_id", "problem", "severity"], "additionalProperties": False}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_object_closed_early_is_reported_as_length(server, http, stream):
+    """The grammar closes the object to fit max_tokens: valid JSON, but cut; finish_reason says so."""
+    body = {"model": "tiny", "messages": USER, "max_tokens": 20, "logit_bias": {"2": -100}, "stream": stream,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "ticket", "schema": SCHEMA}}}
+    r = _post(http, server, body)
+    assert r.status_code == 200, r.text
+    if stream:
+        events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+        last = events[-1]
+        assert last["choices"][0]["finish_reason"] == "length" and last["attention_buckets"]["truncated"] is True
+        text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    else:
+        answer = r.json()
+        assert answer["choices"][0]["finish_reason"] == "length" and answer["attention_buckets"]["truncated"] is True
+        text = answer["choices"][0]["message"]["content"]
+    assert set(json.loads(text)) == set(SCHEMA["required"])  # closed: valid JSON, cut short
+
+
+def test_a_whole_answer_is_not_truncated(server, http):
+    r = _post(http, server, {"model": "tiny", "messages": USER, "max_tokens": 4, "logit_bias": {"2": 100}})
+    answer = r.json()
+    assert answer["choices"][0]["finish_reason"] == "stop" and answer["attention_buckets"]["truncated"] is False
 
 
 # ---- bodies, routes, methods ----------------------------------------------------------------

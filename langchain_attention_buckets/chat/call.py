@@ -173,7 +173,8 @@ class Call:
             text, calls = tail.content, tail.tool_call_chunks
         if self.guard and not self.stopped:  # text held back as a possible marker's start
             text += self.guard.finish()
-        finish_reason = "stop" if self.stopped else result.finish_reason
+        truncated = not self.stopped and self.truncated(result)
+        finish_reason = "stop" if self.stopped else "length" if truncated else result.finish_reason
         message = AIMessageChunk(
             content=text,
             tool_call_chunks=calls,
@@ -183,22 +184,30 @@ class Call:
                 "total_tokens": result.prompt_tokens + result.completion_tokens,
                 "input_token_details": {"cache_read": result.cached_tokens},
             },
-            response_metadata=self._metadata(result, finish_reason),
+            response_metadata=self._metadata(result, finish_reason, truncated),
             chunk_position="last",
         )
         return ChatGenerationChunk(message=message, generation_info={"finish_reason": finish_reason})
 
-    def _metadata(self, result: Result, finish_reason: str) -> dict:
+    def truncated(self, result: Result) -> bool:
+        """Whether the budget ended the answer: max_tokens (or the context window) reached, or a
+        constrained output (JSON, a forced call) closed early to fit in ``max_tokens``."""
+        return result.finish_reason == "length" or bool(getattr(self.request.constraint, "closed_early", False))
+
+    def _metadata(self, result: Result, finish_reason: str, truncated: bool = False) -> dict:
         metadata = {
             "model_name": self.model_name,
             "model_provider": "attention_buckets",
             "finish_reason": finish_reason,
+            "truncated": truncated,
             "bases": list(self.bases),
             "bucket_choice": self.bucket_choice,
             "aggregation": self.request.aggregation,
             "strategy": "ms-poe" if self.request.head_scales else "buckets",
             "time_to_first_token": result.time_to_first_token,
         }
+        if truncated:
+            metadata["max_tokens"] = self.request.max_tokens  # the budget that cut it (None: the context window)
         if self.request.bucket_layers is not None:
             metadata["bucket_layers"] = self.request.bucket_layers  # layers with the buckets' own bases
         if self.decision is not None:

@@ -157,3 +157,7 @@ class DecisionConstraint(Constraint):
 
     def is_terminated(self) -> bool:
         return self.inner is not None and self.inner.is_terminated()
+
+    @property
+    def closed_early(self) -> bool:
+        return bool(getattr(self.inner, "closed_early", False))

@@ -23,6 +23,7 @@ import json
 import os
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from functools import partial
 from operator import itemgetter
 from typing import Any, ClassVar, Literal
 
@@ -33,7 +34,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import JsonOutputKeyToolsParser, JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import PydanticToolsParser
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
@@ -58,7 +59,7 @@ from .call import Call, CallSettings, collect, prepare_call, prompt_ids
 from .decision import resolve_decision
 from .options import CallOptions
 from .settings import ADAPTIVE, ADAPTIVE_TOOL_BASES, SETTINGS, Setting, check_settings, did_you_mean, settings_model
-from .structured import parseable_call, parseable_json
+from .structured import complete, parseable_call, parseable_json
 from .tools import check_tools, format_tools
 
 __all__ = ["ChatAttentionBuckets", "Choice", "ToolChoice", "normalize_tool_choice", "to_chat_dicts"]
@@ -73,6 +74,10 @@ class _ChatModelBase(BaseChatModel):
 
 
 _Fields = settings_model("_Fields", _ChatModelBase, SETTINGS, __name__)
+
+
+def _as_raw(message: AIMessage) -> dict[str, AIMessage]:
+    return {"raw": message}
 
 
 class ChatAttentionBuckets(_Fields):
@@ -301,6 +306,7 @@ class ChatAttentionBuckets(_Fields):
         method: Literal["function_calling", "json_schema", "json_mode"] = "json_schema",
         include_raw: bool = False,
         strict: bool | None = None,
+        allow_truncated: bool = False,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, dict | Any]:
         """Output parsed into ``schema`` (pydantic model, TypedDict or JSON schema).
@@ -313,9 +319,19 @@ class ChatAttentionBuckets(_Fields):
             include_raw: return {"raw", "parsed", "parsing_error"} instead of raising on parse errors.
             strict: accepted for compatibility; with constrained decoding on, the output always
                 follows the schema exactly.
+            allow_truncated: take an object that ``max_tokens`` cut or closed early (the grammar keeps
+                it valid, but its fields may be empty or short). Default False: such an output raises
+                OutputParserException naming ``max_tokens`` (with ``include_raw``: it is the
+                ``parsing_error``, and ``raw.response_metadata["truncated"]`` is True).
+
+        Per-call options reach the model either way: ``structured.invoke(messages, max_tokens=64)``.
         """
         if kwargs:
-            raise ValueError(f"unexpected arguments {sorted(kwargs)}; allowed: method, include_raw, strict")
+            raise ValueError(
+                f"unexpected arguments {sorted(kwargs)}; allowed: method, include_raw, strict, allow_truncated"
+            )
+        if not isinstance(allow_truncated, bool):
+            raise ValueError(f"allow_truncated={allow_truncated!r} must be True or False")
         is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
         if method == "function_calling":
             tool = convert_to_openai_tool(schema)
@@ -351,12 +367,18 @@ class ChatAttentionBuckets(_Fields):
             parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
         else:
             raise ValueError(f"method={method!r} is not allowed; use 'function_calling', 'json_schema' or 'json_mode'")
+        whole = RunnableLambda(partial(complete, allow_truncated=allow_truncated), name="complete")
         if not include_raw:
-            return llm | parser
+            return llm | whole | parser
         check = RunnableLambda(parseable_call if method == "function_calling" else parseable_json)
-        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | check | parser, parsing_error=lambda _: None)
+        parsed = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | check | whole | parser, parsing_error=lambda _: None
+        )
         fallback = RunnablePassthrough.assign(parsed=lambda _: None)
-        return RunnableMap(raw=llm) | parsed.with_fallbacks([fallback], exception_key="parsing_error")
+        # the model is the chain's first step, so that call options (invoke(..., max_tokens=64))
+        # reach it: a sequence passes them to its first step only, and a map drops them
+        raw = llm | RunnableLambda(_as_raw, name="raw")
+        return raw | parsed.with_fallbacks([fallback], exception_key="parsing_error")
 
     def _check_response_schema(self, json_schema: dict) -> None:
         """A response schema the grammar cannot enforce fails when the runnable is built."""

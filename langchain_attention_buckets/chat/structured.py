@@ -12,7 +12,27 @@ from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import AIMessage
 from langchain_core.utils.json import parse_json_markdown
 
-__all__ = ["parseable_call", "parseable_json"]
+__all__ = ["TruncatedOutput", "complete", "parseable_call", "parseable_json"]
+
+
+def complete(message: AIMessage, allow_truncated: bool = False) -> AIMessage:
+    """``message`` unless the budget cut it or closed its object early (``truncated`` in its
+    metadata); then OutputParserException naming ``max_tokens``, unless ``allow_truncated``."""
+    meta = message.response_metadata
+    if allow_truncated or not meta.get("truncated"):
+        return message
+    budget = meta.get("max_tokens")
+    limit = f"max_tokens={budget}" if budget is not None else "the context window"
+    raise TruncatedOutput(
+        f"no structured output: {limit} was reached, so the output was cut or closed early to fit "
+        f"({meta.get('finish_reason')!r}; its fields may be empty or shortened); raise max_tokens, or pass "
+        "allow_truncated=True to with_structured_output to take such objects",
+        llm_output=message.text or str(message.tool_calls or message.invalid_tool_calls),
+    )
+
+
+class TruncatedOutput(OutputParserException):
+    """The output was cut or closed early by ``max_tokens`` (see ``complete``)."""
 
 
 def parseable_call(message: AIMessage) -> AIMessage:

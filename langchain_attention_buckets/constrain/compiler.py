@@ -178,6 +178,11 @@ class GrammarConstraint(Constraint):
         """True once a stop token was accepted."""
         return self._matcher.is_terminated()
 
+    @property
+    def closed_early(self) -> bool:
+        """Whether the budget (``limit``) overrode the model's pick to close the output in time."""
+        return self._steer is not None and self._steer.closed_early
+
     def _set_bitmask(self, bitmask: torch.Tensor) -> None:
         self._bitmask = bitmask
         self._bitmask_np = bitmask.numpy()  # same memory; numpy's any() is cheaper on 1.5k words

@@ -286,6 +286,7 @@ class Steering:
         self._plan: list[int] | None = None  # tokens that complete the output from here
         self._plan_at = -1  # `used` when the plan was measured
         self._need = 0
+        self.closed_early = False  # the budget overrode the model's pick (the output was closed to fit)
 
     # ---- measuring ----
 
@@ -348,6 +349,8 @@ class Steering:
         """The only tokens to allow this step (a subset of those the grammar allows), or None
         to leave the mask as it is. `logits` is the grammar-masked row."""
         keep = self._budget(logits)
+        if keep is not None and int(logits.argmax()) not in keep:
+            self.closed_early = True
         if keep is not None and len(keep) == 1:
             return keep
         closer = self._repetition()

@@ -161,8 +161,11 @@ def usage(metadata: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def finish_reason(message: AIMessage | AIMessageChunk, made_calls: bool | None = None) -> str:
-    """"tool_calls" when the answer made calls; else the engine's reason in OpenAI's words.
+    """"length" when the budget cut the answer or closed its JSON or call early (``truncated``);
+    else "tool_calls" when it made calls; else the engine's reason in OpenAI's words.
     ``made_calls`` None: read the calls from ``message``."""
+    if message.response_metadata.get("truncated") or message.response_metadata.get("finish_reason") == "length":
+        return "length"
     if made_calls is None:
         made_calls = bool(message.tool_calls or message.invalid_tool_calls)
     if made_calls:
@@ -174,7 +177,8 @@ def finish_reason(message: AIMessage | AIMessageChunk, made_calls: bool | None =
 def extras(message: AIMessage | AIMessageChunk) -> dict[str, Any]:
     """This package's facts about an answer (bases, rule, why it stopped), under ``attention_buckets``."""
     meta = message.response_metadata
-    keys = ("bases", "aggregation", "finish_reason", "stopped_by", "tool_decision", "tool_call_errors", "time_to_first_token")
+    keys = ("bases", "aggregation", "finish_reason", "truncated", "stopped_by", "tool_decision", "tool_call_errors",
+            "time_to_first_token")
     return {k: meta[k] for k in keys if k in meta}
 
 
