@@ -117,7 +117,7 @@ def test_stream_usage_chunk(client):
 
 
 def test_forced_tool_call(client):
-    r = client.chat.completions.create(model="tiny", messages=USER, tools=[WEATHER], tool_choice="required", max_tokens=40)
+    r = client.chat.completions.create(model="tiny", messages=USER, tools=[WEATHER], tool_choice="required", max_tokens=120)
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls
@@ -134,9 +134,9 @@ def test_named_tool_choice(client):
 
 
 def test_streamed_tool_call_deltas(client):
-    whole = client.chat.completions.create(model="tiny", messages=USER, tools=[WEATHER], tool_choice="required", max_tokens=40)
+    whole = client.chat.completions.create(model="tiny", messages=USER, tools=[WEATHER], tool_choice="required", max_tokens=120)
     chunks = list(client.chat.completions.create(
-        model="tiny", messages=USER, tools=[WEATHER], tool_choice="required", max_tokens=40, stream=True))
+        model="tiny", messages=USER, tools=[WEATHER], tool_choice="required", max_tokens=120, stream=True))
     deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     first = deltas[0]
     assert first.index == 0 and first.id.startswith("call_") and first.type == "function"
@@ -145,6 +145,14 @@ def test_streamed_tool_call_deltas(client):
     arguments = "".join(d.function.arguments or "" for d in deltas)
     assert arguments == whole.choices[0].message.tool_calls[0].function.arguments
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_a_forced_call_closed_early_is_length(client):
+    """The grammar closes the call to fit 40 tokens: a valid call, but cut; OpenAI says "length"."""
+    r = client.chat.completions.create(model="tiny", messages=USER, tools=[WEATHER], tool_choice="required", max_tokens=40,
+                                       extra_body={"logit_bias": {"2": -100}})
+    assert r.choices[0].finish_reason == "length" and r.model_extra["attention_buckets"]["truncated"] is True
+    jsonschema.validate(json.loads(r.choices[0].message.tool_calls[0].function.arguments), WEATHER["function"]["parameters"])
 
 
 def test_tool_results_in_the_conversation(client):
