@@ -40,7 +40,7 @@ def default_factory(model: str | None = None, *, max_tokens: int = 64) -> ModelF
     """
 
     def make(config: BenchConfig) -> BaseChatModel:
-        from langchain_attention_buckets import ChatAttentionBuckets  # lazy: torch, transformers
+        from ..chat.model import ChatAttentionBuckets  # lazy: torch, transformers
 
         kwargs: dict[str, Any] = dict(
             model=model, aggregation=config.aggregation, temperature=0, max_tokens=max_tokens
