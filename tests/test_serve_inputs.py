@@ -202,6 +202,13 @@ def test_a_bad_shape_names_its_field(server, http, extra, param):
     assert error["param"] == param and error["type"] == "invalid_request_error", error
 
 
+def test_the_call_options_of_a_request():
+    body = ChatCompletionRequest.model_validate({"messages": USER, "stop": "ab", "max_completion_tokens": 5,
+                                                 "logit_bias": {"7": -100}, "seed": 3, "temperature": 1})
+    assert body.call_options() == {"stop": ["ab"], "max_tokens": 5, "logit_bias": {7: -100.0}, "seed": 3,
+                                   "temperature": 1.0}
+
+
 def test_the_messages_are_never_echoed(server, http):
     """A bad field next to the prompt: the error names the field, not the prompt."""
     for extra in ({"n": 2}, {"stop": 5}, {"messages": [{"role": "user", "content": SECRET, "x": SECRET}]},

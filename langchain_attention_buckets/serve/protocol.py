@@ -312,7 +312,7 @@ class ChatCompletionRequest(BaseModel):
         if self.completion_limit is not None:
             out["max_tokens"] = self.completion_limit
         if self.stop:
-            out["stop"] = list(self.stop)
+            out["stop"] = [self.stop] if isinstance(self.stop, str) else list(self.stop)  # one string: one stop
         if self.logit_bias:
             out["logit_bias"] = {int(k): float(v) for k, v in self.logit_bias.items()}
         if "tool_call_bias" in self.model_fields_set:
