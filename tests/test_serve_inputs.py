@@ -116,6 +116,7 @@ def test_every_field_with_every_type(server, http):
             assert error["param"] and error["param"].split("[")[0].split(".")[0] == name, (name, value, error)
             if wrong and name != "messages":
                 assert name in error["message"], (name, value, error)
+    print(f"\nwalk: {sum(seen.values())} requests ({len(FIELD_TYPES)} fields x {len(POOL)} values); statuses {dict(seen)}")
     assert seen[200] > 20 and seen[400] > 200 and not seen[500], seen
 
 
