@@ -168,7 +168,8 @@ def _param_of(message: str, body: ChatCompletionRequest | None = None) -> str | 
         names = [((t.get("function") or {}).get("name")) for t in (body.tools or [])] if body else []
         where = f"tools[{names.index(m.group(2))}]" if m.group(2) in names else "tools"
         return f"{where}.function.name" if m.group(1) else f"{where}.function.parameters"
-    if body is not None and body.response_format and body.response_format.get("type") == "json_schema":
+    if body is not None and body.response_format and body.response_format.get("type") == "json_schema" \
+            and "schema" in message:
         return "response_format.json_schema.schema"
     return None
 
