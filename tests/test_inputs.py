@@ -80,6 +80,7 @@ def test_a_bad_field_is_refused_at_construction(tiny_chat_dir, field, value, wor
 
 
 @pytest.mark.parametrize("tool,param", [
+    ({}, "tools[0].type"),  # once LangChain's "Unsupported function" text
     ({"type": "function"}, "tools[0].function"),
     ({"type": "function", "function": {}}, "tools[0].function.name"),
     ({"type": "function", "function": {"name": "f", "parameters": []}}, "tools[0].function.parameters"),

@@ -244,6 +244,22 @@ def test_a_call_option_and_a_request_field_are_refused_with_the_same_words(serve
     assert error["message"] == str(err.value) and error["param"] == field
 
 
+SAME_SHAPES = [
+    ("tools", [{"type": "function"}]), ("tools", [{"type": "function", "function": {}}]), ("tools", [{}]),
+    ("tools", [{"type": "function", "function": {"name": "f", "parameters": []}}]),
+    ("response_format", {"type": "json_schema"}), ("response_format", {"type": "yaml"}),
+    ("response_format", {"type": "json_schema", "json_schema": {"name": "x"}}),
+]
+
+
+@pytest.mark.parametrize("field,value", SAME_SHAPES, ids=[str(i) for i in range(len(SAME_SHAPES))])
+def test_a_malformed_tool_or_format_is_refused_with_the_same_words(server, http, local, field, value):
+    with pytest.raises(ValueError) as err:
+        local.bind_tools(value) if field == "tools" else local.invoke("hi", response_format=value)
+    error = _error(_post(http, server, {"model": "tiny", "messages": USER, field: value}))
+    assert error["message"] == str(err.value) and error["param"] == err.value.param
+
+
 @pytest.mark.parametrize("field,value", SAME_FIELDS, ids=[f"{f}={v!r}" for f, v in SAME_FIELDS])
 def test_a_model_field_and_a_request_field_are_refused_with_the_same_words(server, http, tiny_chat_dir, field, value):
     from pydantic import ValidationError

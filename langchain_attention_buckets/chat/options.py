@@ -59,30 +59,40 @@ def check_tool_shapes(tools: Any) -> tuple[dict, ...]:
     if not isinstance(tools, (list, tuple)):
         raise OptionError(f"tools must be a list of tools, not {kind(tools)}; {_TOOL_SHAPE}", "tools")
     for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            raise OptionError(f"{where} is {kind(tool)}; {_TOOL_SHAPE}", where)
-        extra = sorted(set(tool) - {"type", "function"})
-        if extra:
-            raise OptionError(f"{where}.{extra[0]} is not a field of a tool; {_TOOL_SHAPE}", f"{where}.{extra[0]}")
-        if tool.get("type") != "function":
-            got = "is missing" if "type" not in tool else f"={shown(tool['type'])} is not allowed"
-            raise OptionError(f"{where}.type {got}; only 'function' tools exist ({_TOOL_SHAPE})", f"{where}.type")
-        fn = tool.get("function")
-        if not isinstance(fn, dict):
-            got = "is missing" if fn is None else f"is {kind(fn)}, not an object"
-            raise OptionError(f"{where}.function {got}; {_TOOL_SHAPE}", f"{where}.function")
-        for key, value in fn.items():
-            want = _FUNCTION_FIELDS.get(key)
-            if want is None:
-                raise OptionError(f"{where}.function.{key} is not a field of a function; {_TOOL_SHAPE}",
-                                  f"{where}.function.{key}")
-            if not isinstance(value, want) and not (value is None and key != "name"):
-                words = {str: "a string", dict: "an object (a JSON schema)", bool: "a boolean"}[want]
-                raise OptionError(f"{where}.function.{key} must be {words}, not {kind(value)}", f"{where}.function.{key}")
-        if "name" not in fn:
-            raise OptionError(f"{where}.function.name is missing; {_TOOL_SHAPE}", f"{where}.function.name")
+        check_tool_shape(tool, i)
     return tuple(tools)
+
+
+def looks_like_openai_tool(tool: Any) -> bool:
+    """A dict meant as an OpenAI-format tool (not a JSON schema with a title, nor a function)."""
+    return isinstance(tool, dict) and (not tool or "function" in tool or tool.get("type") == "function")
+
+
+def check_tool_shape(tool: Any, i: int) -> None:
+    """One OpenAI-format tool's shape (see ``check_tool_shapes``); ``i``: its index in the list."""
+    where = f"tools[{i}]"
+    if not isinstance(tool, dict):
+        raise OptionError(f"{where} is {kind(tool)}; {_TOOL_SHAPE}", where)
+    extra = sorted(set(tool) - {"type", "function"})
+    if extra:
+        raise OptionError(f"{where}.{extra[0]} is not a field of a tool; {_TOOL_SHAPE}", f"{where}.{extra[0]}")
+    if tool.get("type") != "function":
+        got = "is missing" if "type" not in tool else f"={shown(tool['type'])} is not allowed"
+        raise OptionError(f"{where}.type {got}; only 'function' tools exist ({_TOOL_SHAPE})", f"{where}.type")
+    fn = tool.get("function")
+    if not isinstance(fn, dict):
+        got = "is missing" if fn is None else f"is {kind(fn)}, not an object"
+        raise OptionError(f"{where}.function {got}; {_TOOL_SHAPE}", f"{where}.function")
+    for key, value in fn.items():
+        want = _FUNCTION_FIELDS.get(key)
+        if want is None:
+            raise OptionError(f"{where}.function.{key} is not a field of a function; {_TOOL_SHAPE}",
+                              f"{where}.function.{key}")
+        if not isinstance(value, want) and not (value is None and key != "name"):
+            words = {str: "a string", dict: "an object (a JSON schema)", bool: "a boolean"}[want]
+            raise OptionError(f"{where}.function.{key} must be {words}, not {kind(value)}", f"{where}.function.{key}")
+    if "name" not in fn:
+        raise OptionError(f"{where}.function.name is missing; {_TOOL_SHAPE}", f"{where}.function.name")
 
 
 @dataclass(frozen=True)

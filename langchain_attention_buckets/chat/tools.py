@@ -13,7 +13,7 @@ from typing import Any
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from .options import check_tool_shapes
+from .options import check_tool_shape, check_tool_shapes, looks_like_openai_tool
 
 __all__ = ["check_tools", "format_tools"]
 
@@ -22,7 +22,11 @@ TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def format_tools(tools: Sequence[Any], strict: bool | None = None) -> list[dict]:
-    """The tools in OpenAI's format, a repeat of the same tool dropped."""
+    """The tools in OpenAI's format, a repeat of the same tool dropped; a dict meant in OpenAI's
+    format is checked for shape first (an error names the field, ``tools[0].function.name``)."""
+    for i, tool in enumerate(tools):
+        if looks_like_openai_tool(tool):
+            check_tool_shape(tool, i)
     return _one_per_name(list(check_tool_shapes([convert_to_openai_tool(t, strict=strict) for t in tools])))
 
 
