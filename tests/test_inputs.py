@@ -147,3 +147,12 @@ def test_a_whole_object_is_not_truncated(tiny_chat_dir):
 def test_allow_truncated_is_a_boolean(llm):
     with pytest.raises(ValueError, match="allow_truncated='yes'"):
         llm.with_structured_output(Ticket, allow_truncated="yes")
+
+
+def test_bind_tools_checks_its_options_when_bound(llm):
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    with pytest.raises(ValueError, match="parallel_tool_calls='yes' must be True or False"):
+        llm.bind_tools([tool], parallel_tool_calls="yes")
+    with pytest.raises(ValueError, match="unknown call option 'max_new_tokens'"):
+        llm.bind_tools([tool], max_new_tokens=3)
+    assert llm.bind_tools([tool], tool_choice="any", parallel_tool_calls=True).kwargs["tool_choice"] == "any"

@@ -297,6 +297,7 @@ class ChatAttentionBuckets(_Fields):
             kwargs["tool_choice"] = tool_choice
         if parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = parallel_tool_calls
+        CallOptions(table=self.settings_table).merged({**kwargs, "tools": formatted})  # a bad bound option fails here
         return super().bind(tools=formatted, **kwargs)
 
     def with_structured_output(
