@@ -1,0 +1,227 @@
+"""Every kernel path the package can take on a CPU, and the choice between them.
+
+- ``dtype="auto"`` on CPU: the override, fp32 where bf16 is emulated, else a timing probe
+  kept per machine;
+- packed (oneDNN) linear layers for bf16 where oneDNN has bf16 and they pay, never elsewhere;
+- the tolerance helper the comparing tests use (it must be able to fail);
+- bf16 against transformers on a tiny model, within the stated bf16 tolerance;
+- the shipped model shapes (Llama-3.1-8B, Qwen2.5-7B) build and are supported by the engine;
+- ``scripts/gpu_check.sh``: the dry run here, the CPU run with the tiny shape in the slow tier.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from agreement import TINY_TOLERANCE, assert_close_logits, assert_greedy_agrees, reference_logits
+from conftest import as_loaded, random_prompt, tiny_model
+
+from langchain_attention_buckets.engine import Engine, Request, dtype_probe, loading, packed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- dtype="auto" on CPU ------------------------------------------------------------------
+
+
+def test_auto_dtype_follows_the_environment_override(monkeypatch):
+    monkeypatch.setenv(loading.CPU_DTYPE_ENV, "bfloat16")
+    assert loading.resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setenv(loading.CPU_DTYPE_ENV, "float32")
+    assert loading.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    monkeypatch.setenv(loading.CPU_DTYPE_ENV, "float16")
+    with pytest.raises(ValueError, match="ATTENTION_BUCKETS_CPU_DTYPE='float16'.*'float32' or 'bfloat16'"):
+        loading.resolve_dtype("auto", torch.device("cpu"))
+    assert loading.resolve_dtype("float32", torch.device("cpu")) == torch.float32  # an explicit dtype wins
+
+
+def test_auto_dtype_is_fp32_where_bf16_is_emulated_without_probing(monkeypatch):
+    monkeypatch.delenv(loading.CPU_DTYPE_ENV, raising=False)
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(dtype_probe, "probe", lambda: pytest.fail("no probe where bf16 is emulated"))
+    assert loading.cpu_default_dtype() == torch.float32
+
+
+@pytest.mark.parametrize("faster", ["bfloat16", "float32"])
+def test_auto_dtype_follows_the_probe_once_per_machine(monkeypatch, tmp_path, faster):
+    monkeypatch.delenv(loading.CPU_DTYPE_ENV, raising=False)
+    monkeypatch.setenv("ATTENTION_BUCKETS_CACHE", str(tmp_path))
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
+    calls = []
+
+    def fake_time(dtype, *args, **kwargs):
+        calls.append(dtype)
+        fast = dtype == loading.DTYPES[faster]
+        return {"kernel": "aten", "seconds": {}, "total": 1.0 if fast else 2.0}
+
+    monkeypatch.setattr(dtype_probe, "time_linear", fake_time)
+    dtype_probe.measured_choice.cache_clear()
+    try:
+        assert loading.cpu_default_dtype() == loading.DTYPES[faster]
+        assert len(calls) == 2
+        saved = json.loads((tmp_path / "cpu-dtype.json").read_text())
+        assert saved[dtype_probe.machine_key()]["choice"] == faster
+        dtype_probe.measured_choice.cache_clear()  # a new process: read from the file, no probe
+        assert loading.cpu_default_dtype() == loading.DTYPES[faster]
+        assert len(calls) == 2
+    finally:
+        dtype_probe.measured_choice.cache_clear()
+
+
+def test_bf16_must_be_clearly_faster_to_be_chosen(monkeypatch):
+    times = {torch.float32: 1.0, torch.bfloat16: 0.95}  # within the margin: fp32 stays
+    monkeypatch.setattr(dtype_probe, "time_linear", lambda dt, *a, **k: {"kernel": "aten", "seconds": {}, "total": times[dt]})
+    assert dtype_probe.probe()["choice"] == "float32"
+    times[torch.bfloat16] = 0.5
+    assert dtype_probe.probe()["choice"] == "bfloat16"
+
+
+def test_the_probe_times_real_kernels_and_names_them():
+    out = dtype_probe.time_linear(torch.float32, features=128, rows=(2, 8))
+    assert out["kernel"] == ("onednn-packed" if packed.available() else "aten")
+    assert set(out["seconds"]) == {"2", "8"} and all(t > 0 for t in out["seconds"].values())
+
+
+# ---- packed layers for bf16 --------------------------------------------------------------------
+
+
+def test_bf16_packing_is_offered_exactly_where_onednn_has_bf16():
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    native = packed.available() and check is not None and bool(check())
+    assert packed.supports(torch.bfloat16) == native
+    assert packed.supports(torch.float32) == packed.available()
+    assert not packed.supports(torch.float16)
+
+
+def test_bf16_model_is_packed_only_where_supported_and_paying(monkeypatch):
+    model = tiny_model().to(torch.bfloat16)
+    monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)
+    if not packed.supports(torch.bfloat16):
+        assert packed.pack_model(model) is None  # e.g. AVX2: oneDNN has no bf16 inner product
+        return
+    monkeypatch.setattr(packed, "pays_off", lambda *a: False)
+    assert packed.pack_model(model) is None
+    monkeypatch.setattr(packed, "pays_off", lambda *a: True)
+    pw = packed.pack_model(model)
+    assert pw is not None
+    x = torch.randn(6, 2, model.config.hidden_size).to(torch.bfloat16)
+    with torch.inference_mode():
+        want = model.lm_head(x)
+        with pw.installed():
+            got = model.lm_head(x)
+    assert_close_logits(got, want, TINY_TOLERANCE[torch.bfloat16], "packed bf16 layer")
+
+
+def test_a_packed_layer_that_computes_something_else_is_refused(monkeypatch):
+    if not packed.available():
+        pytest.skip("this torch build has no oneDNN linear operations")
+    lin = torch.nn.Linear(64, 32)
+    monkeypatch.setattr(packed.PackedLinear, "forward", lambda self, x: torch.zeros(*x.shape[:-1], 32))
+    assert packed.packed_linear(lin) is None
+
+
+# ---- the tolerance helper ----------------------------------------------------------------------
+
+
+def test_greedy_comparison_allows_near_ties_only():
+    logits = torch.zeros(3, 5)
+    logits[0, 2] = 5.0
+    logits[1, 3], logits[1, 4] = 2.0, 2.0 - 1e-5  # a near-tie at step 1
+    logits[2, 1] = 5.0
+    assert assert_greedy_agrees([2, 3, 1], [2, 3, 1], logits, 1e-4) is None
+    assert assert_greedy_agrees([2, 4, 0], [2, 3, 1], logits, 1e-4) == 1  # parted at the near-tie
+    with pytest.raises(AssertionError, match="not a near-tie"):
+        assert_greedy_agrees([0, 3, 1], [2, 3, 1], logits, 1e-4)
+    with pytest.raises(AssertionError, match="equal so far"):
+        assert_greedy_agrees([2, 3], [2, 3, 1], logits, 1e-4, same_length=True)
+
+
+def test_bf16_engine_equals_transformers_within_the_bf16_tolerance():
+    model = tiny_model().to(torch.bfloat16)
+    loaded = as_loaded(model)
+    loaded.dtype = torch.bfloat16
+    prompt = random_prompt(30, seed=1)
+    res = Engine(loaded, prefix_cache_bytes=0).generate(Request(prompt, (10000.0,), max_tokens=16, prefix_cache=False))
+    want = model.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False, eos_token_id=1,
+                          pad_token_id=0)[0, len(prompt):].tolist()
+    tol = TINY_TOLERANCE[torch.bfloat16]
+    ref = reference_logits(model, prompt, want, (10000.0,))
+    assert_greedy_agrees(res.token_ids, want, ref, tol, "bf16 engine vs generate")
+    fp32 = reference_logits(tiny_model(), prompt, want, (10000.0,))
+    assert_close_logits(ref, fp32, tol, "bf16 vs fp32 logits")
+
+
+# ---- model shapes for the GPU check ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, layers, kv_bytes", [("llama-3.1-8b", 32, 131072), ("qwen2.5-7b", 28, 57344)])
+def test_shipped_shapes_build_and_the_engine_supports_them(name, layers, kv_bytes):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from langchain_attention_buckets.bench.speed.shapes import shape_config
+    from langchain_attention_buckets.engine.rope import check_supported, head_dim
+
+    raw = shape_config(name)
+    cfg = AutoConfig.for_model(raw["model_type"], **{k: v for k, v in raw.items() if k != "model_type"})
+    with torch.device("meta"):  # the shape without memory
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+    check_supported(model)
+    assert cfg.num_hidden_layers == layers and head_dim(cfg) == 128
+    assert 2 * layers * cfg.num_key_value_heads * head_dim(cfg) * 2 == kv_bytes  # bf16 keys and values per token
+
+
+def test_random_shape_runs_in_the_engine_and_unknown_shapes_are_named():
+    from langchain_attention_buckets.bench.speed.shapes import random_loaded
+
+    loaded = random_loaded("tiny", "cpu", "float32")
+    res = Engine(loaded, prefix_cache_bytes=0).generate(Request(tuple(range(3, 40)), (1e4, 2e4), max_tokens=3,
+                                                               ignore_eos=True))
+    assert len(res.token_ids) == 3
+    with pytest.raises(ValueError, match="shape='llama-70b' is not shipped; choose from .*llama-3.1-8b"):
+        random_loaded("llama-70b")
+
+
+# ---- scripts/gpu_check.sh ----------------------------------------------------------------------------
+
+
+def _gpu_check(*args, timeout: int):
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_gpu_check_dry_run_says_what_it_carries_and_runs(tmp_path):
+    out = _gpu_check("--dry-run", "--out", str(tmp_path / "gc"), timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "carries this tree" in text and "wheels" in text
+    for shape in ("llama-3.1-8b", "qwen2.5-7b"):
+        assert f"--shape {shape} --device cuda --dtype bfloat16 --buckets 1,2,4,6,8 --lengths 1024,4096,16384" in text
+        assert f"--parts buckets,sequential --output {tmp_path / 'gc'}/{shape}-sequential" in text
+    assert "tests/test_gpu.py" in text and "bench.speed.report" in text
+    assert not (tmp_path / "gc").exists()  # a dry run writes nothing
+    assert "unknown argument" in _gpu_check("--bogus", timeout=30).stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_on_cpu_with_the_tiny_shape(tmp_path):
+    folder = tmp_path / "gc"
+    out = _gpu_check("--cpu", "--out", str(folder), timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    report = json.loads((folder / "report.json").read_text())
+    assert set(report["runs"]) == {"tiny", "tiny-sequential", "tiny-agent"}
+    grid = report["runs"]["tiny"]["buckets"]
+    assert [(r["n"], r["length"]) for r in grid] == [(1, 16), (2, 16), (1, 48), (2, 48)]
+    assert all(r["kv_bytes"] > 0 for r in grid)
+    assert report["runs"]["tiny"]["hf"] and "sequential" in report["runs"]["tiny-sequential"]["buckets"][0]
+    assert report["runs"]["tiny-agent"]["prefix"]["cached_tokens"] > 0
+    assert report["tests"]["tests"] > 0 and report["tests"]["failures"] == 0
+    assert [s["status"] for s in report["steps"]] == [0, 0, 0, 0]
+    md = (folder / "report.md").read_text()
+    assert "| N | tokens |" in md and "agent turn 2" in md and "transformers `generate`" in md
