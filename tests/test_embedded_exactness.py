@@ -10,13 +10,15 @@ first near-tie within it (where either pick is right and the texts may part). Ru
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from agreement import LOGIT_TOLERANCE, assert_close_logits, assert_greedy_agrees
 from langchain_core.messages import HumanMessage
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.engine import Request, packed
+from langchain_attention_buckets.engine import Request, loading, packed
 
 pytestmark = pytest.mark.embedded
 
@@ -44,6 +46,9 @@ def test_own_base_greedy_equals_transformers_generate(question):
     llm = ChatAttentionBuckets(bases=base, temperature=0, max_tokens=24, prefix_cache=False)
     loaded = llm.load()
     tol = LOGIT_TOLERANCE[loaded.dtype]
+    forced = os.environ.get(loading.CPU_DTYPE_ENV)
+    if forced and loaded.device.type == "cpu":
+        assert loaded.dtype == loading.DTYPES[forced]  # the run checks the path it says it checks
     if loaded.device.type == "cpu" and loaded.dtype == torch.float32 and packed.available():
         assert llm.engine().packed_weights is not None  # the packed linear layers are what runs here
     ids = loaded.tokenizer.apply_chat_template(

@@ -225,3 +225,92 @@ def test_gpu_check_runs_on_cpu_with_the_tiny_shape(tmp_path):
     assert [s["status"] for s in report["steps"]] == [0, 0, 0, 0]
     md = (folder / "report.md").read_text()
     assert "| N | tokens |" in md and "agent turn 2" in md and "transformers `generate`" in md
+
+
+# ---- switches for the GPU path (off by default) -----------------------------------------------
+
+
+def test_fast_paths_are_off_by_default_and_checked(monkeypatch):
+    from langchain_attention_buckets.engine.fastpaths import FastPaths
+
+    monkeypatch.delenv("ATTENTION_BUCKETS_FAST_PATHS", raising=False)
+    eng = Engine(as_loaded(tiny_model()), prefix_cache_bytes=0)
+    assert eng.fast_paths == FastPaths() and not eng.fast_paths.any
+    assert FastPaths.from_env("sdpa=flash+efficient,compile=reduce-overhead,pin") == FastPaths(
+        ("flash", "efficient"), "reduce-overhead", True)
+    with pytest.raises(ValueError, match="sdpa_backends=\\('fast',\\): use one or more of flash"):
+        FastPaths(sdpa_backends=("fast",))
+    with pytest.raises(ValueError, match="compile_decode='cudagraphs': use None"):
+        FastPaths(compile_decode="cudagraphs")
+    with pytest.raises(ValueError, match="'turbo' is not understood"):
+        FastPaths.from_env("turbo")
+
+
+def test_compiled_decode_is_built_once_used_for_decode_steps_only_and_changes_no_token():
+    from langchain_attention_buckets.engine import fastpaths
+
+    model = tiny_model()
+    loaded = as_loaded(model)
+    prompt = random_prompt(20, seed=1)
+    req = Request(prompt, (1e4, 2e4), max_tokens=8, speculative_tokens=0, ignore_eos=True)
+    plain = Engine(loaded, prefix_cache_bytes=0).generate(req).token_ids
+    seen = []
+
+    def fake_compile(fn, mode):  # what torch.compile is handed: the forward, wrapped once
+        seen.append(mode)
+        return lambda **kw: (seen.append(kw["input_ids"].shape), fn(**kw))[1]
+
+    eng = Engine(loaded, prefix_cache_bytes=0, fast_paths=fastpaths.FastPaths(compile_decode="reduce-overhead"))
+    compiler = fastpaths.decode_compiler(model, eng.fast_paths, fake_compile)
+    assert eng.generate(req).token_ids == plain
+    assert eng.generate(req).token_ids == plain
+    assert compiler.builds == 1 and seen[0] == "reduce-overhead"
+    assert compiler.calls == 2 * 7  # 8 tokens: the first from the prefill, 7 decode steps each
+    assert all(shape == (2, 1) for shape in seen[1:])  # one token per row, never a prefill
+    Engine(loaded, prefix_cache_bytes=0)  # a later engine with the switches off turns them off
+    assert fastpaths.decode_compiler(model, fastpaths.of(model)) is None
+
+
+def test_sdpa_backend_switch_restricts_attention(monkeypatch):
+    from langchain_attention_buckets.engine import fastpaths
+
+    loaded = as_loaded(tiny_model())
+    req = Request(random_prompt(20, seed=2), (1e4, 2e4), max_tokens=4, speculative_tokens=0, ignore_eos=True)
+    plain = Engine(loaded, prefix_cache_bytes=0).generate(req).token_ids
+    eng = Engine(loaded, prefix_cache_bytes=0, fast_paths=fastpaths.FastPaths(sdpa_backends=("math",)))
+    assert eng.generate(req).token_ids == plain
+    if not torch.cuda.is_available():  # flash attention has no CPU kernel under sdpa_kernel: it must refuse
+        eng = Engine(loaded, prefix_cache_bytes=0, fast_paths=fastpaths.FastPaths(sdpa_backends=("cudnn",)))
+        with pytest.raises(RuntimeError):
+            eng.generate(req)
+
+
+def test_pinned_prefix_cache_copies_leave_cpu_entries_alone():
+    from langchain_attention_buckets.engine import fastpaths
+
+    kv = [(torch.ones(2, 1, 3, 4), torch.zeros(2, 1, 3, 4))]
+    assert fastpaths.to_host(kv, fastpaths.FastPaths(pin_prefix_cache=True)) is kv  # already in host memory
+    loaded = as_loaded(tiny_model())
+    eng = Engine(loaded, fast_paths=fastpaths.FastPaths(pin_prefix_cache=True))
+    p = random_prompt(30, seed=3)
+    first = eng.generate(Request(p, (1e4,), max_tokens=3))
+    again = eng.generate(Request(p + (5,), (1e4,), max_tokens=3))
+    assert again.cached_tokens >= 30 and first.token_ids
+
+
+@pytest.mark.slow
+def test_compiled_decode_with_dynamo_keeps_its_graphs_across_requests():
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from langchain_attention_buckets.engine import fastpaths
+
+    torch._dynamo.reset()
+    loaded = as_loaded(tiny_model())
+    req = Request(random_prompt(20, seed=1), (1e4, 2e4), max_tokens=6, speculative_tokens=0, ignore_eos=True)
+    plain = Engine(loaded, prefix_cache_bytes=0).generate(req).token_ids
+    eng = Engine(loaded, prefix_cache_bytes=0, fast_paths=fastpaths.FastPaths(compile_decode="eager"))
+    assert eng.generate(req).token_ids == plain
+    graphs = counters["stats"]["unique_graphs"]
+    assert eng.generate(req).token_ids == plain
+    assert counters["stats"]["unique_graphs"] == graphs  # no recompilation in the steady state
