@@ -314,3 +314,23 @@ def test_compiled_decode_with_dynamo_keeps_its_graphs_across_requests():
     graphs = counters["stats"]["unique_graphs"]
     assert eng.generate(req).token_ids == plain
     assert counters["stats"]["unique_graphs"] == graphs  # no recompilation in the steady state
+
+
+def test_bench_dtype_part_prints_the_isa_and_the_kernels_that_ran(capsys):
+    from langchain_attention_buckets.bench.speed import dtype as dtype_part
+
+    cpu = dtype_part.cpu_report(probe=False)
+    assert cpu["aten_cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX") or cpu["aten_cpu_capability"]
+    assert cpu["auto_dtype"] in ("float32", "bfloat16") and isinstance(cpu["onednn_bf16"], bool)
+    probe = {"float32": {"kernel": "onednn-packed", "total": 0.01}, "bfloat16": {"kernel": "aten", "total": 0.05},
+             "choice": "float32"}
+    result = {"dtype_comparison": {"cpu": {**cpu, "probe": probe},
+                                   "kernels": {"float32": "onednn-packed linear", "bfloat16": "aten linear"},
+                                   "prefill_ratio_bf16_vs_fp32": 5.5, "decode_ratio_bf16_vs_fp32": 0.7,
+                                   "agreement": {"identical_answers": 7, "questions": 12, "mean_shared_prefix": 0.8}}}
+    dtype_part.print_rows(result, type("S", (), {"lengths": [512]})())
+    out = capsys.readouterr().out
+    assert f"ATen {cpu['aten_cpu_capability']}" in out and "oneDNN bf16" in out
+    assert "float32 10.0 ms (onednn-packed), bfloat16 50.0 ms (aten) -> float32" in out
+    assert "kernels that ran: float32 onednn-packed linear, bfloat16 aten linear" in out
+    assert "identical 7/12" in out
