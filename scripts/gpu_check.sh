@@ -75,10 +75,14 @@ mkdir -p "$OUT"
 : > "$OUT/steps.tsv"
 plan | tee "$OUT/plan.txt"
 
+if ! "$PY" -c "import torch, numpy" 2>/dev/null; then
+    echo "gpu_check: $PY has no torch or numpy; they are not carried (use a python with a CUDA build of torch)" >&2
+fi
 if ! "$PY" -c "import transformers, langchain_core, pytest" 2>/dev/null; then
     if [ -d "$WHEELS" ]; then
         echo "gpu_check: installing the wheels in $WHEELS offline"
-        "$PY" -m pip install -q --no-index --find-links "$WHEELS" "$WHEELS"/*.whl || echo "gpu_check: wheel install failed" >&2
+        # --no-deps: the folder holds the closure already, and torch and numpy come with the machine
+        "$PY" -m pip install -q --no-index --no-deps "$WHEELS"/*.whl || echo "gpu_check: wheel install failed" >&2
     else
         echo "gpu_check: transformers / langchain-core / pytest missing and no $WHEELS/ (scripts/gpu_wheels.sh)" >&2
     fi

@@ -16,20 +16,24 @@ LIMIT_MIB=${GPU_WHEELS_LIMIT_MIB:-60}
 # (found by importing the CLI, the shapes, the report and tests/conftest.py and listing the
 # distributions that came in; accelerate for the device_map tests)
 REQS=(
-    "transformers>=5.0,<6" "accelerate>=1.0" "pydantic>=2.7" "langchain-core>=1.0,<2" "tqdm>=4.60" "psutil"
+    "transformers>=5.0,<6" "pydantic>=2.7" "langchain-core>=1.0,<2" "tqdm>=4.60" "psutil"
     "pytest>=8" "pytest-asyncio>=0.23" "pytest-socket>=0.7" "pytest-timeout>=2.3"
 )
-# torch's own dependencies are on the machine with torch; never carry them
+# torch's own dependencies (and numpy, which comes with it) are on the machine; never carry them.
+# Measured: 57 wheels, 42 MiB (transformers 5.25, tokenizers, pydantic-core, langsmith, ...).
 SKIP='^(torch|triton|nvidia_|sympy|networkx|mpmath|jinja2|markupsafe|filelock|fsspec|typing_extensions|setuptools|numpy)-'
 
 if [ "${1:-}" != "--download" ]; then
-    printf '%s\n' "${REQS[@]}"
+    printf '%s\n' "${REQS[@]}" "accelerate>=1.0"
     exit 0
 fi
 mkdir -p "$DEST"
-"$PY" -m pip download -q --dest "$DEST" --only-binary=:all: --python-version 3.12 --implementation cp \
+"$PY" -m pip download --progress-bar off --dest "$DEST" --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
     --platform any "${REQS[@]}"
+# accelerate requires torch, which the machine has: fetched alone, else pip would fetch torch too
+"$PY" -m pip download --progress-bar off --dest "$DEST" --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform any --no-deps "accelerate>=1.0"
 for f in "$DEST"/*.whl; do
     if basename "$f" | grep -qiE "$SKIP"; then rm -f "$f"; fi
 done
