@@ -58,11 +58,12 @@ def _best_time(fn, x: torch.Tensor) -> float:
     return best
 
 
-def time_linear(dtype: torch.dtype, features: int = PROBE_FEATURES, rows=PROBE_ROWS) -> dict:
+def time_linear(dtype: torch.dtype, features: int | None = None, rows=PROBE_ROWS) -> dict:
     """Seconds of one ``features x features`` linear layer per row count, on the kernels the engine
     would use for ``dtype`` (``kernel``: 'onednn-packed' or 'aten')."""
     from . import packed
 
+    features = features or PROBE_FEATURES
     gen = torch.Generator().manual_seed(0)
     lin = torch.nn.Linear(features, features, bias=False)
     with torch.no_grad():

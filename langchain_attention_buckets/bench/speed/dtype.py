@@ -20,7 +20,7 @@ import torch
 from ...engine import Engine, Request
 from ...engine import packed as packed_layers
 from ...engine.loading import CPU_DTYPE_ENV, ModelSpec, cpu_default_dtype, cpu_flags, load_model
-from .setup import Setup, make_prompt, run_engine, user_prompt
+from .setup import Setup, bases_for, make_prompt, run_engine, user_prompt
 
 AGREEMENT_QUESTIONS = [
     "What is the capital of France?",
@@ -73,27 +73,49 @@ def cpu_report(probe: bool = True) -> dict:
     return out
 
 
+def dtype_probe_features() -> int:
+    from ...engine import dtype_probe
+
+    return dtype_probe.PROBE_FEATURES
+
+
 def _kernels(engine: Engine) -> str:
     if engine.loaded.device.type != "cpu":
         return f"{engine.loaded.device.type} (torch's own)"
     return "onednn-packed linear" if engine.packed_weights is not None else "aten linear"
 
 
-def run_dtype(model: str | None, device: str, length: int, decode_tokens: int, repeats: int) -> dict:
-    """Speed of each dtype, greedy agreement, and the bfloat16 / float32 ratios."""
+GRID_BUCKETS = (1, 6)
+
+
+def run_dtype(model: str | None, device: str, length: int, decode_tokens: int, repeats: int,
+              more_lengths: tuple[int, ...] = ()) -> dict:
+    """Speed of each dtype, greedy agreement, and the bfloat16 / float32 ratios (one bucket at
+    ``length``); with ``more_lengths``, also a grid over those lengths and N = 1 and 6 (``grid``)."""
     out: dict[str, Any] = {}
     answers: dict[str, list[list[int]]] = {}
     kernels: dict[str, str] = {}
+    grid: dict[tuple[int, int], dict] = {}
     for dtype in ("float32", "bfloat16"):
         loaded = load_model(ModelSpec(model, device, dtype))
         engine = Engine(loaded, prefix_cache_bytes=0)
         kernels[dtype] = _kernels(engine)
         out[dtype] = run_engine(engine, make_prompt(loaded, length), (loaded.base,), decode_tokens, repeats)
+        for more in more_lengths:
+            for n in GRID_BUCKETS:
+                point = run_engine(engine, make_prompt(loaded, more), bases_for(n, loaded.base), decode_tokens, repeats)
+                grid.setdefault((more, n), {})[dtype] = point
         answers[dtype] = []
         for q in AGREEMENT_QUESTIONS:
             ids = user_prompt(loaded, q)
             answers[dtype].append(engine.generate(Request(ids, (loaded.base,), max_tokens=48, prefix_cache=False)).token_ids)
     out["kernels"] = kernels
+    out["grid"] = [
+        {"length": ln, "n": n, "ttft_ratio": p["bfloat16"]["ttft_s"] / p["float32"]["ttft_s"],
+         "decode_step_ratio": p["bfloat16"]["decode_step_s"] / p["float32"]["decode_step_s"],
+         **{f"{dt}_{k}": p[dt][k] for dt in ("float32", "bfloat16") for k in ("ttft_s", "decode_step_s")}}
+        for (ln, n), p in grid.items()
+    ]
     if loaded.device.type == "cpu":
         out["cpu"] = cpu_report()
     out["agreement"] = _agreement(answers["float32"], answers["bfloat16"])
@@ -103,7 +125,9 @@ def run_dtype(model: str | None, device: str, length: int, decode_tokens: int, r
 
 
 def run(setup: Setup) -> dict:
-    return {"dtype_comparison": run_dtype(setup.model, setup.device, setup.lengths[0], setup.decode_tokens, setup.repeats)}
+    # one length: one bucket there; several: also every length at N = 1 and 6 (``grid``)
+    first, more = setup.lengths[0], (tuple(setup.lengths) if len(setup.lengths) > 1 else ())
+    return {"dtype_comparison": run_dtype(setup.model, setup.device, first, setup.decode_tokens, setup.repeats, more)}
 
 
 def print_rows(result: dict, setup: Setup) -> None:
@@ -115,7 +139,8 @@ def print_rows(result: dict, setup: Setup) -> None:
               f"{'yes' if c['onednn_bf16'] else 'no'}{env}; dtype='auto' -> {c['auto_dtype']}")
         if "probe" in c:
             pr = c["probe"]
-            print(f"timing probe (a {2048}x{2048} linear at 6 and 512 rows): float32 {pr['float32']['total'] * 1e3:.1f} ms "
+            f = dtype_probe_features()
+            print(f"timing probe (a {f}x{f} linear at 6 and 512 rows): float32 {pr['float32']['total'] * 1e3:.1f} ms "
                   f"({pr['float32']['kernel']}), bfloat16 {pr['bfloat16']['total'] * 1e3:.1f} ms "
                   f"({pr['bfloat16']['kernel']}) -> {pr['choice']}")
     print(f"kernels that ran: float32 {d['kernels']['float32']}, bfloat16 {d['kernels']['bfloat16']}")
@@ -124,3 +149,6 @@ def print_rows(result: dict, setup: Setup) -> None:
         f"x{d['decode_ratio_bf16_vs_fp32']:.2f}; greedy answers identical {d['agreement']['identical_answers']}"
         f"/{d['agreement']['questions']}, shared prefix {d['agreement']['mean_shared_prefix']:.0%}"
     )
+    for row in d.get("grid", []):
+        print(f"  {row['length']} tokens, N={row['n']}: bf16 / fp32 prefill x{row['ttft_ratio']:.2f}, "
+              f"decode step x{row['decode_step_ratio']:.2f}")
