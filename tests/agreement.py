@@ -16,8 +16,8 @@ that; at a near-tie either pick is right. So a test:
 
 The tolerances are bounds on |a - b| of two logit vectors of the same positions, measured
 on AVX2 (fp32 and emulated bf16) with room for other kernels: fp32 differences are summation
-order (~1e-5 on the tiny models, ~1e-3 on the embedded model's 49k-wide output), bf16 ones
-the 8-bit mantissa of every product (up to ~0.5 on the embedded model's logits).
+order (~1e-5 on the tiny models, ~1e-4 on the embedded model's logits), bf16 ones the 8-bit
+mantissa of every product (up to 0.75 on the embedded model's logits).
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from langchain_attention_buckets.engine.merge import merge
 EXACT = 0.0
 # the tiny random models of the fast tier (logits of order 1)
 TINY_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 0.1}
-# the embedded SmolLM2-135M (logits of order 10-30)
-LOGIT_TOLERANCE = {torch.float32: 5e-3, torch.bfloat16: 1.0}
+# the embedded SmolLM2-135M (logits of order 10-30; in bf16 they are rounded to 0.125 there).
+# Measured on AVX2 against transformers over the steps where the answers agree: fp32 1e-4,
+# bf16 (emulated) 0.375 and 0.75 on the two exactness questions.
+LOGIT_TOLERANCE = {torch.float32: 5e-3, torch.bfloat16: 1.5}
 
 
 def reference_logits(model, prompt: Sequence[int], tokens: Sequence[int], bases: Sequence[float],
