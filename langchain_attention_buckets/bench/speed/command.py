@@ -121,15 +121,17 @@ def speed_main(args: argparse.Namespace) -> int:
     wanted = {EXTENDS.get(name, name) for name in setup.parts}
     out = _header(setup)
     names = [name for name in PARTS if name in wanted]
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(names), desc="bench speed", unit="part", progress=setup.progress) as bar:
         for name in names:
             bar.set_postfix_str(name)
             result = PARTS[name].run(setup)
             PARTS[name].print_rows(result, setup)
             out.update(result)
+            # written after every part, so a run stopped by a time limit keeps what it measured
+            (folder / "speed.json").write_text(json.dumps(out, indent=2))
             bar.update()
-    folder = Path(args.output)
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / "speed.json").write_text(json.dumps(out, indent=2))
     if out.get("buckets"):
         buckets.plot_speed(out, folder / "speed.png")
