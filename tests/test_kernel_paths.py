@@ -334,3 +334,21 @@ def test_bench_dtype_part_prints_the_isa_and_the_kernels_that_ran(capsys):
     assert "float32 10.0 ms (onednn-packed), bfloat16 50.0 ms (aten) -> float32" in out
     assert "kernels that ran: float32 onednn-packed linear, bfloat16 aten linear" in out
     assert "identical 7/12" in out
+
+
+def test_the_probe_result_is_kept_apart_per_isa_limit(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    plain = dtype_probe.machine_key()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert dtype_probe.machine_key() != plain
+
+
+def test_ci_runs_the_readme_command_then_the_other_kernel_paths():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "bash scripts/setup.sh && .venv/bin/python -m pytest" in readme
+    assert ".venv/bin/python -m pytest" in ci and "bash scripts/kernel_paths.sh" in ci
+    assert ci.index("-m pytest") < ci.index("kernel_paths.sh")
+    script = (ROOT / "scripts" / "kernel_paths.sh").read_text()
+    assert "ATTENTION_BUCKETS_CPU_DTYPE=bfloat16" in script
+    assert "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2" in script and "grep -qw avx512f" in script

@@ -11,7 +11,8 @@ supported and pays, else torch's own). bf16 is chosen when its total is below
 answers identical on the embedded model), so it must be clearly faster to be the default.
 
 The result is kept in ``cpu-dtype.json`` under the cache folder, keyed by the CPU's model
-name and flags, torch's version and the thread count; the probe takes well under a second.
+name and flags, torch's version, the thread count and the ISA limits (``ONEDNN_MAX_CPU_ISA``,
+``ATEN_CPU_CAPABILITY``); on a CPU with native bf16 the probe takes well under a second.
 May import torch and ``packed`` only.
 """
 
@@ -33,7 +34,7 @@ _REPEATS = 4
 
 
 def machine_key() -> str:
-    """What the measurement depends on: CPU model and flags, torch version, threads."""
+    """What the measurement depends on: CPU model and flags, torch version, threads, ISA limits."""
     model, flags = "", ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -44,7 +45,9 @@ def machine_key() -> str:
                     flags = line.partition(":")[2].strip()
     except OSError:
         pass
-    text = f"{model}|{flags}|{torch.__version__}|{torch.get_num_threads()}"
+    # the ISA limits change which kernels run, so a run under them is another machine
+    limits = "|".join(os.environ.get(k, "") for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"))
+    text = f"{model}|{flags}|{torch.__version__}|{torch.get_num_threads()}|{limits}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
