@@ -352,3 +352,26 @@ def test_ci_runs_the_readme_command_then_the_other_kernel_paths():
     script = (ROOT / "scripts" / "kernel_paths.sh").read_text()
     assert "ATTENTION_BUCKETS_CPU_DTYPE=bfloat16" in script
     assert "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2" in script and "grep -qw avx512f" in script
+
+
+def test_without_padding_attention_gets_no_mask_except_on_a_cached_tail(monkeypatch):
+    # what lets SDPA's flash backend run: a fresh prefill is causal without a mask, a decode step
+    # has none; a tail on top of a cached prefix needs a bottom-right causal mask, materialised
+    import transformers.integrations.sdpa_attention as sdpa
+
+    seen = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, *args, **kwargs):
+        seen.append((q.shape[2], k.shape[2], attn_mask is not None, bool(kwargs.get("is_causal"))))
+        return original(q, k, v, attn_mask, *args, **kwargs)
+
+    monkeypatch.setattr(sdpa.torch.nn.functional, "scaled_dot_product_attention", spy)
+    eng = Engine(as_loaded(tiny_model()))
+    prompt = random_prompt(20)
+    eng.generate(Request(prompt, (1e4, 2e4), max_tokens=3, speculative_tokens=0, ignore_eos=True))
+    assert (20, 20, False, True) in seen  # the prefill: is_causal, no mask
+    assert all(not masked for q, _, masked, _ in seen if q == 1)  # decode steps
+    seen.clear()
+    eng.generate(Request(prompt + (5, 6, 7), (1e4, 2e4), max_tokens=2, speculative_tokens=0, ignore_eos=True))
+    assert any(q == 3 and masked for q, _, masked, _ in seen)  # the uncached tail of a cached prompt
