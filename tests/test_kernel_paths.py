@@ -267,7 +267,8 @@ def test_compiled_decode_is_built_once_used_for_decode_steps_only_and_changes_no
     assert compiler.builds == 1 and seen[0] == "reduce-overhead"
     assert compiler.calls == 2 * 7  # 8 tokens: the first from the prefill, 7 decode steps each
     assert all(shape == (2, 1) for shape in seen[1:])  # one token per row, never a prefill
-    Engine(loaded, prefix_cache_bytes=0)  # a later engine with the switches off turns them off
+    assert Engine(loaded, prefix_cache_bytes=0).fast_paths == eng.fast_paths  # a default engine keeps them
+    Engine(loaded, prefix_cache_bytes=0, fast_paths=fastpaths.FastPaths())  # all off, said so: off
     assert fastpaths.decode_compiler(model, fastpaths.of(model)) is None
 
 

@@ -120,8 +120,9 @@ class Engine:
             None or 0: never. Does nothing where the C library is not glibc. See ``heap``.
         fast_paths: SDPA backends, a compiled decode step, pinned prefix-cache copies
             (``fastpaths.FastPaths``; all off by default, until the GPU check has measured
-            them). None: from ``$ATTENTION_BUCKETS_FAST_PATHS`` (empty: all off). Applies to
-            every engine of the model.
+            them). None: from ``$ATTENTION_BUCKETS_FAST_PATHS``, and where that is empty, what
+            an earlier engine of the model set (else all off). They apply to every engine of
+            the model; ``FastPaths()`` turns them all off again.
     """
 
     def __init__(
@@ -144,8 +145,10 @@ class Engine:
             raise ValueError(f"fast_paths={fast_paths!r}; use None or a fastpaths.FastPaths")
         self.loaded = loaded
         self.model = loaded.model
-        self.fast_paths = fast_paths if fast_paths is not None else fastpaths.FastPaths.from_env()
-        fastpaths.configure(self.model, self.fast_paths)
+        chosen = fast_paths if fast_paths is not None else fastpaths.FastPaths.from_env()
+        if fast_paths is not None or chosen.any:  # a default engine leaves another engine's choice alone
+            fastpaths.configure(self.model, chosen)
+        self.fast_paths = fastpaths.of(self.model) or fastpaths.FastPaths()
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.stats = EngineStats()
         self.idle_trim = IdleTrim(idle_trim_interval)  # its count and seconds: trims so far

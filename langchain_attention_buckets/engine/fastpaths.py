@@ -14,7 +14,8 @@
 - ``pin_prefix_cache``: keep prefix-cache entries of a CUDA model in pinned host memory (the
   GPU's memory holds only running batches) and copy them back without blocking.
 
-The settings apply per model: every engine of one model shares them (the last set wins).
+The settings apply per model: every engine of one model shares them; an engine given them
+sets them, one built without them (and without the environment variable) leaves them as they are.
 May import torch only.
 """
 
