@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -77,7 +76,7 @@ from ..text.guard import AnswerGuard, answer_guard
 from ..text.messages import to_chat_dicts
 from ..text.parse import ArgsDelta, CallStart, ParsedCall, TextPiece, ToolCallParser
 from ..text.render import render_call
-from ..text.tool_choice import Choice, ToolChoice, normalize_tool_choice
+from ..text.tool_choice import Choice, ToolChoice, check_tool_name, normalize_tool_choice
 from .decision import DecisionConstraint, check_tool_call_bias, conversation_state, opener_ids, resolve_decision
 from .grammar_select import call_constraint
 from .options import CallOptions, check_not_bool, nearest
@@ -103,9 +102,6 @@ _NUMBER_FIELDS = (
 # them to every provider): accepted so that provider-agnostic code runs, ignored with a warning.
 _REMOTE_ONLY = ("timeout", "max_retries", "api_key", "base_url")
 # A tool name as OpenAI's API accepts it (the name is written into the prompt and the grammar).
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-
-
 class ChatAttentionBuckets(BaseChatModel):
     """A local Hugging Face model with Attention Buckets, as a LangChain chat model.
 
@@ -524,12 +520,7 @@ class ChatAttentionBuckets(BaseChatModel):
         from ..constrain.grammar import json_grammar, select_tools
 
         for tool in formatted:
-            name = tool["function"].get("name")
-            if not isinstance(name, str) or not _TOOL_NAME.match(name):
-                raise ValueError(
-                    f"tool name {name!r} is not allowed; use 1-64 letters, digits, '_' or '-' "
-                    "(the pattern ^[a-zA-Z0-9_-]{1,64}$, as OpenAI's API)"
-                )
+            check_tool_name(tool["function"].get("name"))
         specs = select_tools(formatted, None)  # unique names; each schema checked, naming the tool
         if self.constrained_decoding:
             for name, params in specs:  # xgrammar's own parse of the schema (no tokenizer needed)
