@@ -54,10 +54,17 @@ class MiniLMEmbeddings(Embeddings):
     """
 
     def __init__(self, model_path: str | None = None, device: str = "cpu"):
-        from sentence_transformers import SentenceTransformer
-
         self.model_path = model_path or str(_packaged_model())
-        self._model = SentenceTransformer(self.model_path, device=device, local_files_only=True)
+        self.device = device
+        self._loaded = None  # loaded at the first text to embed: a fully cached catalog needs no model
+
+    @property
+    def _model(self):
+        if self._loaded is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._loaded = SentenceTransformer(self.model_path, device=self.device, local_files_only=True)
+        return self._loaded
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self._model.encode(list(texts), normalize_embeddings=True, batch_size=64).tolist()

@@ -1,0 +1,160 @@
+"""Tool catalogs from Model Context Protocol servers, through ``langchain-mcp-adapters``.
+
+``load_mcp_catalog`` (``aload_mcp_catalog`` from async code) takes the servers in the shape
+``MultiServerMCPClient`` takes (``{"shop": {"transport": "stdio", "command": ..., "args": [...]},
+"web": {"transport": "http", "url": "http://127.0.0.1:8000/mcp"}}``) or a client, lists
+every server's tools, and returns LangChain tools ready for ``ToolRetriever``,
+``bind_tools`` and ``create_agent``:
+
+- **names**: a name served by two servers is prefixed with its server (``shop.search``,
+  ``web.search``; ``collisions="prefix"``, the default) or refused with an error naming
+  both servers (``collisions="error"``); names are never silently merged;
+- **errors**: a tool that fails on its server (an MCP error result) and a server that cannot
+  be reached (it died, or never started) both come back to the model as an error
+  ``ToolMessage`` (``status="error"``) instead of ending the agent's run;
+- **sync and async**: the tools run from ``agent.invoke`` as well as ``agent.ainvoke``;
+- ``tool.metadata["mcp_server"]`` names the server, ``tool.metadata["mcp_name"]`` the name
+  the server knows the tool by.
+
+Needs the ``mcp`` extra (``pip install langchain-attention-buckets[mcp]``); imported lazily.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
+
+__all__ = ["Collisions", "ServerUnreachable", "aload_mcp_catalog", "load_mcp_catalog", "name_tools"]
+
+Collisions = Literal["prefix", "error"]
+COLLISIONS = ("prefix", "error")
+SEPARATOR = "."  # server + SEPARATOR + tool: MCP tool names allow '.', and so does bind_tools
+
+
+class ServerUnreachable(ToolException):
+    """A call whose server did not answer (it died, or never started); the model reads the message."""
+
+
+async def aload_mcp_catalog(
+    servers: Mapping[str, Mapping[str, Any]] | Any, *, collisions: Collisions = "prefix"
+) -> list[BaseTool]:
+    """The tools of every server, in server order then the server's own order.
+
+    Args:
+        servers: connections by server name, in ``MultiServerMCPClient``'s shape, or a
+            ``MultiServerMCPClient``.
+        collisions: "prefix" (default): a name served by several servers becomes
+            ``<server>.<name>`` on each; "error": such a name raises ValueError.
+
+    Raises:
+        ValueError: a bad ``collisions``, or (with "error") a name served twice, naming the servers.
+    """
+    if collisions not in COLLISIONS:
+        raise ValueError(f"collisions={collisions!r} is not allowed; use one of {', '.join(COLLISIONS)}")
+    client = _client(servers)
+    per_server = {name: await client.get_tools(server_name=name) for name in client.connections}
+    return name_tools(per_server, collisions)
+
+
+def load_mcp_catalog(servers: Mapping[str, Mapping[str, Any]] | Any, *, collisions: Collisions = "prefix") -> list[BaseTool]:
+    """``aload_mcp_catalog`` for code that is not async (runs it on a fresh event loop)."""
+    return _run(aload_mcp_catalog(servers, collisions=collisions))
+
+
+def name_tools(per_server: Mapping[str, list[BaseTool]], collisions: Collisions = "prefix") -> list[BaseTool]:
+    """Each server's tools, guarded and named: collisions prefixed by server or refused."""
+    servers_of: dict[str, list[str]] = {}
+    for server, tools in per_server.items():
+        for t in tools:
+            servers_of.setdefault(t.name, []).append(server)
+    shared = {name: s for name, s in servers_of.items() if len(s) > 1}
+    if shared and collisions == "error":
+        name, servers = next(iter(shared.items()))
+        raise ValueError(
+            f"tool name {name!r} is served by both {servers[0]!r} and {servers[1]!r}"
+            + (f" (and {len(shared) - 1} more names are shared)" if len(shared) > 1 else "")
+            + "; load with collisions='prefix' to call them '<server>.<name>', or rename one"
+        )
+    out = []
+    for server, tools in per_server.items():
+        for t in tools:
+            name = f"{server}{SEPARATOR}{t.name}" if t.name in shared else t.name
+            out.append(_guarded(t, server, name))
+    return out
+
+
+def _client(servers: Any):
+    if hasattr(servers, "get_tools") and hasattr(servers, "connections"):
+        return servers
+    if not isinstance(servers, Mapping) or not servers:
+        raise ValueError(
+            f"servers={servers!r} is not allowed; give connections by server name "
+            "({'name': {'transport': 'stdio', 'command': ..., 'args': [...]}}) or a MultiServerMCPClient"
+        )
+    try:
+        from langchain_mcp_adapters.client import MultiServerMCPClient
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise ImportError("MCP servers need `pip install langchain-attention-buckets[mcp]`") from exc
+    return MultiServerMCPClient({name: dict(conn) for name, conn in servers.items()})
+
+
+def _guarded(tool: BaseTool, server: str, name: str) -> BaseTool:
+    """``tool`` as ``name``: an unreachable server becomes an error result; callable sync too."""
+    call = tool.coroutine
+    handle = tool.handle_tool_error
+
+    @functools.wraps(call)
+    async def acall(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await call(*args, **kwargs)
+        except ToolException:
+            raise
+        except Exception as exc:  # the transport failed: the server died or never started
+            raise ServerUnreachable(
+                f"MCP server {server!r} did not answer the call of {name!r}: {_reason(exc)}"
+            ) from exc
+
+    @functools.wraps(call)
+    def scall(*args: Any, **kwargs: Any) -> Any:
+        return _run(acall(*args, **kwargs))
+
+    def on_error(err: ToolException) -> Any:
+        if isinstance(err, ServerUnreachable):
+            return str(err)
+        if callable(handle):
+            return handle(err)
+        raise err
+
+    metadata = {**(tool.metadata or {}), "mcp_server": server, "mcp_name": tool.name}
+    return StructuredTool(
+        name=name,
+        description=tool.description,
+        args_schema=tool.args_schema,
+        func=scall,
+        coroutine=acall,
+        response_format=tool.response_format,
+        metadata=metadata,
+        handle_tool_error=on_error,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost error of an exception group (anyio wraps transport errors in them)."""
+    while isinstance(getattr(exc, "exceptions", None), tuple) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _run(coro) -> Any:
+    """Run a coroutine to completion from sync code, also where an event loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
