@@ -7,7 +7,8 @@ Each tool is served with the documentation and JSON schema the in-process catalo
 LangChain (``convert_to_openai_tool``), and its result is the text an in-process call puts
 in its ``ToolMessage``, so an agent reads the same words either way. A tool that raises
 (``ToolException``: a bad id, an unknown time zone) answers with an MCP error result
-(``isError``), which ``langchain-mcp-adapters`` hands the model as an error ``ToolMessage``.
+(``isError``) carrying the in-process error text (FastMCP's own wrapping would add "Error
+executing tool NAME: "), which ``langchain-mcp-adapters`` hands the model as an error ``ToolMessage``.
 With ``--dotted`` a server names its tools ``<area>.<tool>`` (``database.get_order``), as MCP
 allows and as many real servers do.
 
@@ -65,8 +66,7 @@ def server_tools(server: str, dotted: bool = False) -> list[BaseTool]:
     tools = []
     for module in SERVERS[server]:
         for fn in tool_functions(module):
-            t = build_tool(fn)
-            t.handle_tool_error = False  # a ToolException becomes an MCP error result
+            t = build_tool(fn)  # a ToolException becomes the error text an in-process call shows
             if dotted:
                 t.name = f"{area(module)}.{t.name}"
             tools.append(t)
@@ -77,14 +77,17 @@ def mcp_tool(tool: BaseTool):
     """A FastMCP tool serving ``tool`` with the schema and result text an in-process call has."""
     from mcp.server.fastmcp.tools import Tool
     from mcp.server.fastmcp.utilities.func_metadata import ArgModelBase, FuncMetadata
+    from mcp.types import CallToolResult, TextContent
     from pydantic import create_model
 
     spec = convert_to_openai_tool(tool)["function"]
     fields = {k: (f.annotation, f) for k, f in tool.tool_call_schema.model_fields.items()}
     args_model = create_model(f"{tool.name.replace('.', '_')}Arguments", **fields, __base__=ArgModelBase)
 
-    async def call(**arguments: Any) -> str:
+    async def call(**arguments: Any) -> Any:
         message = await tool.ainvoke({"type": "tool_call", "name": tool.name, "args": arguments, "id": "mcp"})
+        if message.status == "error":  # the tool raised: an MCP error result with the in-process text
+            return CallToolResult(content=[TextContent(type="text", text=message.content)], isError=True)
         return message.content
 
     return Tool(
