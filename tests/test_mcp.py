@@ -279,3 +279,17 @@ def test_example_server_schemas_equal_the_in_process_catalog():
     in_process = {t.name: tool_spec(t)["function"] for t in server_tools("shop")}
     assert {t.name: {"name": t.name, "description": t.description, "parameters": t.inputSchema} for t in listed} == in_process
     assert subprocess.run([sys.executable, str(SERVERS), "nope"], capture_output=True).returncode == 2
+
+
+def test_arguments_written_as_text_are_coerced_through_any_of_with_null():
+    from langchain_attention_buckets.text.parse import coerce
+
+    schema = {"type": "object", "properties": {
+        "count": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        "label": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+        "lines": {"type": "array", "items": {"anyOf": [{"type": "object", "properties": {"n": {"type": "integer"}}},
+                                                        {"type": "null"}]}},
+    }}
+    out = coerce({"count": "3", "label": "7", "lines": [{"n": "2"}, None]}, schema)
+    assert out == {"count": 3, "label": "7", "lines": [{"n": 2}, None]}
+    jsonschema.validate(out, schema)
