@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import json
 import re
-import subprocess
 import sys
 from enum import Enum
 from pathlib import Path
@@ -140,7 +139,7 @@ def test_http_server_agent_turn_then_the_server_dies(llm):
 
 
 def test_a_server_that_cannot_start_is_an_error_when_listing():
-    with pytest.raises(Exception):
+    with pytest.raises(ConnectionError, match="MCP server 'broken' could not list its tools"):
         load_mcp_catalog({"broken": {"transport": "stdio", "command": sys.executable, "args": ["-c", "raise SystemExit(3)"]}})
 
 
@@ -278,7 +277,6 @@ def test_example_server_schemas_equal_the_in_process_catalog():
     listed = asyncio.run(build_server("shop").list_tools())
     in_process = {t.name: tool_spec(t)["function"] for t in server_tools("shop")}
     assert {t.name: {"name": t.name, "description": t.description, "parameters": t.inputSchema} for t in listed} == in_process
-    assert subprocess.run([sys.executable, str(SERVERS), "nope"], capture_output=True).returncode == 2
 
 
 def test_arguments_written_as_text_are_coerced_through_any_of_with_null():

@@ -53,11 +53,17 @@ async def aload_mcp_catalog(
 
     Raises:
         ValueError: a bad ``collisions``, or (with "error") a name served twice, naming the servers.
+        ConnectionError: a server that could not list its tools (it did not start, or does not answer).
     """
     if collisions not in COLLISIONS:
         raise ValueError(f"collisions={collisions!r} is not allowed; use one of {', '.join(COLLISIONS)}")
     client = _client(servers)
-    per_server = {name: await client.get_tools(server_name=name) for name in client.connections}
+    per_server = {}
+    for name in client.connections:
+        try:
+            per_server[name] = await client.get_tools(server_name=name)
+        except Exception as exc:  # no catalog without the server: say which one and why
+            raise ConnectionError(f"MCP server {name!r} could not list its tools: {_reason(exc)}") from exc
     return name_tools(per_server, collisions)
 
 
