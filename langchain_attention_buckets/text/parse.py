@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..formats.hermes import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from .scan import JsonScanner
 
 
 @dataclass(frozen=True)
@@ -82,45 +83,6 @@ _ARGS_KEY = re.compile(r'\s*,\s*"arguments"\s*:\s*\{')
 _NAME = re.compile(r'"name"\s*:\s*"([^"\\]+)"')
 
 
-class _Json:
-    """JSON nesting read one character at a time: open brackets, and whether a string is open.
-
-    The same reading as langchain-core's ``parse_partial_json``, which turns streamed
-    argument text back into calls.
-    """
-
-    def __init__(self, text: str = ""):
-        self.stack: list[str] = []  # the closing brackets still due
-        self.in_string = self.escaped = self.broken = False
-        for ch in text:
-            self.read(ch)
-
-    def read(self, ch: str) -> None:
-        if self.in_string:
-            if self.escaped:
-                self.escaped = False
-            elif ch == "\\":
-                self.escaped = True
-            elif ch == '"':
-                self.in_string = False
-        elif ch == '"':
-            self.in_string = True
-        elif ch in "{[":
-            self.stack.append("}" if ch == "{" else "]")
-        elif ch in "}]":
-            if self.stack and self.stack[-1] == ch:
-                self.stack.pop()
-            else:
-                self.broken = True
-
-    def spoiler(self) -> str:
-        """Text that, appended, makes what was read certainly not a JSON object, even to
-        ``parse_partial_json`` (which closes open strings and brackets, but gives up on an
-        unmatched closing bracket outside strings)."""
-        close_string = (("\\" if self.escaped else "") + '"') if self.in_string else ""
-        return close_string + ("]" if self.stack and self.stack[-1] == "}" else "}")
-
-
 @dataclass
 class _Open:
     """The call being read. Positions are offsets in its body (the text after ``<tool_call>``)."""
@@ -133,7 +95,7 @@ class _Open:
     args_end: int | None = None  # just past their closing "}"
     sent: int = 0  # argument text sent up to here
     scanned: int = 0
-    json: _Json = field(default_factory=_Json)
+    json: JsonScanner = field(default_factory=JsonScanner)
 
 
 class ToolCallParser:
@@ -275,12 +237,12 @@ class ToolCallParser:
         """The argument text still due when the call ends (see the module docstring)."""
         o = self._open
         if o.args_start is None:  # nothing sent: the whole arguments
-            return json.dumps(call.arguments, ensure_ascii=False) if call.valid else raw + _Json(raw).spoiler()
+            return json.dumps(call.arguments, ensure_ascii=False) if call.valid else raw + JsonScanner(raw).spoiler()
         if call.valid:  # a valid call closed its arguments object: args_end is known
             written = raw[o.args_start : o.args_end]
             return raw[o.sent : o.args_end - 1] + _completion(json.loads(written), call.arguments)
         end = o.args_end if o.args_end is not None and o.args_end <= len(raw) else len(raw)
-        return raw[o.sent : end] + _Json(raw[o.args_start : end]).spoiler()
+        return raw[o.sent : end] + JsonScanner(raw[o.args_start : end]).spoiler()
 
     # ---- one call, judged whole --------------------------------------------------------
 
@@ -356,7 +318,7 @@ def _call_end(buf: str) -> int:
 
 
 def _ends_inside_string(text: str) -> bool:
-    return _Json(text).in_string
+    return JsonScanner(text).in_string
 
 
 def _partial_marker(text: str, marker: str) -> int:
