@@ -291,3 +291,10 @@ def test_arguments_written_as_text_are_coerced_through_any_of_with_null():
     out = coerce({"count": "3", "label": "7", "lines": [{"n": "2"}, None]}, schema)
     assert out == {"count": 3, "label": "7", "lines": [{"n": 2}, None]}
     jsonschema.validate(out, schema)
+
+
+def test_dotted_names_read_as_words_in_the_embedded_documentation():
+    from langchain_attention_buckets.retrieval.tools import tool_document
+
+    spec = {"type": "function", "function": {"name": "orders.create-draft_v2", "description": "Start an order."}}
+    assert tool_document(spec).splitlines()[0] == "orders create draft v2"
