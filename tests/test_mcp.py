@@ -129,6 +129,13 @@ def test_http_server_agent_turn_then_the_server_dies(llm):
         assert results[0].tool_call_id == calls[0]["id"] and "did not answer" not in results[0].text
         assert isinstance(state["messages"][-1], AIMessage) and not state["messages"][-1].tool_calls
 
+        # a tool raising on the server: an error result with the text an in-process call shows
+        days = next(t for t in tools if t.name == "days_between_dates")
+        bad = {"type": "tool_call", "name": "days_between_dates", "args": {"start_date": "someday", "end_date": "2024-01-01"},
+               "id": "call_bad"}
+        out = days.invoke(bad)
+        assert (out.status, out.text) == ("error", "invalid date 'someday': use ISO format YYYY-MM-DD, e.g. '2024-03-14'")
+
     # the server was stopped when the block ended (terminated, as a crash would): the next call
     # comes back to the agent as an error result, and the agent answers
     state = agent.invoke({"messages": [HumanMessage(question)]})
