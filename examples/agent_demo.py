@@ -23,7 +23,8 @@ With ``--mcp`` the catalog comes from the example MCP servers ("shop" and "utili
 ``examples/mcp/servers.py``), started here as subprocesses serving streamable HTTP on free
 127.0.0.1 ports, loaded with ``langchain-mcp-adapters`` and stopped at the end; every tool call
 goes to a server. ``--mcp-config`` reads servers in the JSON shape ``MultiServerMCPClient``
-takes (``{"name": {"transport": "stdio", "command": ..., "args": [...]}, ...}``) instead.
+takes (``{"name": {"transport": "stdio", "command": ..., "args": [...]}, ...}``) instead, and
+keeps one session per server for the run (``McpSessions``: a stdio server starts once).
 """
 
 from __future__ import annotations
@@ -200,18 +201,19 @@ def main(argv: list[str] | None = None) -> list[tuple]:
             connections = stack.enter_context(example_servers())
         else:
             connections = None
-        return demo(args, connections)
+        return demo(args, connections, stack, sessions=bool(args.mcp_config))
 
 
-def demo(args, connections: dict | None) -> list[tuple]:
-    """The questions over the in-process catalog, or over the MCP servers in ``connections``."""
+def demo(args, connections: dict | None, stack: contextlib.ExitStack, sessions: bool = False) -> list[tuple]:
+    """The questions over the in-process catalog, or over the MCP servers in ``connections``
+    (with ``sessions``, one session per server for the whole run: stdio servers start once)."""
     t0 = time.perf_counter()
     if connections is None:
         catalog = build_catalog()
     else:
-        from langchain_attention_buckets.retrieval.mcp import load_mcp_catalog
+        from langchain_attention_buckets.retrieval.mcp import McpSessions, load_mcp_catalog
 
-        catalog = load_mcp_catalog(connections)
+        catalog = stack.enter_context(McpSessions(connections)) if sessions else load_mcp_catalog(connections)
     loaded = time.perf_counter() - t0
     cache = Path(os.environ.get("ATTENTION_BUCKETS_CACHE", Path.home() / ".cache" / "langchain-attention-buckets"))
     retriever = ToolRetriever(catalog, cache_path=cache)

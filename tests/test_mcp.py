@@ -12,8 +12,11 @@ import asyncio
 import hashlib
 import importlib.util
 import json
+import os
 import re
+import signal
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from langchain_core.tools import StructuredTool, ToolException
 from pydantic import BaseModel
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.retrieval.mcp import load_mcp_catalog, name_tools
+from langchain_attention_buckets.retrieval.mcp import McpSessions, load_mcp_catalog, name_tools
 from langchain_attention_buckets.retrieval.tools import ToolRetriever, tool_spec
 from langchain_attention_buckets.text.render import tools_system_text
 
@@ -143,6 +146,44 @@ def test_http_server_agent_turn_then_the_server_dies(llm):
     assert len(results) == 1 and results[0].status == "error", state["messages"]
     assert "MCP server 'utilities' did not answer" in results[0].text
     assert isinstance(state["messages"][-1], AIMessage) and not state["messages"][-1].tool_calls
+
+
+def _children() -> list[int]:
+    """Process ids whose parent is this process (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the server process through /proc")
+@pytest.mark.timeout(120)
+def test_sessions_keep_a_stdio_server_and_its_state_and_a_killed_one_gives_an_error_result():
+    def call(tool, args, i):
+        return tool.invoke({"type": "tool_call", "name": tool.name, "args": args, "id": f"call_{i}"})
+
+    before = set(_children())
+    with McpSessions({"shop": _stdio("shop")}) as tools:
+        by_name = {t.name: t for t in tools}
+        added = call(by_name["add_calendar_event"], {"title": "Standup", "date": "2024-05-02", "start_time": "09:30"}, 1)
+        assert added.status == "success", added
+        listed = call(by_name["list_calendar_events"], {"date": "2024-05-02"}, 2)  # the same server process
+        assert [e["title"] for e in json.loads(listed.text)["events"]] == ["Standup"]
+        assert asyncio.run(by_name["get_order"].ainvoke({"order_id": "A1001"}))  # from async code too
+
+        (server,) = set(_children()) - before
+        os.kill(server, signal.SIGKILL)
+        for _ in range(100):  # the session's reader sees the pipe close
+            if server not in _children():
+                break
+            time.sleep(0.05)
+        out = call(by_name["get_order"], {"order_id": "A1001"}, 3)
+        assert out.status == "error" and "MCP server 'shop' did not answer the call of 'get_order'" in out.text
 
 
 def test_a_server_that_cannot_start_is_an_error_when_listing():

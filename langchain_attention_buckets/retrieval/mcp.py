@@ -16,6 +16,9 @@ every server's tools, and returns LangChain tools ready for ``ToolRetriever``,
 - ``tool.metadata["mcp_server"]`` names the server, ``tool.metadata["mcp_name"]`` the name
   the server knows the tool by.
 
+``McpSessions`` keeps one session per server open for a ``with`` block instead of one per call
+(a stdio server then starts once and keeps its state).
+
 Needs the ``mcp`` extra (``pip install langchain-attention-buckets[mcp]``); imported lazily.
 """
 
@@ -29,7 +32,7 @@ from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-__all__ = ["Collisions", "ServerUnreachable", "aload_mcp_catalog", "load_mcp_catalog", "name_tools"]
+__all__ = ["Collisions", "McpSessions", "ServerUnreachable", "aload_mcp_catalog", "load_mcp_catalog", "name_tools"]
 
 Collisions = Literal["prefix", "error"]
 COLLISIONS = ("prefix", "error")
@@ -72,8 +75,87 @@ def load_mcp_catalog(servers: Mapping[str, Mapping[str, Any]] | Any, *, collisio
     return _run(aload_mcp_catalog(servers, collisions=collisions))
 
 
-def name_tools(per_server: Mapping[str, list[BaseTool]], collisions: Collisions = "prefix") -> list[BaseTool]:
-    """Each server's tools, guarded and named: collisions prefixed by server or refused."""
+class McpSessions:
+    """Sessions to every server, open for a ``with`` block: the catalog's calls reuse them.
+
+    With plain connections (``load_mcp_catalog``) the adapter opens a session per call, which
+    for a stdio server means a new server process per call, and a server's state (an open
+    ticket, a calendar) does not outlive the call. Inside ``with McpSessions(servers) as tools``
+    each server is started once and keeps its state; the sessions run on a private event loop
+    thread, so the tools work from sync and async code alike; leaving the block closes them.
+
+    Args:
+        servers: as for ``load_mcp_catalog``.
+        collisions: as for ``load_mcp_catalog``.
+    """
+
+    def __init__(self, servers: Mapping[str, Mapping[str, Any]] | Any, *, collisions: Collisions = "prefix"):
+        if collisions not in COLLISIONS:
+            raise ValueError(f"collisions={collisions!r} is not allowed; use one of {', '.join(COLLISIONS)}")
+        self.client, self.collisions = _client(servers), collisions
+        self.tools: list[BaseTool] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> list[BaseTool]:
+        import threading
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-sessions", daemon=True)
+        self._thread.start()
+        self._ready: concurrent.futures.Future = concurrent.futures.Future()
+        self._closing = asyncio.Event()
+        self._task = asyncio.run_coroutine_threadsafe(self._hold(), self._loop)
+        try:
+            self.tools = self._ready.result()
+        except BaseException:
+            self._stop()
+            raise
+        return self.tools
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._loop.call_soon_threadsafe(self._closing.set)
+        try:
+            self._task.result(timeout=30)
+        except Exception:  # a server that died: its session closes with an error; nothing to keep
+            pass
+        finally:
+            self._stop()
+
+    async def _hold(self) -> None:
+        """Open every session, hand the tools over, and close them all in this same task."""
+        import contextlib
+
+        from langchain_mcp_adapters.tools import load_mcp_tools
+
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                per_server = {}
+                for name in self.client.connections:
+                    try:
+                        session = await stack.enter_async_context(self.client.session(name))
+                        per_server[name] = await load_mcp_tools(session, server_name=name)
+                    except Exception as exc:
+                        raise ConnectionError(f"MCP server {name!r} could not list its tools: {_reason(exc)}") from exc
+                self._ready.set_result(name_tools(per_server, self.collisions, self._loop))
+                await self._closing.wait()
+        except BaseException as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            raise
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+
+def name_tools(
+    per_server: Mapping[str, list[BaseTool]], collisions: Collisions = "prefix", loop: asyncio.AbstractEventLoop | None = None
+) -> list[BaseTool]:
+    """Each server's tools, guarded and named: collisions prefixed by server or refused.
+
+    ``loop``: the event loop the tools' sessions live on (``McpSessions``); calls are sent there.
+    """
     servers_of: dict[str, list[str]] = {}
     for server, tools in per_server.items():
         for t in tools:
@@ -90,7 +172,7 @@ def name_tools(per_server: Mapping[str, list[BaseTool]], collisions: Collisions 
     for server, tools in per_server.items():
         for t in tools:
             name = f"{server}{SEPARATOR}{t.name}" if t.name in shared else t.name
-            out.append(_guarded(t, server, name))
+            out.append(_guarded(t, server, name, loop))
     return out
 
 
@@ -109,7 +191,7 @@ def _client(servers: Any):
     return MultiServerMCPClient({name: dict(conn) for name, conn in servers.items()})
 
 
-def _guarded(tool: BaseTool, server: str, name: str) -> BaseTool:
+def _guarded(tool: BaseTool, server: str, name: str, loop: asyncio.AbstractEventLoop | None = None) -> BaseTool:
     """``tool`` as ``name``: an unreachable server becomes an error result; callable sync too."""
     call = tool.coroutine
     handle = tool.handle_tool_error
@@ -117,7 +199,9 @@ def _guarded(tool: BaseTool, server: str, name: str) -> BaseTool:
     @functools.wraps(call)
     async def acall(*args: Any, **kwargs: Any) -> Any:
         try:
-            return await call(*args, **kwargs)
+            if loop is None:
+                return await call(*args, **kwargs)
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(*args, **kwargs), loop))
         except ToolException:
             raise
         except Exception as exc:  # the transport failed: the server died or never started
