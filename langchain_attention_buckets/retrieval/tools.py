@@ -228,10 +228,8 @@ class ToolRetriever:
         old = set(self._ids)
         embedded, cached = self._index()
         gone = sorted(old - set(self._ids))
-        if gone and not isinstance(self.vectorstore, InMemoryVectorStore):
+        if gone:
             self.vectorstore.delete(gone)
-        for doc_id in gone if isinstance(self.vectorstore, InMemoryVectorStore) else ():
-            self.vectorstore.store.pop(doc_id, None)
         self.stats = IndexStats(embedded=embedded, cached=cached, removed=len(gone))
         return self.stats
 
