@@ -126,7 +126,9 @@ class JsonScanner:
     Lenient: text outside JSON (a tool-call marker, free text) leaves it at the top level.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, markers: tuple[bytes, ...] = (_OPEN_MARKER,), ends: tuple[bytes, ...] = ()) -> None:
+        self.markers = markers  # call openers: JSON starts afresh after one outside JSON
+        self.ends = ends  # the end of the reasoning: JSON starts afresh after it (its quotes need not pair)
         self.reset()
 
     def reset(self) -> None:
@@ -139,8 +141,10 @@ class JsonScanner:
     def feed(self, data: bytes) -> None:
         for b in data:
             self._byte(b)
-        if not self.stack and not self.in_string and self.buf.endswith(_OPEN_MARKER):
+        if not self.stack and not self.in_string and any(self.buf.endswith(m) for m in self.markers):
             self.reset()  # a call body starts here: free text before it may hold stray quotes
+        elif any(self.buf.endswith(m) for m in self.ends):
+            self.reset()
 
     def _byte(self, b: int) -> None:
         pos = len(self.buf)
@@ -378,14 +382,24 @@ class Steering:
         table: the tokenizer's `TokenTable`.
         max_tokens: the request's token budget (the stop token counts), or None.
         repetition: stop degenerate repetition inside strings and arrays.
+        markers: the format's call openers that stand before a call's JSON (default ``<tool_call>``).
+        ends: the reasoning's end delimiter, after which JSON starts afresh.
     """
 
     def __init__(
-        self, matcher: Any, table: TokenTable, bitmask: torch.Tensor, max_tokens: int | None, repetition: bool = True
+        self,
+        matcher: Any,
+        table: TokenTable,
+        bitmask: torch.Tensor,
+        max_tokens: int | None,
+        repetition: bool = True,
+        markers: tuple[str, ...] = (),
+        ends: tuple[str, ...] = (),
     ) -> None:
         self.m, self.table, self.max_tokens, self.repetition = matcher, table, max_tokens, repetition
         self._bitmask = bitmask.clone()  # the walks' own scratch bitmask
-        self.scan = JsonScanner()
+        opens = tuple(m.encode() for m in markers) or (_OPEN_MARKER,)
+        self.scan = JsonScanner(opens, tuple(m.encode() for m in ends))
         self.used = 0
         self._plan: list[int] | None = None  # tokens that complete the output from here
         self._plan_at = -1  # `used` when the plan was measured
