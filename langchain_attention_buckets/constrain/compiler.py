@@ -285,7 +285,7 @@ class ConstraintCompiler:
             vocab = [""] * info.vocab_size
             for text, i in vocab_ids.items():
                 if i < info.vocab_size and i not in special:
-                    vocab[i] = text
+                    vocab[i] = _encoded(text, info.vocab_type) if i in kept else text
             info = xgr.TokenizerInfo.from_vocab_and_metadata(vocab, info.dump_metadata())
         return cls(info, cache_size=cache_size)
 
@@ -440,6 +440,27 @@ def _stop_ids(tokenizer: Any, stop_token_ids: int | list[int] | None) -> list[in
     if not stop_token_ids:
         raise ValueError("stop_token_ids is required: the tokenizer has no eos_token_id")
     return [int(i) for i in stop_token_ids]
+
+
+def _encoded(marker: str, vocab_type: Any) -> str:
+    """A special token's text as the vocabulary spells tokens (byte-level: each byte as its
+    printable stand-in), so that it decodes back to ``marker`` (DeepSeek's markers are not ASCII)."""
+    if vocab_type != _xgr().VocabType.BYTE_LEVEL:
+        return marker
+    return "".join(_BYTE_CHARS[b] for b in marker.encode("utf-8"))
+
+
+def _byte_chars() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (byte-level BPE vocabularies)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {b: chr(b) for b in printable}, 0
+    for b in range(256):
+        if b not in table:
+            table[b], extra = chr(256 + extra), extra + 1
+    return table
+
+
+_BYTE_CHARS = _byte_chars()
 
 
 def _special_ids(tokenizer: Any) -> set[int]:

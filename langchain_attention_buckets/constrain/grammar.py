@@ -38,6 +38,7 @@ __all__ = [
     "JSON_STYLE",
     "CallSyntax",
     "call_syntax",
+    "syntax_of",
     "answer_format",
     "ToolChoiceMode",
     "check_unique_tool_names",
@@ -60,7 +61,7 @@ JSON_STYLE: dict[str, Any] = {"any_whitespace": False, "separators": _SEPARATORS
 # Call syntax per family
 # ---------------------------------------------------------------------------
 
-CallStyle = Literal["hermes", "llama3", "mistral"]
+CallStyle = Literal["hermes", "llama3", "mistral", "mistral-v11", "deepseek"]
 ReasoningStart = Literal["none", "optional", "inside"]
 
 
@@ -69,8 +70,9 @@ class CallSyntax:
     """How a family writes calls, as far as its grammars need it.
 
     Attributes:
-        style: "hermes" (``<tool_call>`` blocks), "llama3" (bare JSON objects joined by ``; ``)
-            or "mistral" (one ``[TOOL_CALLS]`` list).
+        style: "hermes" (``<tool_call>`` blocks), "llama3" (bare JSON objects joined by ``; ``),
+            "mistral" (one ``[TOOL_CALLS]`` list), "mistral-v11" (``[TOOL_CALLS]name[ARGS]{...}``
+            per call) or "deepseek" (DeepSeek's call tokens, arguments in a ```json fence).
         openers: the strings that start calls: free text never holds them in "auto" and "none".
         reasoning: the reasoning delimiters (start, end), or None.
         reasoning_start: how the output starts: "inside" the reasoning (the prompt opened it),
@@ -108,33 +110,50 @@ class CallSyntax:
         return {"style": self.style, "openers": list(self.openers), "reasoning": self.reasoning, "start": self.reasoning_start}
 
 
-THINK = ("<think>", "</think>")
 LLAMA_TAG = "<|python_tag|>"
-MISTRAL_CALLS = "[TOOL_CALLS]"
+MISTRAL_CALLS, MISTRAL_ARGS = "[TOOL_CALLS]", "[ARGS]"
+DS_CALLS_BEGIN, DS_CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
+DS_CALL_BEGIN, DS_CALL_END, DS_SEP = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"
 HERMES = CallSyntax()
 """The package's own format (and Hermes / Qwen2.5 models')."""
-_STYLE_MARKERS: dict[str, tuple[str, ...]] = {"hermes": (TOOL_CALL_CLOSE,), "llama3": (LLAMA_TAG,), "mistral": ()}
-_SYNTAXES: dict[str, CallSyntax] = {
-    "hermes": HERMES,
-    "qwen3": CallSyntax("hermes", (TOOL_CALL_OPEN,), THINK, "optional"),
-    "deepseek-r1": CallSyntax("hermes", (TOOL_CALL_OPEN,), THINK, "optional"),
-    "llama3": CallSyntax("llama3", ('{"name"', LLAMA_TAG)),
-    "mistral": CallSyntax("mistral", (MISTRAL_CALLS,)),
+_STYLE_MARKERS: dict[str, tuple[str, ...]] = {
+    "hermes": (TOOL_CALL_CLOSE,),
+    "llama3": (LLAMA_TAG,),
+    "mistral": (MISTRAL_CALLS,),
+    "mistral-v11": (MISTRAL_CALLS, MISTRAL_ARGS),
+    "deepseek": (DS_CALLS_BEGIN, DS_CALLS_END, DS_CALL_BEGIN, DS_CALL_END, DS_SEP),
+}
+# The grammar style of each format (formats.names()); a new family names its style here.
+_STYLES: dict[str, CallStyle] = {
+    "hermes": "hermes",
+    "qwen3": "hermes",
+    "llama3": "llama3",
+    "mistral": "mistral",
+    "deepseek-r1": "deepseek",
 }
 
 
-def call_syntax(format_name: str, reasoning: tuple[str, str] | None | Literal["default"] = "default") -> CallSyntax:
-    """The call syntax of the format ``format_name``; ``reasoning``: other delimiters (None: none).
+def syntax_of(fmt: Any) -> CallSyntax:
+    """The call syntax of a format object (``formats.get(name)``): its style, openers and reasoning.
 
     Raises:
         ValueError: a format with no grammar here (the message lists those there are).
     """
-    if format_name not in _SYNTAXES:
-        raise ValueError(f"no call grammar for the format {format_name!r}; there are grammars for: {', '.join(_SYNTAXES)}")
-    syntax = _SYNTAXES[format_name]
-    if reasoning != "default" and reasoning != syntax.reasoning:
-        syntax = CallSyntax(syntax.style, syntax.openers, reasoning, "optional" if reasoning else "none")
-    return syntax
+    if fmt.name not in _STYLES:
+        raise ValueError(f"no call grammar for the format {fmt.name!r}; there are grammars for: {', '.join(_STYLES)}")
+    style = _STYLES[fmt.name]
+    if style == "mistral" and getattr(fmt, "style", "v3") == "v11":
+        style = "mistral-v11"
+    openers = tuple(fmt.openers) or HERMES.openers
+    reasoning = tuple(fmt.reasoning) if fmt.reasoning else None
+    return CallSyntax(style, openers, reasoning, "optional" if reasoning else "none")
+
+
+def call_syntax(format_name: str, reasoning_format: str | None = None) -> CallSyntax:
+    """The call syntax of the format called ``format_name`` (with ``reasoning_format``'s reasoning)."""
+    from ..formats import get
+
+    return syntax_of(get(format_name, reasoning_format))
 
 
 # ---------------------------------------------------------------------------
@@ -266,7 +285,23 @@ def _calls_in(syntax: CallSyntax, specs: list[ToolSpec], parallel: bool) -> dict
         call = _json_call(specs, "arguments")
         calls = _seq(call, {"type": "star", "content": _seq(_const(", "), call)}) if parallel else call
         return _seq(_const(MISTRAL_CALLS + "["), calls, _const("]"))
+    if syntax.style == "mistral-v11":
+        call = _named_call(specs, lambda name: MISTRAL_CALLS + name + MISTRAL_ARGS, "")
+        return _seq(call, {"type": "star", "content": call}) if parallel else call
+    if syntax.style == "deepseek":
+        call = _named_call(specs, lambda name: f"{DS_CALL_BEGIN}function{DS_SEP}{name}\n```json\n", f"\n```{DS_CALL_END}")
+        calls = _seq(call, {"type": "star", "content": _seq(_const("\n"), call)}) if parallel else call
+        return _seq(_const(DS_CALLS_BEGIN), calls, _const(DS_CALLS_END))
     raise ValueError(f"unknown call style {syntax.style!r}")
+
+
+def _named_call(specs: list[ToolSpec], head, tail: str) -> dict:
+    """``head(N) A tail``: the name outside the arguments object, N among specs, A per N's schema."""
+    bodies = []
+    for name, params in specs:
+        body = [_const(head(name)), {"type": "grammar", "grammar": _ebnf(json_grammar(params, f"tool '{name}'"))}]
+        bodies.append(_seq(*body, *([_const(tail)] if tail else [])))
+    return bodies[0] if len(bodies) == 1 else {"type": "or", "elements": bodies}
 
 
 def _json_call(specs: list[ToolSpec], key: str) -> dict:
