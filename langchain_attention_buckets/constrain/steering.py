@@ -272,10 +272,11 @@ def repetition_closer(scan: JsonScanner) -> int | None:
 class _Walk:
     """One walk: accepts bytes on the matcher and rolls them all back at the end."""
 
-    def __init__(self, matcher: Any, table: TokenTable, bitmask: torch.Tensor) -> None:
+    def __init__(self, matcher: Any, table: TokenTable, bitmask: torch.Tensor, ends: tuple[bytes, ...] = ()) -> None:
         self.m, self.table, self.bitmask = matcher, table, bitmask
         self.words = bitmask.numpy()[0]  # (ceil(V/32),) int32, same memory
         self.steps = 0
+        self.ends = ends  # strings that end free text (the reasoning's end), tried first there
 
     def push(self, data: bytes) -> bool:
         if self.m.accept_string(data):
@@ -296,13 +297,16 @@ class _Walk:
         return [b for b in order if b in allowed]
 
 
-def shortest_completion(matcher: Any, table: TokenTable, bitmask: torch.Tensor, in_string: bool, escape: bool) -> bytes | None:
+def shortest_completion(
+    matcher: Any, table: TokenTable, bitmask: torch.Tensor, in_string: bool, escape: bool, ends: tuple[bytes, ...] = ()
+) -> bytes | None:
     """The bytes that complete the output from the matcher's state by a short path, or None.
 
     The matcher is left as it was. `in_string`/`escape` say whether the text so far ends
-    inside a JSON string (and after a backslash there).
+    inside a JSON string (and after a backslash there). `ends`: strings that end a stretch of
+    free text (the reasoning's end), written as soon as the grammar takes them outside strings.
     """
-    walk = _Walk(matcher, table, bitmask)
+    walk = _Walk(matcher, table, bitmask, ends)
     try:
         return _complete(walk, in_string, escape, _BRANCH_DEPTH, _WALK_LIMIT)
     finally:
@@ -323,6 +327,10 @@ def _complete(walk: _Walk, in_string: bool, escape: bool, branches: int, limit: 
             if forced and walk.push(forced):
                 in_string, escape = _scan_string_state(forced, in_string, escape)
                 out += forced
+                continue
+            end = next((e for e in walk.ends if not in_string and walk.push(e)), None)
+            if end is not None:  # free text that a marker ends (the reasoning): end it
+                out += end
                 continue
             allowed = walk.allowed_bytes(STRING_ORDER if in_string else STRUCT_ORDER)
             if not allowed:
@@ -417,7 +425,7 @@ class Steering:
     def _measure(self, in_string: bool, escape: bool) -> list[int] | None:
         if self.m.is_completed():
             return []
-        text = shortest_completion(self.m, self.table, self._bitmask, in_string, escape)
+        text = shortest_completion(self.m, self.table, self._bitmask, in_string, escape, self.scan.ends)
         if text is None:
             return None
         tokens = self.table.tokenize(text)

@@ -79,6 +79,30 @@ def tools_system_text(tools: Sequence[dict], instruction: str | None = None) -> 
     return f"{text}\n\n{instruction}" if instruction else text
 
 
+def call_format(tokenizer, tool_format: str = "auto", reasoning_format: str | None = None):
+    """The format (``formats.Format``) the model's calls and reasoning are written in.
+
+    "auto": detected from the chat template's text where the template renders tools; where it
+    renders none, the package's own Hermes format, reasoning as the template does (a DeepSeek-R1
+    distill's ``<think>``). A name (``formats.names()``) picks that format. ``reasoning_format``
+    ("none", "think" or a format's name) overrides the reasoning syntax.
+
+    Raises:
+        ValueError: an unknown format name, naming the known ones.
+    """
+    from .. import formats
+
+    source = template_source(tokenizer)
+    if tool_format != "auto":
+        fmt = formats.get(tool_format)
+    elif template_renders_tools(tokenizer):
+        fmt = formats.for_template(source)
+    else:
+        detected = formats.get(formats.detect(source))
+        fmt = formats.get("hermes", detected.name if detected.reasoning else None)
+    return fmt.with_reasoning(reasoning_format) if reasoning_format is not None else fmt
+
+
 def template_reads_thinking(tokenizer) -> bool:
     """Whether the chat template switches reasoning with ``enable_thinking`` (Qwen3)."""
     return "enable_thinking" in template_source(tokenizer)
