@@ -105,7 +105,10 @@ class GrammarConstraint(Constraint):
             # a bare-JSON opener (Llama's '{"name"') is the call's own JSON: no fresh start there
             openers = tuple(m for m in syntax.openers if not m.startswith("{"))
             ends = syntax.reasoning[1:] if syntax.reasoning else ()
-            self._steer = Steering(self._matcher, table, self._bitmask, None, markers=openers, ends=ends)
+            json_openers = tuple(m for m in syntax.openers if m.startswith("{"))
+            self._steer = Steering(
+                self._matcher, table, self._bitmask, None, markers=openers, ends=ends, json_openers=json_openers
+            )
 
     def limit(self, max_tokens: int | None) -> GrammarConstraint:
         """Keep the output complete and valid within `max_tokens` tokens; returns self.

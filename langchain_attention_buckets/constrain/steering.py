@@ -267,6 +267,14 @@ def _scan_string_state(data: bytes, in_string: bool, escape: bool) -> tuple[bool
     return in_string, escape
 
 
+def _opener_start(tail: bytes, openers: tuple[bytes, ...]) -> bytes:
+    """The longest end of ``tail`` that is the start of one of ``openers`` (b"" if none)."""
+    for n in range(len(tail), 0, -1):
+        if any(o.startswith(tail[-n:]) for o in openers):
+            return tail[-n:]
+    return b""
+
+
 # ---------------------------------------------------------------------------
 # Steering: one request's budget and repetition control
 # ---------------------------------------------------------------------------
@@ -284,6 +292,7 @@ class Steering:
         repetition: stop degenerate repetition inside strings and arrays.
         markers: the format's call openers that stand before a call's JSON (default ``<tool_call>``).
         ends: the reasoning's end delimiter, after which JSON starts afresh.
+        json_openers: openers that are the start of the call's own JSON (Llama's '{"name"').
     """
 
     def __init__(
@@ -295,8 +304,11 @@ class Steering:
         repetition: bool = True,
         markers: tuple[str, ...] = (),
         ends: tuple[str, ...] = (),
+        json_openers: tuple[str, ...] = (),
     ) -> None:
         self.m, self.table, self.max_tokens, self.repetition = matcher, table, max_tokens, repetition
+        self.json_openers = tuple(o.encode() for o in json_openers)
+        self._text_tail = b""
         self._bitmask = bitmask.clone()  # the walks' own scratch bitmask
         opens = tuple(m.encode() for m in markers) or (_OPEN_MARKER,)
         self.scan = JsonScanner(reset_at=opens, reset_after=tuple(m.encode() for m in ends))  # a call's body starts afresh
@@ -359,6 +371,11 @@ class Steering:
             self._plan, self._plan_at = self._plan[1:], self.used  # still the shortest from here
         if self.m.is_completed():
             self.scan.reset()  # free text, or a finished value: nothing is open
+            if self.json_openers and token not in self.table.stop_ids:
+                # free text so far, but its end may be the start of a bare-JSON call (Llama's
+                # '{"name"'): that start is the call's JSON, so the scanner keeps it
+                self._text_tail = (self._text_tail + self.table.bytes[token])[-max(map(len, self.json_openers)) :]
+                self.scan.feed(_opener_start(self._text_tail, self.json_openers))
         elif token not in self.table.stop_ids:
             self.scan.feed(self.table.bytes[token])
 
