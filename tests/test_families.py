@@ -229,3 +229,23 @@ def test_family_markers_survive_detokenization(engines):
     text = "".join(detok.add(i) for i in ids) + detok.flush()
     assert text.startswith("[TOOL_CALLS][")
     assert template_source(tok)  # the template travels with the saved tokenizer
+
+
+def test_every_call_style_keeps_its_budget_guarantee(tokenizers):
+    from langchain_attention_buckets.formats import get
+    from langchain_attention_buckets.formats.mistral import Mistral
+
+    tok = tokenizers["qwen2.5"]  # the markers are plain text here: one compiler serves every style
+    compiler = compiler_for(tok, stop_token_ids=[tok.eos_token_id])
+    formats = [get("hermes"), get("qwen3"), get("llama3"), get("mistral"), Mistral("v11"), get("deepseek-r1")]
+    for fmt in formats:
+        syntax = syntax_of(fmt)
+        for start in ("none", "inside") if syntax.reasoning else ("none",):
+            syntax = syntax.for_prompt("<think>\n" if start == "inside" else "")
+            grammar = compiler.tool_calls(TOOLS, mode="forced", allowed=["get_weather"], parallel=True, syntax=syntax)
+            n, text = grammar.shortest()
+            assert fmt.format_call("get_weather", {"city": ""}).split("{")[0].strip() in text, (fmt, text)
+            message = parse_message(text, TOOLS, fmt, reasoning_opened=start == "inside")
+            assert [c["name"] for c in message.tool_calls] == ["get_weather"], (fmt, text, message)
+            with pytest.raises(ValueError, match=f"max_tokens=2 is below {n}"):
+                compiler.tool_calls(TOOLS, mode="forced", allowed=["get_weather"], syntax=syntax).limit(2)
