@@ -249,3 +249,16 @@ def test_every_call_style_keeps_its_budget_guarantee(tokenizers):
             assert [c["name"] for c in message.tool_calls] == ["get_weather"], (fmt, text, message)
             with pytest.raises(ValueError, match=f"max_tokens=2 is below {n}"):
                 compiler.tool_calls(TOOLS, mode="forced", allowed=["get_weather"], syntax=syntax).limit(2)
+
+
+def test_a_named_format_on_a_template_without_tools_asks_for_its_own_syntax(smol_tokenizer):
+    from langchain_attention_buckets.formats import get
+
+    llama = get("llama3")
+    prompt = render(smol_tokenizer, CONVERSATION, TOOLS, call_format=llama)
+    assert '{"name": "<function-name>", "parameters": {"<argument>": "<value>"}}' in prompt
+    paris, rome = ('{"name": "get_weather", "parameters": {"city": "%s"}}' % c for c in ("Paris", "Rome"))
+    assert f"{paris}; {rome}" in prompt
+    assert "<tool_call>" not in prompt
+    # the package's own format (and any Hermes-writing one) leaves the fallback as it was
+    assert render(smol_tokenizer, CONVERSATION, TOOLS, call_format=get("hermes")) == render(smol_tokenizer, CONVERSATION, TOOLS)

@@ -72,11 +72,23 @@ def template_renders_tools(tokenizer) -> bool:
     return "tools" in template_source(tokenizer)
 
 
-def tools_system_text(tools: Sequence[dict], instruction: str | None = None) -> str:
-    """The fallback format's description of the tools, for the system turn."""
+def tools_system_text(tools: Sequence[dict], instruction: str | None = None, call_format=None) -> str:
+    """The fallback format's description of the tools, for the system turn.
+
+    ``call_format``: a format other than Hermes (``tool_format=`` named one for a template that
+    renders no tools): the calls are asked for in its syntax.
+    """
     body = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
-    text = TOOLS_HEADER + body + TOOLS_FOOTER
+    footer = TOOLS_FOOTER
+    if not _is_hermes(call_format):
+        example = call_format.format_call("<function-name>", {"<argument>": "<value>"})
+        footer = f"\n</tools>\n\nFor each function call, write it exactly in this form:\n{example}"
+    text = TOOLS_HEADER + body + footer
     return f"{text}\n\n{instruction}" if instruction else text
+
+
+def _is_hermes(call_format) -> bool:
+    return call_format is None or format_tool_call("f", {}) == call_format.format_call("f", {})
 
 
 def call_format(tokenizer, tool_format: str = "auto", reasoning_format: str | None = None):
@@ -116,6 +128,7 @@ def render(
     tool_instruction: str | None = None,
     add_generation_prompt: bool = True,
     reasoning: bool | None = None,
+    call_format=None,
 ) -> str:
     """The prompt text for ``messages`` (and ``tools``, OpenAI format) under the tokenizer's template.
 
@@ -127,6 +140,8 @@ def render(
         add_generation_prompt: end with the assistant turn's opening.
         reasoning: switch the model's reasoning on or off (``enable_thinking``) where the
             template supports it; None: the template's default.
+        call_format: the ``formats.Format`` calls are written in where the template renders no
+            tools (None: the package's own Hermes format).
     """
     tools = list(tools or [])
     extra = {"enable_thinking": bool(reasoning)} if reasoning is not None and template_reads_thinking(tokenizer) else {}
@@ -138,9 +153,9 @@ def render(
         if tool_instruction:
             msgs = _with_system_text(msgs, tool_instruction)
         return _render_native(tokenizer, msgs, tools or None, add_generation_prompt, extra)
-    msgs = [_fallback_message(m) for m in messages]
+    msgs = [_fallback_message(m, call_format) for m in messages]
     if tools:
-        msgs = _with_system_text(msgs, tools_system_text(tools, tool_instruction))
+        msgs = _with_system_text(msgs, tools_system_text(tools, tool_instruction, call_format))
     try:
         return _apply(tokenizer, msgs, None, add_generation_prompt, extra)
     except ValueError:
@@ -156,17 +171,19 @@ def render_call(
     choice: Choice,
     response_format: dict | None,
     reasoning: bool | None = None,
+    call_format=None,
 ) -> str:
     """The prompt of one chat-model call, with the instructions its tool choice and response format need.
 
     With tools, the instructions join the tools' description (or the system turn, where the
     template renders tools itself). Without tools, a response format is asked for in the system turn.
-    ``reasoning``: see ``render``.
+    ``reasoning``, ``call_format``: see ``render``.
     """
     if not tools and response_format is not None:
         msgs = _with_system_text(list(messages), response_format_text(response_format))
-        return render(tokenizer, msgs, reasoning=reasoning)
-    return render(tokenizer, messages, tools, tool_instruction=call_instruction(choice, response_format), reasoning=reasoning)
+        return render(tokenizer, msgs, reasoning=reasoning, call_format=call_format)
+    instruction = call_instruction(choice, response_format)
+    return render(tokenizer, messages, tools, tool_instruction=instruction, reasoning=reasoning, call_format=call_format)
 
 
 def call_instruction(choice: Choice, response_format: dict | None) -> str | None:
@@ -384,10 +401,13 @@ def _system_into_first_user(messages: list[dict]) -> list[dict]:
     return messages
 
 
-def _fallback_message(message: dict) -> dict:
+def _fallback_message(message: dict, call_format=None) -> dict:
     role = message["role"]
     if role == "assistant" and message.get("tool_calls"):
-        calls = "\n".join(format_tool_call(c["name"], c["arguments"]) for c in message["tool_calls"])
+        if _is_hermes(call_format):
+            calls = "\n".join(format_tool_call(c["name"], c["arguments"]) for c in message["tool_calls"])
+        else:
+            calls = call_format.format_calls(message["tool_calls"])
         content = f"{message['content']}\n{calls}" if message.get("content") else calls
         return {"role": "assistant", "content": content}
     if role == "tool":
