@@ -56,6 +56,14 @@ FAMILIES: dict[str, Family] = {
         bos="<s>",
         eos="</s>",
     ),
+    "mistral-v11": Family(
+        "mistralai-Mistral-Small-3.2-24B-Instruct-2506.jinja",
+        "mistral",
+        ("<s>", "</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]",
+         "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[TOOL_CONTENT]", "[/TOOL_RESULTS]"),
+        bos="<s>",
+        eos="</s>",
+    ),
     "deepseek-r1": Family(
         "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", "qwen2",
         ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"), ("<think>", "</think>"),

@@ -105,6 +105,15 @@ def test_mistral_ids_are_nine_alphanumerics_shared_by_call_and_result(tokenizers
     assert "Answer briefly." in prompt  # the system message the template would leave out
 
 
+def test_mistral_v11_calls_one_marker_each_with_their_ids(tokenizers):
+    prompt = render(tokenizers["mistral-v11"], CONVERSATION, TOOLS)
+    call_ids = re.findall(r"\[CALL_ID\](.*?)\[ARGS\]", prompt)
+    result_ids = re.findall(r"\[TOOL_RESULTS\](.*?)\[TOOL_CONTENT\]", prompt)
+    assert len(call_ids) == 2 and call_ids == result_ids and all(len(i) == 9 and i.isalnum() for i in call_ids)
+    assert "[/INST]Checking both cities.[TOOL_CALLS]get_weather[CALL_ID]" in prompt
+    assert "[TOOL_CONTENT]light rain[/TOOL_RESULTS]" in prompt  # v11 results are not quoted
+
+
 @pytest.mark.parametrize("name", ["qwen2.5", "qwen3", "hermes3"])
 def test_hermes_family_templates_get_tool_call_blocks(tokenizers, name):
     prompt = render(tokenizers[name], CONVERSATION, TOOLS)
@@ -179,7 +188,7 @@ def _generate(engines, name, mode, *, parallel=True, bias_opener=False, max_toke
     return result, message, fmt
 
 
-@pytest.mark.parametrize("name", ["llama3", "qwen3", "mistral", "hermes3"])
+@pytest.mark.parametrize("name", ["llama3", "qwen3", "mistral", "mistral-v11", "hermes3"])
 def test_a_forced_call_is_written_in_the_family_syntax_and_parses_back(engines, name):
     result, message, fmt = _generate(engines, name, "forced", parallel=False, allowed=["get_weather"])
     assert not message.invalid_tool_calls, (result.text, message.invalid_tool_calls)
@@ -188,12 +197,13 @@ def test_a_forced_call_is_written_in_the_family_syntax_and_parses_back(engines, 
     for marker in fmt.markers:
         assert marker not in message.content
     tagged = ("<tool_call>",)
-    openers = {"llama3": ("{", "<|python_tag|>{"), "qwen3": tagged, "mistral": ("[TOOL_CALLS][",), "hermes3": tagged}
+    openers = {"llama3": ("{", "<|python_tag|>{"), "qwen3": tagged, "mistral": ("[TOOL_CALLS][",), "hermes3": tagged,
+               "mistral-v11": ("[TOOL_CALLS]get_weather",)}
     body = result.text.split("</think>")[-1].lstrip()
     assert body.startswith(openers[name]), result.text
 
 
-@pytest.mark.parametrize("name", ["llama3", "mistral", "qwen2.5"])
+@pytest.mark.parametrize("name", ["llama3", "mistral"])
 def test_auto_constrains_a_call_from_the_family_opener(engines, name):
     result, message, fmt = _generate(engines, name, "auto", parallel=False, bias_opener=True)
     assert fmt.openers[0] in result.text or fmt.name == "llama3" and result.text.lstrip().startswith("{")

@@ -111,7 +111,7 @@ class CallSyntax:
 
 
 LLAMA_TAG = "<|python_tag|>"
-MISTRAL_CALLS, MISTRAL_ARGS = "[TOOL_CALLS]", "[ARGS]"
+MISTRAL_CALLS, MISTRAL_ARGS, MISTRAL_CALL_ID = "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"
 DS_CALLS_BEGIN, DS_CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
 DS_CALL_BEGIN, DS_CALL_END, DS_SEP = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"
 HERMES = CallSyntax()
@@ -120,7 +120,7 @@ _STYLE_MARKERS: dict[str, tuple[str, ...]] = {
     "hermes": (TOOL_CALL_CLOSE,),
     "llama3": (LLAMA_TAG,),
     "mistral": (MISTRAL_CALLS,),
-    "mistral-v11": (MISTRAL_CALLS, MISTRAL_ARGS),
+    "mistral-v11": (MISTRAL_CALLS, MISTRAL_ARGS, MISTRAL_CALL_ID),
     "deepseek": (DS_CALLS_BEGIN, DS_CALLS_END, DS_CALL_BEGIN, DS_CALL_END, DS_SEP),
 }
 # The grammar style of each format (formats.names()); a new family names its style here.
@@ -285,8 +285,9 @@ def _calls_in(syntax: CallSyntax, specs: list[ToolSpec], parallel: bool) -> dict
         call = _json_call(specs, "arguments")
         calls = _seq(call, {"type": "star", "content": _seq(_const(", "), call)}) if parallel else call
         return _seq(_const(MISTRAL_CALLS + "["), calls, _const("]"))
-    if syntax.style == "mistral-v11":
-        call = _named_call(specs, lambda name: MISTRAL_CALLS + name + MISTRAL_ARGS, "")
+    if syntax.style == "mistral-v11":  # [TOOL_CALLS]N, an optional [CALL_ID] of 9 alphanumerics, [ARGS]A
+        call_id = {"type": "optional", "content": _seq(_const(MISTRAL_CALL_ID), {"type": "regex", "pattern": "[A-Za-z0-9]{9}"})}
+        call = _named_call(specs, lambda name: MISTRAL_CALLS + name, "", between=[call_id, _const(MISTRAL_ARGS)])
         return _seq(call, {"type": "star", "content": call}) if parallel else call
     if syntax.style == "deepseek":
         call = _named_call(specs, lambda name: f"{DS_CALL_BEGIN}function{DS_SEP}{name}\n```json\n", f"\n```{DS_CALL_END}")
@@ -295,11 +296,12 @@ def _calls_in(syntax: CallSyntax, specs: list[ToolSpec], parallel: bool) -> dict
     raise ValueError(f"unknown call style {syntax.style!r}")
 
 
-def _named_call(specs: list[ToolSpec], head, tail: str) -> dict:
-    """``head(N) A tail``: the name outside the arguments object, N among specs, A per N's schema."""
+def _named_call(specs: list[ToolSpec], head, tail: str, between: list[dict] = ()) -> dict:
+    """``head(N) [between] A tail``: the name outside the arguments object, N among specs, A per N's schema."""
     bodies = []
     for name, params in specs:
-        body = [_const(head(name)), {"type": "grammar", "grammar": _ebnf(json_grammar(params, f"tool '{name}'"))}]
+        args = {"type": "grammar", "grammar": _ebnf(json_grammar(params, f"tool '{name}'"))}
+        body = [_const(head(name)), *between, args]
         bodies.append(_seq(*body, *([_const(tail)] if tail else [])))
     return bodies[0] if len(bodies) == 1 else {"type": "or", "elements": bodies}
 

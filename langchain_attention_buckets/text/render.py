@@ -267,22 +267,29 @@ def _render_native(tokenizer, messages: list[dict], tools, add_generation_prompt
         msgs = _system_into_first_user(msgs)
         out = _apply(tokenizer, msgs, tools, add_generation_prompt, extra)
     if _MISTRAL_CALLS in source:
-        texts = [(m.get("content") or "").strip() for m in messages if m.get("tool_calls")]
-        out = _text_before_calls(out, texts)
+        turns = [((m.get("content") or "").strip(), len(m["tool_calls"])) for m in messages if m.get("tool_calls")]
+        out = _text_before_calls(out, turns)
     return out
 
 
-def _text_before_calls(prompt: str, texts: list[str]) -> str:
-    """Mistral's template writes a turn with calls as ``[TOOL_CALLS][...]`` alone; the model writes
-    its text before the marker, so each turn's text goes back there (the k-th call turn's before
-    the k-th marker outside the tools' description)."""
-    if not any(texts):
+def _text_before_calls(prompt: str, turns: list[tuple[str, int]]) -> str:
+    """Mistral's templates write a turn with calls as ``[TOOL_CALLS]...`` alone; the model writes
+    its text before the first marker, so each turn's text goes back there. ``turns``: (text,
+    number of calls) of each turn with calls; the markers outside the tools' description are one
+    per turn (v3's list) or one per call (v11)."""
+    if not any(text for text, _ in turns):
         return prompt
     spans = [(m.start(), m.end()) for m in re.finditer(r"\[AVAILABLE_TOOLS\].*?\[/AVAILABLE_TOOLS\]", prompt, re.S)]
     marks = [m.start() for m in re.finditer(re.escape(_MISTRAL_CALLS), prompt) if not any(a <= m.start() < b for a, b in spans)]
-    if len(marks) != len(texts):
+    if len(marks) == sum(n for _, n in turns):  # one marker per call: a turn starts at its first
+        firsts, k = [], 0
+        for _, n in turns:
+            firsts.append(marks[k])
+            k += n
+        marks = firsts
+    if len(marks) != len(turns):
         return prompt
-    for at, text in reversed(list(zip(marks, texts))):
+    for at, (text, _) in reversed(list(zip(marks, turns))):
         prompt = prompt[:at] + text + prompt[at:]
     return prompt
 
@@ -301,6 +308,7 @@ def template_messages(
     single = "only supports single tool-calls" in source or "tool_calls|length==1" in source.replace(" ", "")
     mistral = _MISTRAL_CALLS in source  # its text goes back before [TOOL_CALLS] (_text_before_calls)
     short_ids = "length != 9" in source or "length(9)" in source
+    quoted = short_ids and '{"content": ' in source  # v3's JSON result, not v11's [TOOL_CONTENT]
     ipython = "ipython" in source
     ids = _ShortIds() if short_ids else None
     out: list[dict] = []
@@ -316,7 +324,7 @@ def template_messages(
             groups = [[c] for c in calls] if single else [calls]
             out += [{**head, "tool_calls": g} for g in groups]
         elif m["role"] == "tool":
-            out.append(_template_result(m, ids, ipython, short_ids))
+            out.append(_template_result(m, ids, ipython, quoted))
         else:
             out.append(dict(m))
     return out
@@ -357,7 +365,7 @@ def _template_call(call: dict, ids: _ShortIds | None, string_arguments: bool) ->
     return {"type": "function", "id": call_id, "function": {"name": call["name"], "arguments": args}}
 
 
-def _template_result(message: dict, ids: _ShortIds | None, ipython: bool, short_ids: bool) -> dict:
+def _template_result(message: dict, ids: _ShortIds | None, ipython: bool, quoted: bool) -> dict:
     m = dict(message)
     if ids is not None:
         m["tool_call_id"] = ids.get(m.get("tool_call_id"))
@@ -365,7 +373,7 @@ def _template_result(message: dict, ids: _ShortIds | None, ipython: bool, short_
         m["role"] = "ipython"
         value = _json_or_text(m["content"])
         m["content"] = value if isinstance(value, (dict, list)) else m["content"]
-    elif short_ids:  # Mistral's tokenizer writes {"content": "<the result as a JSON string>", ...}
+    elif quoted:  # Mistral's v3 tokenizer writes {"content": "<the result as a JSON string>", ...}
         m["content"] = json.dumps(m["content"], ensure_ascii=False)
     return m
 
