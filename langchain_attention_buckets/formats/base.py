@@ -399,7 +399,7 @@ class Format:
     def _clean(self, piece: Piece, final: bool) -> Piece:
         """Text without end-of-turn markers (and, while open, without the start of one)."""
         drop = self.end_markers + (self.reasoning or ())
-        if piece.kind == "call" or not drop:
+        if piece.kind != "text" or not drop:
             return piece
         s = piece.text
         for m in drop:
@@ -635,12 +635,15 @@ class FormatParser:
         return self._checked(c, raw, name, args, call_id)
 
     def _judge_python(self, c: _Call, raw: str) -> ParsedCall:
-        """``name.call(key=value, ...)`` (Llama 3.1's built-in tools) with literal values."""
+        """``name.call(key=value, ...)`` (Llama 3.1's built-in tools) with literal values; other
+        text is code for the interpreter, a call of ``python`` with ``{"code": ...}``."""
         import ast
 
-        m = re.fullmatch(r"\s*([A-Za-z_][\w.]*?)(?:\.call)?\((.*)\)\s*", raw, re.S)
-        if not m:
-            return self._invalid(c, raw, "the call is neither JSON nor name.call(...)")
+        if not raw.strip():
+            return self._invalid(c, raw, "nothing follows <|python_tag|>")
+        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\.call\((.*)\)\s*", raw, re.S)
+        if not m:  # code for the interpreter
+            return self._checked(c, raw, "python", {"code": raw.strip()}, None)
         try:
             node = ast.parse(f"f({m.group(2)})", mode="eval").body
             if node.args:

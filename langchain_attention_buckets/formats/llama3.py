@@ -3,7 +3,9 @@
     {"name": "get_weather", "parameters": {"city": "Paris"}}
 
 Some checkpoints write ``arguments`` instead of ``parameters``; several calls are joined by
-``;``; built-in tools are written ``<|python_tag|>brave_search.call(query="...")``. Results go
+``;``; built-in tools are written ``<|python_tag|>brave_search.call(query="...")``, and code for
+the code interpreter follows ``<|python_tag|>`` as it is (read as a call of ``python`` with
+``{"code": ...}``, as llama.cpp does). Results go
 back in the ``ipython`` role, and the official templates take one call per assistant turn.
 
 Where a call is read: a JSON object whose head is ``{"name": "...", "parameters"|"arguments":``
@@ -114,8 +116,8 @@ def _calls(s: str, at: int, final: bool, pieces: list[Piece]) -> int | None:
             pos += len(s[pos:]) - len(s[pos:].lstrip())
             if pos == len(s) and not final:
                 return None  # what follows the tag is not known yet
-            if not s.startswith("{", pos):  # a built-in tool: name.call(...), to the end of the line
-                stop = min([i for i in (s.find("\n", pos), s.find(EOM, pos), s.find(EOT, pos)) if i >= 0], default=-1)
+            if not s.startswith("{", pos):  # a built-in tool (name.call(...)) or code, to the end of the turn
+                stop = min([i for i in (s.find(EOM, pos), s.find(EOT, pos)) if i >= 0], default=-1)
                 if stop < 0 and not final:
                     pieces.append(call(s[pos:], closed=False, safe=0, form="python"))
                     return None

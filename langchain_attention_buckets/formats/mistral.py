@@ -120,6 +120,7 @@ def _could_be_bare_list(s: str) -> bool:
 
 def _after_marker(s: str, pos: int, final: bool, pieces: list[Piece]) -> int | None:
     """The call(s) after one ``[TOOL_CALLS]``; returns where text resumes, or None (the end)."""
+    name = _NAME.match(s, pos)  # v11: the name right after the marker
     pos += len(s[pos:]) - len(s[pos:].lstrip())
     if pos == len(s):
         if final:
@@ -131,7 +132,6 @@ def _after_marker(s: str, pos: int, final: bool, pieces: list[Piece]) -> int | N
         end = json_end(s, pos)
         pieces.append(call(s[pos:] if end is None else s[pos:end], closed=end is not None))
         return end
-    name = _NAME.match(s, pos)
     if not name:  # not a call this format knows: the text up to the next marker, as an invalid call
         stop = s.find(TOOL_CALLS, pos)
         if stop < 0 and not final:
