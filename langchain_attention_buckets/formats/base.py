@@ -463,6 +463,7 @@ class FormatParser:
         self._sent: dict[tuple[int, str], int] = {}  # (piece index, kind) -> characters sent
         self._calls: dict[int, _Call] = {}
         self._ended = False
+        self._cut = True
 
     def feed(self, text: str) -> list[Event]:
         if self._ended:
@@ -470,14 +471,18 @@ class FormatParser:
         self._text += text
         return self._step(final=False)
 
-    def finish(self, ended: str = "the text ended") -> list[Event]:
-        """The end of the text: open calls end invalid; held text is flushed.
+    def finish(self, ended: str = "the text ended", cut: bool | None = None) -> list[Event]:
+        """The end of the text: held text is flushed; a call left open ends invalid, unless the
+        answer was not cut (the model stopped) and the call is complete but for its closing
+        marker (a model that ends its turn right after the call's JSON).
 
         Args:
             ended: why the text ended, for the error of a call it cut ("max_tokens reached").
+            cut: whether the answer was cut (None: where ``ended`` says max_tokens).
         """
         if self._ended:
             return []
+        self._cut = "max_tokens" in ended if cut is None else cut
         events = self._step(final=True, ended=ended)
         self._ended = True
         return events
@@ -529,7 +534,7 @@ class FormatParser:
             self._find_head(c, p, body)
             if c.args_start is not None:
                 self._scan(c, body)
-            if p.closed:
+            if p.closed or not self._cut and self._complete(c, p):
                 parsed = self._judge(c, p)
             else:
                 closer = self.format.closer
@@ -567,6 +572,20 @@ class FormatParser:
             key = _ARGS_KEY.match(seen, c.head_end)
             if key:
                 c.args_start = c.sent = c.scanned = key.end() - 1
+
+    @staticmethod
+    def _complete(c: _Call, p: Piece) -> bool:
+        """Whether an open call's text is whole but for its closing marker."""
+        body = p.text.strip()
+        if not body:
+            return False
+        if p.form == "python":
+            return True
+        if p.named:
+            if c.args_start is None or c.args_end is None:
+                return False
+            return p.text[c.args_end :].strip() in ("", "```")
+        return body[0] == "{" and json_end(body, 0) == len(body)
 
     @staticmethod
     def _scan(c: _Call, body: str) -> None:
@@ -616,7 +635,10 @@ class FormatParser:
             obj = json.loads(raw.strip())
             pairs = json.loads(raw.strip(), object_pairs_hook=list)
         except json.JSONDecodeError as exc:
-            return self._invalid(c, raw, f"the call is not valid JSON: {exc}")
+            obj = _python_literal(raw) if c.args_start is None else None  # nothing of it streamed yet
+            if obj is None:
+                return self._invalid(c, raw, f"the call is not valid JSON: {exc}")
+            pairs = list(obj.items())
         if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
             return self._invalid(c, raw, 'the call is not a JSON object with a string "name"')
         name, keys = obj["name"], [k for k, _ in pairs]
@@ -674,6 +696,18 @@ class FormatParser:
             found = _NAME.search(raw)
             name = found.group(1) if found else None
         return ParsedCall(c.index, name, None, raw, error, c.id)
+
+
+def _python_literal(raw: str) -> dict | None:
+    """A call written as a Python dict (``{'name': 'f', 'arguments': {'x': 1}}``, as Hermes 2 Pro
+    models often write it), or None."""
+    import ast
+
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _completion(written: dict, arguments: dict) -> str:

@@ -112,6 +112,13 @@ def hermes_cases(think=False):
         case("cut-after-opener", "<tool_call>", invalid=[None], finish_reason="length"),
         case("cut-in-name", '<tool_call>\n{"name": "get_wea', invalid=[None], finish_reason="length"),
         case("partial-opener-text", "The tag <tool_ is not a call.", content="The tag <tool_ is not a call."),
+        # Hermes 2 Pro's own examples write the call as a Python dict
+        case("python-dict", "<tool_call>\n{'arguments': {'city': 'Paris'}, 'name': 'get_weather'}\n</tool_call>", calls=[W]),
+        # the model ended its turn right after the JSON: the call stands; cut by max_tokens there, it does not
+        case("no-closer-at-stop", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n', calls=[W],
+             finish_reason="stop"),
+        case("no-closer-at-length", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n',
+             invalid=["get_weather"], finish_reason="length"),
         # cut after a closing marker inside a string: the call ends at that marker, what follows is text
         case("closer-in-string-cut", '<tool_call>\n{"name": "echo", "arguments": {"text": "x</tool_call> tail',
              content="tail", invalid=["echo"], finish_reason="length"),
@@ -188,6 +195,11 @@ def llama3_cases():
         case("cut-after-tag", "<|python_tag|>", invalid=[None], finish_reason="length"),
         case("parameters-as-string", J({"name": "get_weather", "parameters": J({"city": "Paris"})}), calls=[W]),
         case("partial-tag-text", "A tag like <|python is not one.", content="A tag like <|python is not one."),
+        case("code-block", "```json\n" + one(W) + "\n```", calls=[W]),
+        case("code-block-with-text", "I will call it:\n```\n" + one(W) + "\n```\nThat is all.",
+             content="I will call it:\nThat is all.", calls=[W]),
+        case("code-block-not-a-call", "```json\n{\"city\": \"Paris\"}\n```", content="```json\n{\"city\": \"Paris\"}\n```"),
+        case("newline-separated", one(W) + "\n" + one(W2), calls=[W, W2]),
     ]
     out += cuts("single", one(W), "get_weather")
     out += cuts("nested", one(EV), "create_event")
@@ -286,6 +298,7 @@ def deepseek_cases():
              invalid=["get_weather"]),
         case("cut-in-name", f"{CB}{B}function{SEP}get_wea", invalid=[None], finish_reason="length"),
         case("end-of-sentence", one(W) + "<｜end▁of▁sentence｜>", calls=[W]),
+        case("no-call-end-at-stop", f"{CB}{B}function{SEP}get_weather\n```json\n{J(W[1])}\n```", calls=[W], finish_reason="stop"),
     ]
     out += cuts("single", one(W), "get_weather")
     out += cuts("nested", one(EV), "create_event")
