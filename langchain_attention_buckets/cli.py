@@ -31,7 +31,7 @@ from .bench.memory import add_memory_arguments, memory_main
 from .bench.speed import add_speed_arguments, speed_main
 from .bench.tune import add_tune_arguments, tune_main
 from .engine.bases import NAMED_RATIOS, auto_distance_range, coverage, plot_bases, resolve_bases
-from .engine.loading import EMBEDDED_MODEL_NAME, _converted, embedded_model_path
+from .engine.loading import EMBEDDED_MODEL_NAME, converted_checkpoint, embedded_model_path
 from .engine.rope import head_dim, model_base
 from .serve.args import add_serve_arguments
 
@@ -42,7 +42,7 @@ def _model_facts(model: str | None) -> tuple[str, int, float, int]:
 
     if model is None or model.endswith(".gguf"):
         path = embedded_model_path() if model is None else os.path.expanduser(model)
-        folder, name = _converted(Path(path)), EMBEDDED_MODEL_NAME if model is None else Path(path).stem
+        folder, name = converted_checkpoint(Path(path)), EMBEDDED_MODEL_NAME if model is None else Path(path).stem
     else:
         folder, name = model, model
     cfg = AutoConfig.from_pretrained(str(folder))

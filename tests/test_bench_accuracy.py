@@ -444,7 +444,7 @@ def test_positions_and_configs():
 
 
 def test_default_factory_builds_chat_attention_buckets(monkeypatch):
-    import langchain_attention_buckets as pkg
+    import langchain_attention_buckets.chat.model as pkg
 
     made = []
 

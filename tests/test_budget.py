@@ -74,7 +74,7 @@ def drive(constraint, prefer, budget: int, vocab: int, eos: int, seed: int = 0, 
         if prefer:
             row[prefer[step % len(prefer)]] += 10.0
         row[eos] -= 20.0  # never stop by choice: the budget must be what ends it
-        assert constraint.apply_mask(torch.from_numpy(row))
+        assert constraint.process(torch.from_numpy(row))
         token = int(row.argmax())
         assert np.isfinite(row[token])
         constraint.accept(token)

@@ -21,7 +21,9 @@ from typing_extensions import TypedDict
 
 import langchain_attention_buckets.engine.loading as loading
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.chat.model import _Call, _collect, normalize_tool_choice, to_chat_dicts
+from langchain_attention_buckets.chat.call import Call as _Call
+from langchain_attention_buckets.chat.call import collect as _collect
+from langchain_attention_buckets.chat.model import normalize_tool_choice, to_chat_dicts
 from langchain_attention_buckets.engine import Request, Result, TokenEvent
 
 

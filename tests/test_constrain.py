@@ -137,7 +137,7 @@ def walk(
             target, strength = lure
             done = next((k for k in range(len(target) - 1, 0, -1) if ids[-k:] == target[:k]), 0)
             row[target[done]] += strength
-        if not constraint.apply_mask(torch.from_numpy(row)):  # masks `row` in place
+        if not constraint.process(torch.from_numpy(row)):  # masks `row` in place
             return ids, "dead"
         token = int(row.argmax())
         assert np.isfinite(row[token]), "picked a token the mask forbids"
@@ -154,7 +154,7 @@ def feed(constraint: TokenConstraint, ids: list[int], vocab: int) -> bool:
     """Feed fixed tokens; False at the first one the grammar forbids."""
     for token in ids:
         row = np.zeros(vocab, dtype=np.float32)
-        assert constraint.apply_mask(torch.from_numpy(row))
+        assert constraint.process(torch.from_numpy(row))
         if not np.isfinite(row[token]):
             with pytest.raises(ValueError):
                 constraint.accept(token)
@@ -528,7 +528,7 @@ def test_the_tool_format_text_is_accepted(smol):
 def test_special_tokens_are_never_allowed(smol):
     constraint = smol.compiler.tool_calls([], mode="none")
     logits = torch.zeros(SMOL_VOCAB)
-    assert constraint.apply_mask(logits)
+    assert constraint.process(logits)
     specials = [i for i, t in smol.tokenizer.added_tokens_decoder.items() if t.special and i != SMOL_EOS]
     assert specials and torch.isinf(logits[specials]).all()
     assert torch.isfinite(logits[SMOL_EOS]) and torch.isfinite(logits[smol.encode("Hi")]).all()
@@ -539,7 +539,7 @@ def test_unwritable_character_is_a_dead_end(smol):
     constraint = smol.compiler.json_schema({"const": "\U00050000"})
     assert feed(constraint, smol.encode('"'), SMOL_VOCAB)
     logits = torch.zeros(SMOL_VOCAB)
-    assert constraint.apply_mask(logits) is False
+    assert constraint.process(logits) is False
     assert torch.isinf(logits).all()
 
 
@@ -751,11 +751,11 @@ def test_dead_end_is_reported_not_raised():
     compiler = tiny_compiler(["</s>", "{", "a", " "])
     constraint = compiler.json_object()
     logits = torch.zeros(4)
-    assert constraint.apply_mask(logits)
+    assert constraint.process(logits)
     assert torch.isfinite(logits).tolist() == [False, True, False, False]
     constraint.accept(1)
     logits = torch.zeros(4)
-    assert constraint.apply_mask(logits) is False
+    assert constraint.process(logits) is False
     assert torch.isinf(logits).all()
 
 
@@ -764,7 +764,7 @@ def test_terminated_grammar_allows_nothing():
     assert feed_text(constraint, "1")
     assert constraint.is_terminated()
     logits = torch.zeros(99)
-    assert constraint.apply_mask(logits) is False
+    assert constraint.process(logits) is False
     assert torch.isinf(logits).all()
     with pytest.raises(ValueError):
         constraint.accept(0)
@@ -781,11 +781,11 @@ def test_protocol_and_mask_mechanics():
     constraint = tiny_compiler().json_object()
     assert isinstance(constraint, TokenConstraint)
     padded = torch.zeros(99 + 30)  # a padded lm_head: ids past the vocabulary never allowed
-    assert constraint.apply_mask(padded)
+    assert constraint.process(padded)
     assert torch.isinf(padded[99:]).all()
     assert torch.isfinite(padded).nonzero().flatten().tolist() == [ord("{") - 31]
     with pytest.raises(ValueError, match="1-D"):
-        constraint.apply_mask(torch.zeros(2, 99))
+        constraint.process(torch.zeros(2, 99))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
@@ -808,7 +808,7 @@ def test_cuda_mask_matches_cpu(dtype):
     for token in [ord(c) - 31 for c in '{"a": 1']:
         reference = torch.zeros(99)
         logits = torch.zeros(99, dtype=dtype, device="cuda")
-        assert cpu.apply_mask(reference) and gpu.apply_mask(logits)
+        assert cpu.process(reference) and gpu.process(logits)
         assert torch.equal(torch.isfinite(logits).cpu(), torch.isfinite(reference))
         cpu.accept(token)
         gpu.accept(token)

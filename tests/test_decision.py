@@ -58,17 +58,17 @@ def test_constraint_biases_the_first_step_then_forces_the_opener():
     inner = _Grammar()
     c = DecisionConstraint(inner, (5, 6, 7), bias=3.0)
     row = torch.zeros(10)
-    assert c.apply_mask(row)
+    assert c.process(row)
     assert row[5] == 3.0 and row[0] == -math.inf and row[4] == 0.0
     c.accept(5)
     for forced in (6, 7):
         row = torch.zeros(10)
         row[forced] = -math.inf  # a forced token the model ruled out still wins
-        c.apply_mask(row)
+        c.process(row)
         assert torch.isfinite(row).nonzero().flatten().tolist() == [forced]
         c.accept(forced)
     row = torch.zeros(10)
-    c.apply_mask(row)  # past the opener: only the grammar's mask, no bias
+    c.process(row)  # past the opener: only the grammar's mask, no bias
     assert row[5] == 0.0 and row[0] == -math.inf
     assert inner.accepted == [5, 6, 7]
 
@@ -76,11 +76,11 @@ def test_constraint_biases_the_first_step_then_forces_the_opener():
 def test_a_positive_bias_acts_at_the_first_step_only():
     c = DecisionConstraint(None, (5, 6), bias=4.0)
     row = torch.zeros(10)
-    c.apply_mask(row)
+    c.process(row)
     assert row[5] == 4.0
     c.accept(2)
     row = torch.zeros(10)
-    c.apply_mask(row)
+    c.process(row)
     assert row.eq(0).all() and not c.is_terminated()
 
 
@@ -88,11 +88,11 @@ def test_a_negative_bias_holds_until_a_call_opens():
     c = DecisionConstraint(None, (5, 6), bias=-4.0)
     for token in (2, 3, 5, 6):  # text, then the model's own opener (against the bias)
         row = torch.zeros(10)
-        c.apply_mask(row)
+        c.process(row)
         assert row[5] == -4.0 and row.ne(0).sum() == 1
         c.accept(token)
     row = torch.zeros(10)
-    c.apply_mask(row)  # inside the call: the arguments are left alone
+    c.process(row)  # inside the call: the arguments are left alone
     assert row.eq(0).all()
 
 

@@ -257,7 +257,7 @@ def test_structured_call_errors_say_why(calls, finish, why):
     from langchain_core.exceptions import OutputParserException
     from langchain_core.messages import AIMessage
 
-    from langchain_attention_buckets.chat.model import _parseable_call
+    from langchain_attention_buckets.chat.structured import parseable_call as _parseable_call
 
     raw = AIMessage("", invalid_tool_calls=calls, response_metadata={"finish_reason": finish})
     with pytest.raises(OutputParserException, match=why):

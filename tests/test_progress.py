@@ -129,11 +129,11 @@ def test_gguf_conversion_shows_its_steps(bars, monkeypatch, tmp_path):
     monkeypatch.setenv("ATTENTION_BUCKETS_CACHE", str(tmp_path / "cache"))
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF")
-    target = loading._converted(gguf)
+    target = loading.converted_checkpoint(gguf)
     assert (target / "done.json").is_file() and (target / "model.json").is_file()
     [bar] = bars
     assert bar.total == 3 and bar.n == 3 and bar.closed and "tiny.gguf" in bar.kwargs["desc"]
-    assert loading._converted(gguf) == target and len(bars) == 1  # converted once: no bar the second time
+    assert loading.converted_checkpoint(gguf) == target and len(bars) == 1  # converted once: no bar the second time
 
 
 class CountingEmbeddings:

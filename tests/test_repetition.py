@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.chat.model import _collect
+from langchain_attention_buckets.chat.call import collect as _collect
 from langchain_attention_buckets.engine import Result, TokenEvent
 from langchain_attention_buckets.text.guard import FALLBACK_MARKERS, AnswerGuard, answer_guard, fallback_markers, find_loop
 

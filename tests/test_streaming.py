@@ -20,7 +20,8 @@ from langchain_core.tools import tool
 from langchain_core.utils.json import parse_partial_json
 
 from langchain_attention_buckets import ChatAttentionBuckets
-from langchain_attention_buckets.chat.model import _Call, _collect
+from langchain_attention_buckets.chat.call import Call as _Call
+from langchain_attention_buckets.chat.call import collect as _collect
 from langchain_attention_buckets.engine import Request, Result, TokenEvent
 from langchain_attention_buckets.text.parse import (
     ArgsDelta,

@@ -44,9 +44,9 @@ CONVERSATIONS = [
 def converted():
     from transformers import AutoTokenizer
 
-    from langchain_attention_buckets.engine.loading import _converted, embedded_model_path
+    from langchain_attention_buckets.engine.loading import converted_checkpoint, embedded_model_path
 
-    return AutoTokenizer.from_pretrained(str(_converted(embedded_model_path())))
+    return AutoTokenizer.from_pretrained(str(converted_checkpoint(embedded_model_path())))
 
 
 def test_shipped_tokenizer_has_the_same_vocabulary_and_special_tokens(smol_tokenizer, converted):

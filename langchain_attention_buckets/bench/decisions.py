@@ -66,8 +66,8 @@ def margins(rows: list[dict], llm, cache: Path | None, label: str, progress: boo
     import torch
     from langchain_core.messages import convert_to_messages
 
+    from ..chat.call import prompt_ids
     from ..chat.decision import conversation_state, opener_ids
-    from ..chat.model import _render_ids
     from ..engine.forward import forward_buckets
     from ..engine.merge import merge
     from ..text.messages import to_chat_dicts
@@ -79,8 +79,7 @@ def margins(rows: list[dict], llm, cache: Path | None, label: str, progress: boo
     with progress_bar(len(todo), desc=f"margins ({label})", unit="conv", progress=progress) as bar:
         for row in todo:
             dicts = to_chat_dicts(convert_to_messages(row["messages"]))
-            options = llm._defaults.merged({"tools": row["tools"]})
-            ids = _render_ids(loaded.tokenizer, dicts, options)
+            ids = prompt_ids(loaded.tokenizer, dicts, llm.call_options(tools=row["tools"]))
             logits = forward_buckets(loaded.model, ids, bases, logits_to_keep=1)[:, -1]  # (n, V)
             merged = merge(logits[None], llm.aggregation)[0].float()
             other = merged.clone()

@@ -124,7 +124,7 @@ def _label(bases: Any) -> str:
 
 def _check_settings(config: BenchConfig) -> None:
     """A candidate's preset must be chat-model settings: refused before any call, not after the search."""
-    from langchain_attention_buckets import ChatAttentionBuckets  # lazy: torch, transformers
+    from ..chat.model import ChatAttentionBuckets  # lazy: torch, transformers
 
     fields = set(ChatAttentionBuckets.model_fields)
     unknown = sorted(k for k, v in config.to_dict().items() if k not in ("name", "reorder") and v is not None
@@ -292,7 +292,7 @@ def run_tune(
 
 
 def _own_base(model: str | None) -> float:
-    from langchain_attention_buckets import ChatAttentionBuckets  # lazy: torch, transformers
+    from ..chat.model import ChatAttentionBuckets  # lazy: torch, transformers
 
     return float(ChatAttentionBuckets(model=model).load().base)
 

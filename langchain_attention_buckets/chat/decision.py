@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..engine.sampling import Constraint, keep_only
 from ..formats.hermes import TOOL_CALL_OPEN
 
 State = Literal["before", "after"]
@@ -110,10 +111,11 @@ def opener_ids(tokenizer) -> tuple[int, ...]:
     return tuple(tokenizer.encode(TOOL_CALL_OPEN, add_special_tokens=False))
 
 
-class DecisionConstraint:
-    """A ``sampling.TokenConstraint`` around a grammar (or none): bias the opener at the first
-    step (a negative bias: at every step until a call opens); after the opener's first token
-    at the first step, force the rest of it. Not thread-safe; one per call."""
+class DecisionConstraint(Constraint):
+    """A ``sampling.TokenConstraint`` around a grammar (or none): ``apply_bias`` biases the opener
+    at the first step (a negative bias: at every step until a call opens); after the opener's
+    first token at the first step, ``apply_steering`` forces the rest of it. The grammar's own
+    mask and steering pass through. Not thread-safe; one per call."""
 
     def __init__(self, inner: Any | None, opener: Sequence[int], bias: float) -> None:
         if not opener:
@@ -126,17 +128,20 @@ class DecisionConstraint:
         self._recent: list[int] = []  # the last len(opener) tokens
         self._call_started = False
 
-    def apply_mask(self, logits) -> bool:
-        if self.inner is not None and not self.inner.apply_mask(logits):
-            return False
-        if self._forcing:
-            token = self.opener[self._step]
-            kept = logits[token].nan_to_num(neginf=0.0)
-            logits.fill_(-math.inf)
-            logits[token] = kept
-        elif self._step == 0 or (self.bias < 0 and not self._call_started):
+    def apply_bias(self, logits) -> None:
+        if self.inner is not None and hasattr(self.inner, "apply_bias"):
+            self.inner.apply_bias(logits)
+        if not self._forcing and (self._step == 0 or (self.bias < 0 and not self._call_started)):
             logits[self.opener[0]] += self.bias
-        return True
+
+    def apply_mask(self, logits) -> bool:
+        return self.inner is None or self.inner.apply_mask(logits)
+
+    def apply_steering(self, logits) -> None:
+        if self._forcing:  # inside the opener: its next token, even one the model ruled out
+            keep_only(logits, [self.opener[self._step]])
+        elif self.inner is not None and hasattr(self.inner, "apply_steering"):
+            self.inner.apply_steering(logits)
 
     def accept(self, token_id: int) -> None:
         if self.inner is not None:

@@ -3,7 +3,7 @@
 A preset file is one JSON object of ``ChatAttentionBuckets`` field names and values, e.g.
 ``{"bases": "paper", "aggregation": "max"}``; its ``"tuned"`` entry (what ``tune`` chose it on,
 and how it did) is kept for people and ignored here. A name is one of the accuracy bench's
-configurations (``bench.configs.CONFIGS``) that a chat model runs alone: those with bases of
+configurations (``chat.configs.CONFIGS``) that a chat model runs alone: those with bases of
 their own (the plain model needs no preset) and without context reordering.
 """
 
@@ -20,7 +20,7 @@ _NOT_SETTINGS = frozenset({"preset"})
 
 def builtin_presets() -> dict[str, dict[str, Any]]:
     """{name: settings} from the bench's configuration registry."""
-    from ..bench.configs import CONFIGS
+    from .configs import CONFIGS
 
     return {name: {k: v for k, v in c.to_dict().items() if k not in ("name", "reorder") and v is not None}
             for name, c in CONFIGS.items() if not c.reorder and c.bases is not None}

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
+from ..engine.sampling import Constraint, keep_only
 from .grammar import (
     JSON_STYLE,
     ToolChoiceMode,
@@ -72,13 +73,13 @@ def _has_triton() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-class GrammarConstraint:
+class GrammarConstraint(Constraint):
     """One request's grammar state: an xgrammar matcher over a shared compiled grammar.
 
-    Implements `sampling.TokenConstraint`. Not thread-safe; one per generation. With a
-    token table (the compiler always gives one) it also steers: degenerate repetition in
-    strings and arrays is closed, and after `limit(max_tokens)` the output is complete
-    within the budget (see `closing`).
+    Implements `sampling.TokenConstraint`: `apply_mask` is the grammar's mask. Not
+    thread-safe; one per generation. With a token table (the compiler always gives one),
+    `apply_steering` also steers: degenerate repetition in strings and arrays is closed, and
+    after `limit(max_tokens)` the output is complete within the budget (see `steering`).
     """
 
     def __init__(
@@ -132,15 +133,14 @@ class GrammarConstraint:
         """
         if logits.dim() != 1:
             raise ValueError(f"apply_mask takes one logits row (1-D), got shape {tuple(logits.shape)}")
-        if not self._apply_grammar(logits):
-            return False
+        return self._apply_grammar(logits)
+
+    def apply_steering(self, logits: torch.Tensor) -> None:
+        """After the mask: keep only the tokens that keep the output complete within the budget,
+        or the closer of a degenerate repetition (see ``steering``), when either applies."""
         keep = None if self._steer is None else self._steer.restrict(logits)
         if keep is not None:
-            idx = torch.tensor(keep, device=logits.device)
-            kept = logits[idx].nan_to_num(neginf=0.0)  # a forced token the model ruled out still wins
-            logits.fill_(-math.inf)
-            logits[idx] = kept
-        return True
+            keep_only(logits, keep)
 
     def _apply_grammar(self, logits: torch.Tensor) -> bool:
         if self._matcher.is_terminated():

@@ -17,20 +17,21 @@ Owns `Steering`, which a `GrammarConstraint` consults at every step to narrow it
   closer it forbids (minLength, minItems) is not forced.
 
 Works on bytes (xgrammar's decoded vocabulary): JSON's structural characters are ASCII and
-never occur inside a multi-byte UTF-8 character. Imports only `tool_format`; the matcher
-is any object with xgrammar's `GrammarMatcher` methods.
+never occur inside a multi-byte UTF-8 character. Imports `formats.hermes` (the call opener), `text.scan` (the JSON scanner) and
+`text.repetition` (the repetition detector); the matcher is any object with xgrammar's `GrammarMatcher` methods.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..formats.hermes import TOOL_CALL_OPEN
+from ..text.repetition import repeated_tail
+from ..text.scan import JsonScanner
 
 __all__ = ["JsonScanner", "Steering", "TokenTable", "shortest_completion"]
 
@@ -112,103 +113,6 @@ class TokenTable:
 # ---------------------------------------------------------------------------
 
 
-@dataclass
-class _Frame:
-    kind: int  # ord("{") or ord("[")
-    items: list[bytes] = field(default_factory=list)  # arrays: the text of each finished item
-    item_start: int | None = None  # arrays: where the current item began
-    closed_end: int = -1  # where the last string/container directly inside ended
-
-
-class JsonScanner:
-    """Incremental byte scanner: inside a string or not, the open containers, array items.
-
-    Lenient: text outside JSON (a tool-call marker, free text) leaves it at the top level.
-    """
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.buf = bytearray()
-        self.in_string = False
-        self.escape = False
-        self.string_start = -1
-        self.stack: list[_Frame] = []
-
-    def feed(self, data: bytes) -> None:
-        for b in data:
-            self._byte(b)
-        if not self.stack and not self.in_string and self.buf.endswith(_OPEN_MARKER):
-            self.reset()  # a call body starts here: free text before it may hold stray quotes
-
-    def _byte(self, b: int) -> None:
-        pos = len(self.buf)
-        self.buf.append(b)
-        if self.in_string:
-            if self.escape:
-                self.escape = False
-            elif b == 0x5C:  # backslash
-                self.escape = True
-            elif b == 0x22:  # closing quote
-                self.in_string = False
-                self._closed(pos + 1)
-            return
-        if b == 0x22:
-            self._item_begins(pos)
-            self.in_string, self.string_start = True, pos
-        elif b in (0x7B, 0x5B):  # { [
-            self._item_begins(pos)
-            self.stack.append(_Frame(b))
-        elif b in (0x7D, 0x5D):  # } ]
-            if self.stack:
-                self._item_ends(self.stack.pop(), pos)
-                self._closed(pos + 1)
-        elif b == 0x2C:  # ,
-            if self.stack:
-                self._item_ends(self.stack[-1], pos)
-        elif b not in b" \n\t\r:":
-            self._item_begins(pos)
-
-    def _item_begins(self, pos: int) -> None:
-        if self.stack and self.stack[-1].kind == 0x5B and self.stack[-1].item_start is None:
-            self.stack[-1].item_start = pos
-
-    def _item_ends(self, frame: _Frame, pos: int) -> None:
-        if frame.kind == 0x5B and frame.item_start is not None:
-            frame.items.append(bytes(self.buf[frame.item_start : pos]).strip())
-            frame.item_start = None
-
-    def _closed(self, end: int) -> None:
-        if self.stack:
-            self.stack[-1].closed_end = end
-
-    # ---- what the repetition rules read ----
-
-    def string_text(self) -> bytes | None:
-        """The text of the string being written (after its opening quote), or None."""
-        return bytes(self.buf[self.string_start + 1 :]) if self.in_string else None
-
-    def finished_item(self) -> tuple[list[bytes], bytes] | None:
-        """(earlier items, the item just closed) when an array item ended with a closing
-        quote or bracket and nothing but whitespace since; else None."""
-        if self.in_string or not self.stack or self.stack[-1].kind != 0x5B:
-            return None
-        top = self.stack[-1]
-        if top.item_start is None or top.closed_end != len(self.buf.rstrip()):
-            return None
-        return top.items, bytes(self.buf[top.item_start :]).strip()
-
-    def open_item(self) -> tuple[list[bytes], bytes] | None:
-        """(earlier items, the text so far) of the innermost array's unfinished item."""
-        for frame in reversed(self.stack):
-            if frame.kind == 0x5B:
-                if frame.item_start is None:
-                    return None
-                return frame.items, bytes(self.buf[frame.item_start :])
-        return None
-
-
 # ---------------------------------------------------------------------------
 # Repetition rules
 # ---------------------------------------------------------------------------
@@ -221,18 +125,10 @@ _MIN_ITEMS_SPAN = 6  # bytes of JSON: a shorter repeated run of items is left al
 
 def string_loops(text: bytes) -> bool:
     """True when `text` ends with a chunk repeated 3 times (or a >= 16-byte chunk twice),
-    the repeats spanning at least 16 bytes."""
-    n = len(text)
-    for c in range(1, min(_MAX_CHUNK, n // 2) + 1):
-        tail = text[n - c :]
-        if text[n - 2 * c : n - c] != tail:
-            continue
-        copies = 2
-        while (copies + 1) * c <= n and text[n - (copies + 1) * c : n - copies * c] == tail:
-            copies += 1
-        if copies * c >= _MIN_SPAN and (copies >= 3 or c >= _LONG_CHUNK):
-            return True
-    return False
+    the repeats spanning at least 16 bytes (whole copies; ``repetition.repeated_tail``)."""
+    found = repeated_tail(text, min_span=_MIN_SPAN, min_copies=3, max_block=_MAX_CHUNK, long_block=_LONG_CHUNK,
+                          whole_copies=True, needs_alnum=False)
+    return found is not None
 
 
 def items_loop(items: list[bytes]) -> bool:
@@ -385,7 +281,7 @@ class Steering:
     ) -> None:
         self.m, self.table, self.max_tokens, self.repetition = matcher, table, max_tokens, repetition
         self._bitmask = bitmask.clone()  # the walks' own scratch bitmask
-        self.scan = JsonScanner()
+        self.scan = JsonScanner(reset_at=_OPEN_MARKER)  # a call's body starts afresh
         self.used = 0
         self._plan: list[int] | None = None  # tokens that complete the output from here
         self._plan_at = -1  # `used` when the plan was measured

@@ -53,6 +53,8 @@ _RATIO_STEPS = range(20, 61)  # candidate ratios k/20: 1.00 .. 3.00 step 0.05
 
 _ALLOWED = "a positive number or a list of 1..32 distinct positive numbers"
 _NAMES = (*NAMED_RATIOS, "auto")
+BASE_SET_NAMES = _NAMES
+"""The named base sets ``bases`` accepts (besides numbers): the fixed ratio sets and the search."""
 
 # Every base a chat model is given lies in BASE_RANGE (checked at construction, no model needed),
 # and within BASE_RATIO_RANGE times the model's own base (checked once the model is known).

@@ -76,7 +76,7 @@ class Running:
             self.finish = "stop"
             return
         text = self.detok.add(token)
-        self.gen._put(TokenEvent(token, text))
+        self.gen.put(TokenEvent(token, text))
         if self.detok.stopped or (req.constraint is not None and req.constraint.is_terminated()):
             self.finish = "stop"
         elif req.max_tokens is not None and len(self.tokens) >= req.max_tokens:
@@ -89,7 +89,7 @@ class Running:
         if self.finish != "stop" or not self.detok.stopped:
             tail = self.detok.flush()
             if tail:
-                self.gen._put(TokenEvent(-1, tail))
+                self.gen.put(TokenEvent(-1, tail))
         return Result(
             token_ids=list(self.tokens),
             text=self.detok.text,

@@ -429,18 +429,18 @@ def _locate(source: str | None) -> tuple[str, dict, str]:
     """(folder or hub id to load from, extra from_pretrained kwargs, display name)."""
     if source is None:
         path = embedded_model_path()
-        return str(_converted(path)), {}, EMBEDDED_MODEL_NAME
+        return str(converted_checkpoint(path)), {}, EMBEDDED_MODEL_NAME
     check_model_source(source)
     if source.endswith(".gguf"):
         path = Path(source).expanduser()
-        return str(_converted(path)), {}, path.stem
+        return str(converted_checkpoint(path)), {}, path.stem
     if os.path.isdir(os.path.expanduser(source)):
         path = Path(source).expanduser()
         return str(path), {}, path.name
     return source, {}, source
 
 
-def _converted(gguf: Path) -> Path:
+def converted_checkpoint(gguf: Path) -> Path:
     """A safetensors copy of a GGUF model, made once and reused (loads in seconds, not tens of seconds)."""
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]

@@ -114,11 +114,11 @@ class Generation:
         self._cancel.set()
 
     # The engine's side: the worker thread puts events and the result.
-    def _finish(self, result: Result) -> None:
+    def finish(self, result: Result) -> None:
         self.final = result
-        self._put(result)
+        self.put(result)
 
-    def _put(self, item: Any) -> None:
+    def put(self, item: Any) -> None:
         if self._loop is None:
             self._q.put(item)
             return

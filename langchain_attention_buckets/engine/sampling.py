@@ -1,8 +1,10 @@
 """From bucket logits to one token per request.
 
-``process_logits`` fixes the order of logit processing for a decoding step:
+``process_logits`` fixes the order of logit processing for a decoding step, one small
+``apply_*`` function per step:
 
-    merge -> logit bias -> repetition penalty -> grammar mask -> temperature -> top-k / top-p -> pick
+    merge -> logit bias -> repetition penalty -> tool-decision bias -> grammar mask
+      -> steering (budget, repetition, a started call opener) -> temperature -> top-k / top-p -> pick
 
 All requests of a batch go through each step together; only the grammar mask
 (one matcher per request) and the draw of each request's random number (one
@@ -12,6 +14,7 @@ batch) touch requests one by one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -57,13 +60,16 @@ def check_max_tokens(value) -> None:
 class TokenConstraint(Protocol):
     """What the decoder needs of a grammar, one object per request (not thread-safe).
 
-    The contract, at each decoding step: `process_logits` calls `apply_mask` on the
-    request's merged row (after logit bias and repetition penalty, before temperature
-    and top-k/top-p) and a token is picked among those left; the engine then calls
-    `accept` with it, and stops the request once `is_terminated` is True. A False from
-    `apply_mask` is a dead end: the request ends with finish reason
-    "grammar_dead_end". Problems with the grammar itself are raised when it is built,
-    never during a step. `constrain.GrammarConstraint` is the implementation.
+    The contract, at each decoding step, on the request's merged row (after logit bias and
+    repetition penalty): ``process_logits`` calls ``apply_bias`` (if the object has it: a
+    bias such as the tool decision's), then ``apply_mask`` (the grammar: disallowed tokens
+    -> -inf), then ``apply_steering`` (if it has it: the only tokens allowed this step, a
+    subset of the mask's), then temperature and top-k/top-p; a token is picked among those
+    left, and the engine calls ``accept`` with it and stops the request once
+    ``is_terminated`` is True. A False from ``apply_mask`` is a dead end: the request ends
+    with finish reason "grammar_dead_end". Problems with the grammar itself are raised when
+    it is built, never during a step. ``constrain.GrammarConstraint`` is the grammar;
+    ``chat.decision.DecisionConstraint`` wraps one with the tool decision.
     """
 
     def apply_mask(self, logits: torch.Tensor) -> bool:
@@ -78,6 +84,37 @@ class TokenConstraint(Protocol):
     def is_terminated(self) -> bool:
         """True once the grammar has accepted a stop token (the output is complete)."""
         ...
+
+
+class Constraint:
+    """A base for ``TokenConstraint`` implementations: the optional steps (no-ops here) and
+    ``process``, which runs one object's steps on one row in ``process_logits``' order."""
+
+    def apply_bias(self, logits: torch.Tensor) -> None:
+        """Before the mask: add a bias to the row, in place."""
+
+    def apply_mask(self, logits: torch.Tensor) -> bool:  # pragma: no cover - implemented by subclasses
+        raise NotImplementedError
+
+    def apply_steering(self, logits: torch.Tensor) -> None:
+        """After the mask: narrow the row to the tokens that must come now, in place."""
+
+    def process(self, logits: torch.Tensor) -> bool:
+        """bias -> mask -> steering on one row; False at a dead end."""
+        self.apply_bias(logits)
+        if not self.apply_mask(logits):
+            return False
+        self.apply_steering(logits)
+        return True
+
+
+def keep_only(logits: torch.Tensor, tokens: Sequence[int]) -> None:
+    """Every entry but ``tokens`` -> -inf, in place; a kept token the model ruled out (-inf) gets 0,
+    so a forced token still wins."""
+    idx = torch.tensor(list(tokens), device=logits.device)
+    kept = logits[idx].nan_to_num(neginf=0.0)
+    logits.fill_(-math.inf)
+    logits[idx] = kept
 
 
 @dataclass
@@ -125,9 +162,23 @@ def apply_repetition_penalty(logits: torch.Tensor, requests: Sequence[StepReques
             logits[b, ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
 
 
-def apply_constraints(logits: torch.Tensor, requests: Sequence[StepRequest]) -> list[bool]:
+def apply_decision_bias(logits: torch.Tensor, requests: Sequence[StepRequest]) -> None:
+    """Each constraint's bias before its mask (the tool decision's bias on a call opener), in place."""
+    for b, r in enumerate(requests):
+        if r.constraint is not None and hasattr(r.constraint, "apply_bias"):
+            r.constraint.apply_bias(logits[b])
+
+
+def apply_grammar_masks(logits: torch.Tensor, requests: Sequence[StepRequest]) -> list[bool]:
     """Mask each constrained request's row in place; False where no token is allowed."""
     return [r.constraint.apply_mask(logits[b]) if r.constraint is not None else True for b, r in enumerate(requests)]
+
+
+def apply_steering(logits: torch.Tensor, requests: Sequence[StepRequest], alive: Sequence[bool]) -> None:
+    """Each live constraint's narrowing after its mask (budget, repetition, a started opener), in place."""
+    for b, r in enumerate(requests):
+        if alive[b] and r.constraint is not None and hasattr(r.constraint, "apply_steering"):
+            r.constraint.apply_steering(logits[b])
 
 
 def apply_temperature_top_k_top_p(logits: torch.Tensor, requests: Sequence[StepRequest]) -> torch.Tensor:
@@ -177,10 +228,13 @@ def process_logits(
     1. merge: each request's N bucket rows -> one row (its aggregation rule);
     2. logit bias: the request's per-token additions;
     3. repetition penalty: over the tokens the request has generated;
-    4. grammar mask: disallowed tokens -> -inf (one mask for all of a request's rows);
-    5. temperature;
-    6. top-k, then top-p;
-    7. pick: argmax (temperature 0) or a draw from the request's own generator.
+    4. tool-decision bias: the constraint's bias on a call opener (``apply_bias``);
+    5. grammar mask: disallowed tokens -> -inf (one mask for all of a request's rows);
+    6. steering: the constraint narrows the row to what must come now (``apply_steering``:
+       the budget's closing tokens, a repetition's closer, the rest of a started opener);
+    7. temperature;
+    8. top-k, then top-p;
+    9. pick: argmax (temperature 0) or a draw from the request's own generator.
 
     Args:
         logits: (rows, V) next-token logits; each request's rows are contiguous.
@@ -193,6 +247,8 @@ def process_logits(
     merged = merge_requests(logits, requests)
     apply_logit_bias(merged, requests)
     apply_repetition_penalty(merged, requests)
-    alive = apply_constraints(merged, requests)
+    apply_decision_bias(merged, requests)
+    alive = apply_grammar_masks(merged, requests)
+    apply_steering(merged, requests, alive)
     merged = apply_temperature_top_k_top_p(merged, requests)
     return pick(merged, requests), alive

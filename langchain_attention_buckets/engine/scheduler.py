@@ -112,7 +112,7 @@ class Scheduler:
                     self.cond.wait(wait)  # a submit wakes it; so does the trim coming due
                 if self._closed and not self.batch.requests:
                     for g in self._pending:
-                        g._put(RuntimeError("the engine was closed"))
+                        g.put(RuntimeError("the engine was closed"))
                     return
                 new = self._take_pending()
             if not new and not self.batch.requests:
@@ -132,7 +132,7 @@ class Scheduler:
                 self._fail(new, exc)
                 with self.cond:
                     for g in self._pending:
-                        g._put(exc)
+                        g.put(exc)
                     self._pending = []
                     self._worker = None  # this thread is ending: the next submit starts another
                 raise
@@ -141,10 +141,10 @@ class Scheduler:
         """Hand ``exc`` to every request in the batch and to the ones being admitted; empty the batch."""
         running = [run.gen for run in self.batch.requests]
         for g in running:
-            g._put(exc)
+            g.put(exc)
         for g in new:
             if not any(g is r for r in running):
-                g._put(exc)
+                g.put(exc)
         self.batch.clear()
 
     def _take_pending(self) -> list[Generation]:
@@ -158,7 +158,7 @@ class Scheduler:
         for g in self._pending:
             n = len(g.request.bases)
             if g.cancelled:
-                g._finish(Result([], "", "cancelled", len(g.request.prompt), 0))
+                g.finish(Result([], "", "cancelled", len(g.request.prompt), 0))
             elif alone:
                 kept.append(g)
             elif g.request.deterministic:
@@ -243,7 +243,7 @@ class Scheduler:
             if run.finish:
                 if run.request.prefix_cache and self.prefix_cache.max_bytes > 0 and run.finish != "cancelled":
                     self._store_prefix(run, row)
-                run.gen._finish(run.result())
+                run.gen.finish(run.result())
         self.batch.drop_finished()
 
     def _store_prefix(self, run: Running, row: int) -> None:

@@ -42,6 +42,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..text.scan import JsonScanner
+
 # ---- events -------------------------------------------------------------------------------------
 
 
@@ -122,46 +124,11 @@ def call(body: str, closed: bool = True, safe: int | None = None, **kw) -> Piece
     return Piece("call", body, closed, safe, **kw)
 
 
-# ---- JSON read one character at a time ----------------------------------------------------------
+# ---- JSON read one character at a time (the package's one scanner) --------------------------------
 
-
-class Json:
-    """JSON nesting read one character at a time: open brackets, and whether a string is open.
-
-    The same reading as langchain-core's ``parse_partial_json``, which turns streamed
-    argument text back into calls.
-    """
-
-    def __init__(self, text: str = ""):
-        self.stack: list[str] = []  # the closing brackets still due
-        self.in_string = self.escaped = self.broken = False
-        for ch in text:
-            self.read(ch)
-
-    def read(self, ch: str) -> None:
-        if self.in_string:
-            if self.escaped:
-                self.escaped = False
-            elif ch == "\\":
-                self.escaped = True
-            elif ch == '"':
-                self.in_string = False
-        elif ch == '"':
-            self.in_string = True
-        elif ch in "{[":
-            self.stack.append("}" if ch == "{" else "]")
-        elif ch in "}]":
-            if self.stack and self.stack[-1] == ch:
-                self.stack.pop()
-            else:
-                self.broken = True
-
-    def spoiler(self) -> str:
-        """Text that, appended, makes what was read certainly not a JSON object, even to
-        ``parse_partial_json`` (which closes open strings and brackets, but gives up on an
-        unmatched closing bracket outside strings)."""
-        close_string = (("\\" if self.escaped else "") + '"') if self.in_string else ""
-        return close_string + ("]" if self.stack and self.stack[-1] == "}" else "}")
+Json = JsonScanner
+"""JSON nesting read one character at a time (``text.scan.JsonScanner``): open brackets, whether
+a string is open, and ``spoiler()``, the text that makes a cut object certainly not JSON."""
 
 
 def json_end(text: str, start: int) -> int | None:
@@ -330,7 +297,7 @@ class Format:
         if reasoning_format in REASONING_FORMATS:
             delims = REASONING_FORMATS[reasoning_format]
         else:
-            from . import get
+            from .registry import get
 
             delims = get(reasoning_format).reasoning
         if delims == self.reasoning:

@@ -22,8 +22,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from . import get
 from .base import ArgsDelta, CallStart, Format, ParsedCall, ReasoningPiece, TextPiece
+from .registry import get
 
 _ENDED = {"length": "max_tokens reached", "stop": "the answer ended"}
 

@@ -1,8 +1,13 @@
-"""The arguments of ``attention-buckets serve`` (no FastAPI import: the CLI reads them for --help)."""
+"""The arguments of ``attention-buckets serve`` (no FastAPI import: the CLI reads them for --help; the
+choices listed come from the settings they set)."""
 
 from __future__ import annotations
 
 import argparse
+
+from ..chat.settings import ADAPTIVE
+from ..engine.bases import BASE_SET_NAMES
+from ..engine.merge import MERGE_RULES
 
 API_KEY_ENV = "ATTENTION_BUCKETS_API_KEY"
 """The environment variable read for the API key when none is given."""
@@ -11,8 +16,11 @@ API_KEY_ENV = "ATTENTION_BUCKETS_API_KEY"
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="hub id, folder or .gguf (default: the embedded SmolLM2-135M-Instruct)")
     p.add_argument("--served-name", default=None, help="the model id clients send (default: the model's name)")
-    p.add_argument("--bases", default=None, help='default bases: "paper", "auto", a number or a comma-separated list')
-    p.add_argument("--aggregation", default=None, help="default merge rule")
+    names = ", ".join(f'"{n}"' for n in (ADAPTIVE, *BASE_SET_NAMES))
+    p.add_argument("--bases", default=None,
+                   help=f'default bases: {names}, a number or a comma-separated list (default "{ADAPTIVE}")')
+    p.add_argument("--aggregation", default=None,
+                   help=f"default merge rule: {', '.join(MERGE_RULES)} (default confidence)")
     p.add_argument("--device", default=None, help='"auto", "cpu", "cuda" or "cuda:N"')
     p.add_argument("--dtype", default=None, help='"auto", "float32", "bfloat16" or "float16"')
     p.add_argument("--max-tokens", type=int, default=None, help="default most new tokens per answer (default 512)")

@@ -3,9 +3,9 @@
 ``AnswerGuard`` reads an answer's text (the content: never a tool call's arguments) as it
 streams and passes it on, ending it in two cases:
 
-- **Loop** (``find_loop``): the text ends in at least 3 consecutive copies of one block,
-  the repeated span covers at least ``min_chars`` characters (default 48), and the block
-  holds a letter or a digit. The answer keeps the text streamed up to there (the copies
+- **Loop** (``find_loop``): the text, with each run of whitespace read as one space, ends in
+  at least 3 consecutive copies of one block, the repeated span covers at least ``min_chars``
+  characters (default 48), and the block holds a letter or a digit. The answer keeps the text streamed up to there (the copies
   included: streamed text is never taken back) and ``stopped_by`` is "repetition".
   Short repeats stay ("ha ha ha", "no, no, no"), and runs of punctuation or whitespace
   never count ("...", "-----" table rules, indentation): they are layout, and cheap in
@@ -18,8 +18,9 @@ streams and passes it on, ending it in two cases:
   a marker's start, and trailing whitespace, wait until what follows shows they are not).
   ``stopped_by`` is "tool_marker".
 
-Text in, text out: imports ``render`` (whether a template renders tools) and
-``tool_format``, and ``detok`` (the held-back-suffix rule it shares with stop strings);
+Text in, text out: imports ``render`` (whether a template renders tools), ``repetition`` (the
+detector it shares with the grammar's steering), ``formats.hermes`` (the fallback markers), and
+``engine.detok`` (the held-back-suffix rule it shares with stop strings);
 no LangChain types, no engine.
 """
 
@@ -30,6 +31,7 @@ from collections.abc import Sequence
 from ..engine.detok import partial_suffix_len
 from ..formats.hermes import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from .render import template_renders_tools
+from .repetition import collapse_whitespace, repeated_tail
 
 __all__ = ["MAX_BLOCK", "MIN_COPIES", "AnswerGuard", "answer_guard", "fallback_markers", "find_loop"]
 
@@ -48,22 +50,9 @@ def find_loop(text: str, min_chars: int, max_block: int = MAX_BLOCK) -> tuple[in
 
     A loop: the last ``span = max(3 * block, min_chars)`` characters repeat one block
     (``text[i] == text[i - block]`` over them), whose text holds a letter or a digit.
-    The shortest such block is returned.
+    The shortest such block is returned (``repetition.repeated_tail``).
     """
-    n = len(text)
-    if n < min_chars or n < MIN_COPIES:
-        return None
-    last = text[-1]
-    for block in range(1, min(max_block, n // MIN_COPIES) + 1):
-        if text[-1 - block] != last:  # most blocks fail here, cheaply
-            continue
-        span = max(MIN_COPIES * block, min_chars)
-        if span > n:
-            continue
-        tail = text[-span:]
-        if tail[block:] == tail[:-block] and any(c.isalnum() for c in tail[-block:]):
-            return block, span
-    return None
+    return repeated_tail(text, min_span=min_chars, min_copies=MIN_COPIES, max_block=max_block)
 
 
 class AnswerGuard:
@@ -111,7 +100,7 @@ class AnswerGuard:
     def _pass(self, text: str) -> str:
         if text and self.min_chars is not None:
             self._tail = (self._tail + text)[-self._window :]
-            if find_loop(self._tail, self.min_chars):
+            if find_loop(collapse_whitespace(self._tail), self.min_chars):
                 self.stopped_by = "repetition"
         return text
 
