@@ -131,20 +131,49 @@ Json = JsonScanner
 a string is open, and ``spoiler()``, the text that makes a cut object certainly not JSON."""
 
 
+# A whole JSON string, or a structural character (a lone quote: a string open to the end).
+_TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+"|[{}\[\]"]')  # possessive: an open string fails fast
+
+
 def json_end(text: str, start: int) -> int | None:
-    """Just past the JSON object or array that opens at ``text[start]``, or None while it is open."""
-    j = Json()
-    for i in range(start, len(text)):
-        j.read(text[i])
-        if j.broken:
-            return i + 1
-        if not j.stack:
-            return i + 1
+    """Just past the JSON object or array that opens at ``text[start]`` (or past a closing
+    bracket that matches nothing), or None while it is open. Strings are skipped whole, so a
+    bracket inside one does not count.
+
+    A stream asks again each step with the same beginning and more text: the reading resumes
+    where the last one stopped when the text read so far is unchanged (``_resume``).
+    """
+    stack: list[str] = []
+    pos = start
+    seen = _resume.get(start)
+    if seen is not None and text.startswith(seen[0], start):
+        pos, stack = start + len(seen[0]), list(seen[1])
+    for m in _TOKEN.finditer(text, pos):
+        tok = m.group()
+        if tok == '"':
+            break  # a string open to the end
+        pos = m.end()
+        if tok[0] == '"':
+            continue
+        if tok in "{[":
+            stack.append("}" if tok == "{" else "]")
+        elif not stack or stack.pop() != tok or not stack:
+            return m.end()
+    if len(_resume) > 256:
+        _resume.clear()
+    _resume[start] = (text[start:pos], tuple(stack))
     return None
 
 
+_resume: dict[int, tuple[str, tuple[str, ...]]] = {}  # start -> (text read, brackets still open)
+
+
 def ends_inside_string(text: str) -> bool:
-    return Json(text).in_string
+    """Whether ``text`` ends inside a JSON string (read from its start, brackets or not)."""
+    last = None
+    for last in _TOKEN.finditer(text):
+        pass
+    return last is not None and last.group() == '"'
 
 
 def find_outside_strings(text: str, marker: str, start: int = 0) -> int:
