@@ -42,6 +42,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..text.scan import JsonScanner
+
 # ---- events -------------------------------------------------------------------------------------
 
 
@@ -122,62 +124,56 @@ def call(body: str, closed: bool = True, safe: int | None = None, **kw) -> Piece
     return Piece("call", body, closed, safe, **kw)
 
 
-# ---- JSON read one character at a time ----------------------------------------------------------
+# ---- JSON read one character at a time (the package's one scanner) --------------------------------
+
+Json = JsonScanner
+"""JSON nesting read one character at a time (``text.scan.JsonScanner``): open brackets, whether
+a string is open, and ``spoiler()``, the text that makes a cut object certainly not JSON."""
 
 
-class Json:
-    """JSON nesting read one character at a time: open brackets, and whether a string is open.
-
-    The same reading as langchain-core's ``parse_partial_json``, which turns streamed
-    argument text back into calls.
-    """
-
-    def __init__(self, text: str = ""):
-        self.stack: list[str] = []  # the closing brackets still due
-        self.in_string = self.escaped = self.broken = False
-        for ch in text:
-            self.read(ch)
-
-    def read(self, ch: str) -> None:
-        if self.in_string:
-            if self.escaped:
-                self.escaped = False
-            elif ch == "\\":
-                self.escaped = True
-            elif ch == '"':
-                self.in_string = False
-        elif ch == '"':
-            self.in_string = True
-        elif ch in "{[":
-            self.stack.append("}" if ch == "{" else "]")
-        elif ch in "}]":
-            if self.stack and self.stack[-1] == ch:
-                self.stack.pop()
-            else:
-                self.broken = True
-
-    def spoiler(self) -> str:
-        """Text that, appended, makes what was read certainly not a JSON object, even to
-        ``parse_partial_json`` (which closes open strings and brackets, but gives up on an
-        unmatched closing bracket outside strings)."""
-        close_string = (("\\" if self.escaped else "") + '"') if self.in_string else ""
-        return close_string + ("]" if self.stack and self.stack[-1] == "}" else "}")
+# A whole JSON string, or a structural character (a lone quote: a string open to the end).
+_TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+"|[{}\[\]"]')  # possessive: an open string fails fast
 
 
 def json_end(text: str, start: int) -> int | None:
-    """Just past the JSON object or array that opens at ``text[start]``, or None while it is open."""
-    j = Json()
-    for i in range(start, len(text)):
-        j.read(text[i])
-        if j.broken:
-            return i + 1
-        if not j.stack:
-            return i + 1
+    """Just past the JSON object or array that opens at ``text[start]`` (or past a closing
+    bracket that matches nothing), or None while it is open. Strings are skipped whole, so a
+    bracket inside one does not count.
+
+    A stream asks again each step with the same beginning and more text: the reading resumes
+    where the last one stopped when the text read so far is unchanged (``_resume``).
+    """
+    stack: list[str] = []
+    pos = start
+    seen = _resume.get(start)
+    if seen is not None and text.startswith(seen[0], start):
+        pos, stack = start + len(seen[0]), list(seen[1])
+    for m in _TOKEN.finditer(text, pos):
+        tok = m.group()
+        if tok == '"':
+            break  # a string open to the end
+        pos = m.end()
+        if tok[0] == '"':
+            continue
+        if tok in "{[":
+            stack.append("}" if tok == "{" else "]")
+        elif not stack or stack.pop() != tok or not stack:
+            return m.end()
+    if len(_resume) > 256:
+        _resume.clear()
+    _resume[start] = (text[start:pos], tuple(stack))
     return None
 
 
+_resume: dict[int, tuple[str, tuple[str, ...]]] = {}  # start -> (text read, brackets still open)
+
+
 def ends_inside_string(text: str) -> bool:
-    return Json(text).in_string
+    """Whether ``text`` ends inside a JSON string (read from its start, brackets or not)."""
+    last = None
+    for last in _TOKEN.finditer(text):
+        pass
+    return last is not None and last.group() == '"'
 
 
 def find_outside_strings(text: str, marker: str, start: int = 0) -> int:
@@ -330,7 +326,7 @@ class Format:
         if reasoning_format in REASONING_FORMATS:
             delims = REASONING_FORMATS[reasoning_format]
         else:
-            from . import get
+            from .registry import get
 
             delims = get(reasoning_format).reasoning
         if delims == self.reasoning:
@@ -399,7 +395,7 @@ class Format:
     def _clean(self, piece: Piece, final: bool) -> Piece:
         """Text without end-of-turn markers (and, while open, without the start of one)."""
         drop = self.end_markers + (self.reasoning or ())
-        if piece.kind == "call" or not drop:
+        if piece.kind != "text" or not drop:
             return piece
         s = piece.text
         for m in drop:
@@ -463,6 +459,7 @@ class FormatParser:
         self._sent: dict[tuple[int, str], int] = {}  # (piece index, kind) -> characters sent
         self._calls: dict[int, _Call] = {}
         self._ended = False
+        self._cut = True
 
     def feed(self, text: str) -> list[Event]:
         if self._ended:
@@ -470,14 +467,18 @@ class FormatParser:
         self._text += text
         return self._step(final=False)
 
-    def finish(self, ended: str = "the text ended") -> list[Event]:
-        """The end of the text: open calls end invalid; held text is flushed.
+    def finish(self, ended: str = "the text ended", cut: bool | None = None) -> list[Event]:
+        """The end of the text: held text is flushed; a call left open ends invalid, unless the
+        answer was not cut (the model stopped) and the call is complete but for its closing
+        marker (a model that ends its turn right after the call's JSON).
 
         Args:
             ended: why the text ended, for the error of a call it cut ("max_tokens reached").
+            cut: whether the answer was cut (None: where ``ended`` says max_tokens).
         """
         if self._ended:
             return []
+        self._cut = "max_tokens" in ended if cut is None else cut
         events = self._step(final=True, ended=ended)
         self._ended = True
         return events
@@ -529,7 +530,7 @@ class FormatParser:
             self._find_head(c, p, body)
             if c.args_start is not None:
                 self._scan(c, body)
-            if p.closed:
+            if p.closed or not self._cut and self._complete(c, p):
                 parsed = self._judge(c, p)
             else:
                 closer = self.format.closer
@@ -567,6 +568,20 @@ class FormatParser:
             key = _ARGS_KEY.match(seen, c.head_end)
             if key:
                 c.args_start = c.sent = c.scanned = key.end() - 1
+
+    @staticmethod
+    def _complete(c: _Call, p: Piece) -> bool:
+        """Whether an open call's text is whole but for its closing marker."""
+        body = p.text.strip()
+        if not body:
+            return False
+        if p.form == "python":
+            return True
+        if p.named:
+            if c.args_start is None or c.args_end is None:
+                return False
+            return p.text[c.args_end :].strip() in ("", "```")
+        return body[0] == "{" and json_end(body, 0) == len(body)
 
     @staticmethod
     def _scan(c: _Call, body: str) -> None:
@@ -616,7 +631,10 @@ class FormatParser:
             obj = json.loads(raw.strip())
             pairs = json.loads(raw.strip(), object_pairs_hook=list)
         except json.JSONDecodeError as exc:
-            return self._invalid(c, raw, f"the call is not valid JSON: {exc}")
+            obj = _python_literal(raw) if c.args_start is None else None  # nothing of it streamed yet
+            if obj is None:
+                return self._invalid(c, raw, f"the call is not valid JSON: {exc}")
+            pairs = list(obj.items())
         if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
             return self._invalid(c, raw, 'the call is not a JSON object with a string "name"')
         name, keys = obj["name"], [k for k, _ in pairs]
@@ -635,12 +653,15 @@ class FormatParser:
         return self._checked(c, raw, name, args, call_id)
 
     def _judge_python(self, c: _Call, raw: str) -> ParsedCall:
-        """``name.call(key=value, ...)`` (Llama 3.1's built-in tools) with literal values."""
+        """``name.call(key=value, ...)`` (Llama 3.1's built-in tools) with literal values; other
+        text is code for the interpreter, a call of ``python`` with ``{"code": ...}``."""
         import ast
 
-        m = re.fullmatch(r"\s*([A-Za-z_][\w.]*?)(?:\.call)?\((.*)\)\s*", raw, re.S)
-        if not m:
-            return self._invalid(c, raw, "the call is neither JSON nor name.call(...)")
+        if not raw.strip():
+            return self._invalid(c, raw, "nothing follows <|python_tag|>")
+        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\.call\((.*)\)\s*", raw, re.S)
+        if not m:  # code for the interpreter
+            return self._checked(c, raw, "python", {"code": raw.strip()}, None)
         try:
             node = ast.parse(f"f({m.group(2)})", mode="eval").body
             if node.args:
@@ -671,6 +692,18 @@ class FormatParser:
             found = _NAME.search(raw)
             name = found.group(1) if found else None
         return ParsedCall(c.index, name, None, raw, error, c.id)
+
+
+def _python_literal(raw: str) -> dict | None:
+    """A call written as a Python dict (``{'name': 'f', 'arguments': {'x': 1}}``, as Hermes 2 Pro
+    models often write it), or None."""
+    import ast
+
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _completion(written: dict, arguments: dict) -> str:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from .base import THINK, Format, Piece, call, partial_marker, text
+from .base import THINK, Format, Piece, call, find_outside_strings, partial_marker, text
 
 CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
 CALLS_END = "<｜tool▁calls▁end｜>"
@@ -69,9 +70,15 @@ class DeepSeekR1(Format):
                 return pieces
             pieces.append(text(s[pos:at].replace(CALLS_BEGIN, "")))
             begin = at + len(CALL_BEGIN)
-            end = s.find(CALL_END, begin)
+            end = find_outside_strings(s, CALL_END, begin)  # not a marker inside an argument string
+            if end < 0 and final:
+                end = s.find(CALL_END, begin)
             body = s[begin:] if end < 0 else s[begin:end]
-            pieces.append(_named_call(body, closed=end >= 0, final=final))
+            inside = body.find(CALL_END)
+            piece = _named_call(body, closed=end >= 0, final=final)
+            if end < 0 and not final and inside >= 0 and piece.safe is not None:  # may end there after all
+                piece = replace(piece, safe=min(piece.safe, max(0, inside - (len(body) - len(piece.text)))))
+            pieces.append(piece)
             if end < 0:
                 return pieces
             pos = end + len(CALL_END)

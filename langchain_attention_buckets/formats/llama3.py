@@ -3,12 +3,15 @@
     {"name": "get_weather", "parameters": {"city": "Paris"}}
 
 Some checkpoints write ``arguments`` instead of ``parameters``; several calls are joined by
-``;``; built-in tools are written ``<|python_tag|>brave_search.call(query="...")``. Results go
+``;``; built-in tools are written ``<|python_tag|>brave_search.call(query="...")``, and code for
+the code interpreter follows ``<|python_tag|>`` as it is (read as a call of ``python`` with
+``{"code": ...}``, as llama.cpp does). Results go
 back in the ``ipython`` role, and the official templates take one call per assistant turn.
 
 Where a call is read: a JSON object whose head is ``{"name": "...", "parameters"|"arguments":``
-(``"type": "function"`` may come first), anywhere in the text, and whatever follows
-``<|python_tag|>``. Text that may still become such a head is held back while it streams.
+(``"type": "function"`` may come first), anywhere in the text (also inside a Markdown code
+block, whose fences are dropped), and whatever follows ``<|python_tag|>``. Text that may still
+become such a head is held back while it streams.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ PYTHON_TAG = "<|python_tag|>"
 EOM, EOT = "<|eom_id|>", "<|eot_id|>"
 
 # A call's head; ``partial=True`` matches tell text that may still become one.
-_HEAD = regex.compile(
-    r'\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:\s*"(?:[^"\\]|\\.)*"\s*,\s*"(?:parameters|arguments)"\s*:'
-)
-_CUT_HEAD = regex.compile(r'\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:')  # a head cut by the end
+_HEAD_PATTERN = r'\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:\s*"(?:[^"\\]|\\.)*"\s*,\s*"(?:parameters|arguments)"\s*:'
+_CUT_PATTERN = r'\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:'  # a head cut by the end of the text
+_HEAD = regex.compile(_HEAD_PATTERN)
+_CUT_HEAD = regex.compile(_CUT_PATTERN)
+_FENCED_HEAD = regex.compile(r"```(?:json)?\s*" + _HEAD_PATTERN)  # a call in a Markdown code block
+_FENCED_CUT = regex.compile(r"```(?:json)?\s*" + _CUT_PATTERN)
 _SEPARATOR = regex.compile(r"\s*;?\s*")
 
 
@@ -62,49 +67,43 @@ class Llama3(Format):
     def split_calls(self, s: str, final: bool) -> list[Piece]:
         pieces: list[Piece] = []
         pos = 0  # start of the text not yet read
-        scan = 0
         while True:
-            at, kind = _next_call(s, scan, final)
-            if kind == "hold":  # a head or a tag may be arriving: text up to there
-                pieces.append(text(s[pos:at]))
-                return pieces
-            if kind is None:
-                pieces.append(text(s[pos:]))
-                return pieces
+            at, begin, fenced = _next_call(s, pos, final)
             pieces.append(text(s[pos:at]))
-            pos = _calls(s, at, final, pieces)
-            if pos is None:  # the calls run to the end (or are held)
+            if begin is None:  # no call, or one may be arriving at ``at``: text up to there
                 return pieces
-            scan = pos
+            pos = _calls(s, begin, final, pieces, fenced)
+            if pos is None:  # the calls run to the end (or what follows is not known yet)
+                return pieces
 
 
-def _next_call(s: str, start: int, final: bool) -> tuple[int, str | None]:
-    """Where the next call starts ("call"), or text may still become one ("hold"), or (len, None)."""
+def _next_call(s: str, start: int, final: bool) -> tuple[int, int | None, bool]:
+    """(where the text before the next call ends, where the call starts, whether it is in a code
+    block); the start is None where no call follows (the text then ends at ``at``: the end, or
+    text that may still become a call, held back)."""
     i = start
     while i < len(s):
-        tag = s.find(PYTHON_TAG, i)
-        brace = s.find("{", i)
-        if tag < 0 and brace < 0:
+        found = [(s.find(PYTHON_TAG, i), "tag"), (s.find("{", i), "{"), (s.find("```", i), "`")]
+        found = [(p, kind) for p, kind in found if p >= 0]
+        if not found:
             break
-        if brace < 0 or 0 <= tag < brace:
-            return tag, "call"
-        m = _HEAD.match(s, brace, partial=True)
-        if m and not m.partial:
-            return brace, "call"
-        if m and m.partial:  # runs to the end of the text
-            if not final:
-                return brace, "hold"
-            if _CUT_HEAD.match(s, brace):
-                return brace, "call"  # a call cut inside its head
-        i = brace + 1
+        at, kind = min(found)
+        if kind == "tag":
+            return at, at, False
+        head, cut = (_HEAD, _CUT_HEAD) if kind == "{" else (_FENCED_HEAD, _FENCED_CUT)
+        m = head.match(s, at, partial=True)
+        if m and (not m.partial or final and cut.match(s, at)):  # a head (or, at the end, a cut one)
+            return at, s.index("{", at), kind == "`"
+        if m and not final:  # may still become a head
+            return at, None, False
+        i = at + 1
     if not final:
-        keep = partial_marker(s[start:], PYTHON_TAG)
-        if keep:
-            return len(s) - keep, "hold"
-    return len(s), None
+        keep = partial_marker(s[start:], (PYTHON_TAG, "```"))
+        return len(s) - keep, None, False
+    return len(s), None, False
 
 
-def _calls(s: str, at: int, final: bool, pieces: list[Piece]) -> int | None:
+def _calls(s: str, at: int, final: bool, pieces: list[Piece], fenced: bool = False) -> int | None:
     """Calls from ``at`` (a tag or a head) on, joined by ``;``; returns where text resumes, or None
     where the calls run to the end of the text (or what follows them is not known yet)."""
     pos = at
@@ -114,12 +113,14 @@ def _calls(s: str, at: int, final: bool, pieces: list[Piece]) -> int | None:
             pos += len(s[pos:]) - len(s[pos:].lstrip())
             if pos == len(s) and not final:
                 return None  # what follows the tag is not known yet
-            if not s.startswith("{", pos):  # a built-in tool: name.call(...), to the end of the line
-                stop = min([i for i in (s.find("\n", pos), s.find(EOM, pos), s.find(EOT, pos)) if i >= 0], default=-1)
+            if not s.startswith("{", pos):  # a built-in tool (name.call(...)) or code, to the end of the turn
+                stop = min([i for i in (s.find(EOM, pos), s.find(EOT, pos)) if i >= 0], default=-1)
                 if stop < 0 and not final:
                     pieces.append(call(s[pos:], closed=False, safe=0, form="python"))
                     return None
-                stop = len(s) if stop < 0 else stop
+                if stop < 0:  # no end of turn: whole only if the answer was not cut
+                    pieces.append(call(s[pos:], closed=False, form="python"))
+                    return None
                 pieces.append(call(s[pos:stop], form="python"))
                 return stop
         end = json_end(s, pos) if s.startswith("{", pos) else None
@@ -131,7 +132,10 @@ def _calls(s: str, at: int, final: bool, pieces: list[Piece]) -> int | None:
         if s.startswith("{", nxt) or s.startswith(PYTHON_TAG, nxt):
             pos = nxt  # the next call
             continue
-        if nxt == len(s) or not final and partial_marker(s[nxt:], PYTHON_TAG) == len(s) - nxt:
+        if fenced and s.startswith("```", nxt):  # the end of the code block
+            return nxt + 3
+        tail = s[nxt:]
+        if nxt == len(s) or not final and partial_marker(tail, (PYTHON_TAG, "```")) == len(tail):
             return None if not final else len(s)  # a separator at the end: dropped
         return nxt if ";" in s[end:nxt] else end
 

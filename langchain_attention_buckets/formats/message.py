@@ -22,8 +22,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from . import get
 from .base import ArgsDelta, CallStart, Format, ParsedCall, ReasoningPiece, TextPiece
+from .registry import get
 
 _ENDED = {"length": "max_tokens reached", "stop": "the answer ended"}
 
@@ -78,7 +78,8 @@ class MessageStream:
             finish_reason: why the answer ended ("stop", "length"), for the error of a cut call.
         """
         ended = _ENDED.get(finish_reason or "", f"the answer ended ({finish_reason})" if finish_reason else "the text ended")
-        chunk = self._chunk(self._parser.finish(ended)) or AIMessageChunk(content="")
+        events = self._parser.finish(ended, cut=finish_reason == "length" if finish_reason else None)
+        chunk = self._chunk(events) or AIMessageChunk(content="")
         metadata = {"tool_format": self.format.name}
         if finish_reason:
             metadata["finish_reason"] = finish_reason

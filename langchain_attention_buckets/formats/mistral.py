@@ -33,6 +33,7 @@ CALL_ID = "[CALL_ID]"
 _ALPHANUMERIC = string.ascii_letters + string.digits
 _NAME = re.compile(r"[A-Za-z_][\w.\-]*")
 _BARE_LIST = re.compile(r'\s*\[\s*\{\s*"name"\s*:')
+_SPACE = re.compile(r"\s*")
 
 
 def mistral_id(seed: str) -> str:
@@ -97,7 +98,7 @@ class Mistral(Format):
         if _BARE_LIST.match(s):
             lead = len(s) - len(s.lstrip())
             pos = _list(s, lead, final, pieces)
-        elif not final and s.strip() and _could_be_bare_list(s):
+        elif not final and _could_be_bare_list(s):
             return pieces
         else:
             pos = 0
@@ -114,12 +115,16 @@ class Mistral(Format):
 
 def _could_be_bare_list(s: str) -> bool:
     """Whether the text so far may still become ``[{"name":`` at the start."""
-    t = re.sub(r"\s+", "", s)
-    return '[{"name":'.startswith(t[:9]) and s.lstrip().startswith("[")
+    lead = _SPACE.match(s).end()
+    if s[lead : lead + 1] != "[" or len(s) - lead > 40:
+        return False
+    t = re.sub(r"\s+", "", s[lead:])
+    return '[{"name":'.startswith(t[:9])
 
 
 def _after_marker(s: str, pos: int, final: bool, pieces: list[Piece]) -> int | None:
     """The call(s) after one ``[TOOL_CALLS]``; returns where text resumes, or None (the end)."""
+    name = _NAME.match(s, pos)  # v11: the name right after the marker
     pos += len(s[pos:]) - len(s[pos:].lstrip())
     if pos == len(s):
         if final:
@@ -131,7 +136,6 @@ def _after_marker(s: str, pos: int, final: bool, pieces: list[Piece]) -> int | N
         end = json_end(s, pos)
         pieces.append(call(s[pos:] if end is None else s[pos:end], closed=end is not None))
         return end
-    name = _NAME.match(s, pos)
     if not name:  # not a call this format knows: the text up to the next marker, as an invalid call
         stop = s.find(TOOL_CALLS, pos)
         if stop < 0 and not final:

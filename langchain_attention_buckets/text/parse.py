@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..formats import get
 from ..formats.base import (
     ArgsDelta,
     CallStart,
@@ -30,6 +29,7 @@ from ..formats.base import (
     coerce,
     validation_error,
 )
+from ..formats.registry import get
 
 __all__ = [
     "ArgsDelta",
