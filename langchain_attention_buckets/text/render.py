@@ -81,7 +81,7 @@ def tools_system_text(tools: Sequence[dict], instruction: str | None = None, cal
     body = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
     footer = TOOLS_FOOTER
     if not _is_hermes(call_format):
-        example = call_format.format_call("<function-name>", {"<argument>": "<value>"})
+        example = call_format.format_calls([{"name": "<function-name>", "arguments": {"<argument>": "<value>"}}])
         footer = f"\n</tools>\n\nFor each function call, write it exactly in this form:\n{example}"
     text = TOOLS_HEADER + body + footer
     return f"{text}\n\n{instruction}" if instruction else text
