@@ -487,3 +487,15 @@ def test_reasoning_content_in_answers_deltas_and_history():
          "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
     ])
     assert [m.additional_kwargs.get("reasoning_content") for m in history[1:]] == ["greet back", "call it"]
+
+
+def test_reasoning_switch_in_a_request():
+    from langchain_attention_buckets.serve.protocol import ChatCompletionRequest
+
+    msgs = [{"role": "user", "content": "hi"}]
+    assert ChatCompletionRequest(messages=msgs, reasoning=False).call_options()["reasoning"] is False
+    vllm_style = ChatCompletionRequest(messages=msgs, chat_template_kwargs={"enable_thinking": True})
+    assert vllm_style.call_options()["reasoning"] is True
+    assert "reasoning" not in ChatCompletionRequest(messages=msgs).call_options()
+    with pytest.raises(ValueError, match="'tools_in_user_message' is not read"):
+        ChatCompletionRequest(messages=msgs, chat_template_kwargs={"tools_in_user_message": False})

@@ -67,7 +67,9 @@ class ChatCompletionRequest(BaseModel):
     neutral values; ``parallel_tool_calls`` defaults to the served model's setting (one call per
     answer unless the server was started otherwise). Extra fields (this package's settings):
     ``bases``, ``n_buckets``, ``aggregation``, ``top_k``, ``repetition_penalty``,
-    ``tool_call_bias``, ``loop_detection``, ``deterministic``. Unknown fields are a 400.
+    ``tool_call_bias``, ``loop_detection``, ``deterministic``, ``reasoning`` (switch thinking on or
+    off where the template supports it; vLLM's ``chat_template_kwargs: {"enable_thinking": ...}``
+    is read the same way). Unknown fields are a 400.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -103,6 +105,16 @@ class ChatCompletionRequest(BaseModel):
     tool_call_bias: Literal["auto"] | float | list[float] | None = "auto"
     loop_detection: bool | None = None
     deterministic: bool | None = None
+    reasoning: bool | None = None
+    chat_template_kwargs: dict[str, bool] | None = None
+
+    @field_validator("chat_template_kwargs")
+    @classmethod
+    def _template_kwargs(cls, value):
+        unknown = sorted(set(value or {}) - {"enable_thinking"})
+        if unknown:
+            raise ValueError(f"chat_template_kwargs {unknown[0]!r} is not read; only 'enable_thinking' is")
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -149,6 +161,9 @@ class ChatCompletionRequest(BaseModel):
             del out["response_format"]
         if self.completion_limit is not None:
             out["max_tokens"] = self.completion_limit
+        thinking = (self.chat_template_kwargs or {}).get("enable_thinking")
+        if self.reasoning is not None or thinking is not None:
+            out["reasoning"] = self.reasoning if self.reasoning is not None else thinking
         if self.stop:
             out["stop"] = list(self.stop)
         if self.logit_bias:
