@@ -197,6 +197,45 @@ def partial_marker(text: str, markers: str | Sequence[str]) -> int:
     return best
 
 
+_SEPARATORS = re.compile(r"\s*[,;]?\s*")
+
+
+def split_objects(body: str, closed: bool, safe: int | None = None) -> list[Piece]:
+    """The calls of one block: usually one JSON object; several objects one after another
+    (separated by white space, ``,`` or ``;``) or a JSON list of them are several calls (Qwen2.5
+    sometimes writes its parallel calls in one ``<tool_call>`` block). A block is split only where
+    a next object starts, so what streamed of its first call stays that call's.
+
+    Args:
+        body: the block's text; closed: whether its end was seen; safe: how much of the body is
+            certainly the block's (for the last call).
+    """
+    lead = _SEPARATORS.match(body).end() if body[:1].isspace() else 0
+    first = _SEPARATORS.match(body, lead + 1).end()
+    listed = body.startswith("[", lead) and (first == len(body) or body.startswith("{", first))  # a list of objects
+    start = lead + 1 if listed else 0  # where the current call's text starts
+    pos = start
+    pieces: list[Piece] = []
+    while True:
+        i = _SEPARATORS.match(body, pos).end()
+        if not body.startswith("{", i):
+            break
+        end = json_end(body, i)
+        if end is None:
+            break
+        nxt = _SEPARATORS.match(body, end).end()
+        if body.startswith("{", nxt):
+            pieces.append(call(body[start:end]))
+            start = pos = nxt
+            continue
+        if listed and body[nxt:].strip() == "]":  # the list's end: its last call
+            pieces.append(call(body[start:end], closed=closed, safe=None if safe is None else max(0, safe - start)))
+            return pieces
+        break
+    pieces.append(call(body[start:], closed=closed, safe=None if safe is None else max(0, safe - start)))
+    return pieces
+
+
 # ---- values against schemas --------------------------------------------------------------------
 
 

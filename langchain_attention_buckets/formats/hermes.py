@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import Format, Piece, call, find_outside_strings, partial_marker, text
+from .base import Format, Piece, find_outside_strings, partial_marker, split_objects, text
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -46,7 +46,7 @@ def split_tagged(s: str, final: bool, open_: str, close: str) -> list[Piece]:
         if end < 0 and final:
             end = s.find(close, begin)
         if end >= 0:
-            pieces.append(call(s[begin:end]))
+            pieces.extend(split_objects(s[begin:end], closed=True))
             pos = end + len(close)
             continue
         body = s[begin:]
@@ -54,7 +54,7 @@ def split_tagged(s: str, final: bool, open_: str, close: str) -> list[Piece]:
         inside = body.find(close)  # a marker inside a string: the call may end there after all
         if inside >= 0:
             safe = min(safe, inside)
-        pieces.append(call(body, closed=False, safe=None if final else safe))
+        pieces.extend(split_objects(body, closed=False, safe=None if final else safe))
         return pieces
 
 

@@ -117,6 +117,13 @@ def hermes_cases(think=False):
         # the model ended its turn right after the JSON: the call stands; cut by max_tokens there, it does not
         case("no-closer-at-stop", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n', calls=[W],
              finish_reason="stop"),
+        # Qwen2.5 sometimes writes parallel calls in one block, one object after another or as a list
+        case("two-objects-one-block", "<tool_call>\n" + J({"name": W[0], "arguments": W[1]}) + "\n"
+             + J({"name": S[0], "arguments": S[1]}) + "\n</tool_call>", calls=[W, S]),
+        case("list-in-block", "<tool_call>\n[" + J({"name": W[0], "arguments": W[1]}) + ", "
+             + J({"name": S[0], "arguments": S[1]}) + "]\n</tool_call>", calls=[W, S]),
+        case("extra-brace", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}}\n</tool_call>',
+             invalid=["get_weather"]),
         case("no-closer-at-length", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n',
              invalid=["get_weather"], finish_reason="length"),
         # cut after a closing marker inside a string: the call ends at that marker, what follows is text
