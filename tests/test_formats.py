@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 from format_corpus import TOOLS, load, splits, streamed, summary, whole
@@ -81,7 +82,7 @@ def test_every_prefix_parses_and_never_as_another_valid_call(family, case):
     text = case["text"]
     for n in range(0, len(text) + 1, max(1, len(text) // 120)):
         msg = formats.parse_message(text[:n], TOOLS, family, reasoning_opened=case.get("reasoning_opened"),
-                                    finish_reason="length")
+                                    reasoning_format=case.get("reasoning_format"), finish_reason="length")
         for i, c in enumerate(msg.tool_calls):
             assert i < len(full) and (c["name"], c["args"]) == (full[i]["name"], full[i]["args"]), (n, c)
 
@@ -228,6 +229,41 @@ def test_detect_reads_the_template_markers(family):
 def test_detect_falls_back_to_the_package_format():
     assert formats.detect(None) == "hermes"
     assert formats.detect("{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}") == "hermes"
+
+
+def test_magistral_templates_read_think_tokens():
+    fmt = formats.for_template("[SYSTEM_PROMPT]{{ x }}[THINK][/THINK][TOOL_CALLS]{{ name }}[ARGS]{{ arguments }}")
+    assert fmt.reasoning == ("[THINK]", "[/THINK]") and fmt.style == "v11"
+    msg = formats.parse_message('[THINK]Paris.[/THINK][TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}', TOOLS, fmt)
+    assert msg.additional_kwargs["reasoning_content"] == "Paris." and msg.tool_calls[0]["args"] == {"city": "Paris"}
+    assert formats.get("mistral").reasoning is None  # the shared object is untouched
+
+
+def test_no_format_name_is_the_package_format():
+    assert formats.get(None).name == "hermes"
+    assert formats.parse_message("<tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call>", TOOLS).tool_calls
+
+
+TEMPLATE_DIR = Path(__file__).parent / "data" / "templates"
+REAL_TEMPLATES = {  # file name -> (format, whether the generation prompt opens the reasoning)
+    "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja": ("hermes", False),
+    "Qwen-Qwen2.5-7B-Instruct.jinja": ("hermes", False),
+    "Qwen-Qwen3-0.6B.jinja": ("qwen3", False),
+    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": ("deepseek-r1", True),
+    "meta-llama-Llama-3.3-70B-Instruct.jinja": ("llama3", False),
+    "mistralai-Mistral-Nemo-Instruct-2407.jinja": ("mistral", False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_TEMPLATES))
+def test_detect_reads_the_real_templates(name):
+    path = TEMPLATE_DIR / name
+    if not path.exists():
+        pytest.skip(f"{path} is not in this checkout")
+    source = path.read_text(encoding="utf-8")
+    family, opens = REAL_TEMPLATES[name]
+    assert formats.detect(source) == family
+    assert formats.for_template(source).template_opens_reasoning(source) is opens
 
 
 def test_mistral_v11_templates_get_the_name_then_arguments_style():

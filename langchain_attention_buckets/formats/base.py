@@ -291,9 +291,11 @@ def validation_error(args: dict, schema: dict) -> str | None:
 # ---- the format object ---------------------------------------------------------------------------
 
 THINK = ("<think>", "</think>")
-REASONING_FORMATS: dict[str, tuple[str, str] | None] = {"none": None, "think": THINK}
-"""Reasoning delimiters by name, for ``reasoning_format=``: "none" (no reasoning read) or
-"think" (``<think>`` ... ``</think>``, Qwen3 and the DeepSeek-R1 family)."""
+THINK_TOKENS = ("[THINK]", "[/THINK]")
+REASONING_FORMATS: dict[str, tuple[str, str] | None] = {"none": None, "think": THINK, "magistral": THINK_TOKENS}
+"""Reasoning delimiters by name, for ``reasoning_format=``: "none" (no reasoning read), "think"
+(``<think>`` ... ``</think>``, Qwen3 and the DeepSeek-R1 family) or "magistral" (``[THINK]`` ...
+``[/THINK]``, Mistral's reasoning models)."""
 
 
 class Format:

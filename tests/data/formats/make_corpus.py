@@ -1,7 +1,7 @@
 """Writes the format corpora (``<family>.jsonl``) from the families' documented syntax.
 
-Each line: ``id``, ``text`` (a raw model output), optional ``reasoning_opened`` and
-``finish_reason``, and ``expect``: ``content``, ``reasoning``, ``calls`` ([name, args] in
+Each line: ``id``, ``text`` (a raw model output), optional ``reasoning_opened``,
+``reasoning_format`` and ``finish_reason``, and ``expect``: ``content``, ``reasoning``, ``calls`` ([name, args] in
 order) and ``invalid`` (the names, or null, of the calls that must come back invalid, in
 order). The expected values are written here from what the text means, never from the
 parser's output. Run ``python tests/data/formats/make_corpus.py`` to rewrite the files.
@@ -261,6 +261,15 @@ def mistral_cases():
         case("cut-between-calls", "[TOOL_CALLS][" + mistral_obj(*W) + ", ", calls=[W], finish_reason="length"),
         case("arguments-as-string", "[TOOL_CALLS][" + J({"name": "get_weather", "arguments": J(W[1])}) + "]", calls=[W]),
         case("partial-marker-text", "Text with [TOOL_ in it.", content="Text with [TOOL_ in it."),
+        # Magistral: [THINK] reasoning first
+        case("magistral-think-call", "[THINK]The user wants Paris.[/THINK]" + v11(*W), reasoning="The user wants Paris.",
+             calls=[W], reasoning_format="magistral"),
+        case("magistral-think-answer", "[THINK]Easy.[/THINK]It is 4.", reasoning="Easy.", content="It is 4.",
+             reasoning_format="magistral"),
+        case("magistral-call-in-think", "[THINK]Maybe " + v11(*S) + "?[/THINK]" + v11(*W),
+             reasoning="Maybe " + v11(*S) + "?", calls=[W], reasoning_format="magistral"),
+        case("magistral-cut-in-think", "[THINK]Still thinking about", reasoning="Still thinking about",
+             reasoning_format="magistral", finish_reason="length"),
     ]
     out += cuts("single", w(*W), "get_weather")
     out += cuts("nested", w(*EV), "create_event")
