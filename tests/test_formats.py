@@ -335,3 +335,29 @@ def test_deepseek_gets_arguments_as_text_and_others_as_objects():
     assert hermes[1]["tool_calls"][0] == {"type": "function", "id": "call_abc",
                                           "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
     assert hermes[2] == CONVERSATION[2] and CONVERSATION[1]["tool_calls"][0]["name"] == "get_weather"  # inputs untouched
+
+
+# ---- any text at all -----------------------------------------------------------------------------
+
+def _alphabet(family: str) -> list[str]:
+    fmt = formats.get(family)
+    pieces = [*fmt.markers, *fmt.end_markers, *fmt.openers, "<think>", "</think>", "[THINK]", "[/THINK]"]
+    pieces += ['{"name": "get_weather", ', '"arguments": ', '"parameters": ', '{"city": "Paris"}', '"', "{", "}",
+               "[", "]", ",", ";", " ", "\n", "\\", "```json\n", "```", "get_weather", '{"text": "a', "é", "x"]
+    return pieces
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_text_parses_without_error_and_the_same_in_any_split(family, data):
+    text = "".join(data.draw(st.lists(st.sampled_from(_alphabet(family)), max_size=30)))
+    opened = data.draw(st.sampled_from([None, True, False]))
+    reason = data.draw(st.sampled_from([None, "stop", "length"]))
+    case = {"text": text, "reasoning_opened": opened, "finish_reason": reason}
+    want = whole(family, case)
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(text)), max_size=10)))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    got = streamed(family, case, pieces)
+    assert summary(got) == summary(want), pieces
+    assert got.tool_calls == want.tool_calls
