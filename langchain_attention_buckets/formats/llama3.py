@@ -35,6 +35,7 @@ _CUT_HEAD = regex.compile(_CUT_PATTERN)
 _FENCED_HEAD = regex.compile(r"```(?:json)?\s*" + _HEAD_PATTERN)  # a call in a Markdown code block
 _FENCED_CUT = regex.compile(r"```(?:json)?\s*" + _CUT_PATTERN)
 _SEPARATOR = regex.compile(r"\s*;?\s*")
+_rejected: dict[int, tuple[str, int]] = {}  # start -> (the text from there, where a call may still start)
 
 
 class Llama3(Format):
@@ -82,6 +83,9 @@ def _next_call(s: str, start: int, final: bool) -> tuple[int, int | None, bool]:
     block); the start is None where no call follows (the text then ends at ``at``: the end, or
     text that may still become a call, held back)."""
     i = start
+    seen = _rejected.get(start)  # a stream asks again with more text: skip what was ruled out in it
+    if seen is not None and s.startswith(seen[0], start):
+        i = seen[1]
     while i < len(s):
         found = [(s.find(PYTHON_TAG, i), "tag"), (s.find("{", i), "{"), (s.find("```", i), "`")]
         found = [(p, kind) for p, kind in found if p >= 0]
@@ -96,7 +100,10 @@ def _next_call(s: str, start: int, final: bool) -> tuple[int, int | None, bool]:
             return at, s.index("{", at), kind == "`"
         if m and not final:  # may still become a head
             return at, None, False
-        i = at + 1
+        i = at + 1  # not a head, whatever follows (the match failed inside the text)
+        if len(_rejected) > 256:
+            _rejected.clear()
+        _rejected[start] = (s[start:], i)
     if not final:
         keep = partial_marker(s[start:], (PYTHON_TAG, "```"))
         return len(s) - keep, None, False
