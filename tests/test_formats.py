@@ -239,6 +239,14 @@ def test_magistral_templates_read_think_tokens():
     assert formats.get("mistral").reasoning is None  # the shared object is untouched
 
 
+def test_without_calls_a_format_reads_reasoning_and_text_only():
+    fmt = formats.get("qwen3").without_calls()
+    text = '<think>\nhm\n</think>\n\n<tool_call>{"name": "get_time", "arguments": {}}</tool_call><|im_end|>'
+    msg = formats.parse_message(text, TOOLS, fmt)
+    assert msg.additional_kwargs["reasoning_content"] == "hm"
+    assert msg.content == '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>' and not msg.tool_calls
+
+
 def test_no_format_name_is_the_package_format():
     assert formats.get(None).name == "hermes"
     assert formats.parse_message("<tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call>", TOOLS).tool_calls
@@ -326,6 +334,9 @@ def test_mistral_ids_are_nine_alphanumerics_matching_their_results():
     assert all(len(i) == 9 and i.isalnum() for i in ids) and len(set(ids)) == 2
     assert [m["tool_call_id"] for m in out[2:]] == ids
     assert mistral_id("a1b2c3d4e") == "a1b2c3d4e"  # already a Mistral id: kept
+    no_ids = [{**CONVERSATION[1], "tool_calls": [{**c, "id": None} for c in CONVERSATION[1]["tool_calls"]]}]
+    ids = [c["id"] for c in formats.get("mistral").chat_dicts(no_ids)[0]["tool_calls"]]
+    assert len(set(ids)) == 2 and all(len(i) == 9 for i in ids)  # distinct, even for the same tool
 
 
 def test_deepseek_gets_arguments_as_text_and_others_as_objects():

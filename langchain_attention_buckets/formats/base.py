@@ -377,6 +377,11 @@ class Format:
         clone.reasoning = delims
         return clone
 
+    def without_calls(self) -> Format:
+        """This format reading reasoning and text only (no tools bound: a call written anyway is
+        text), with the same reasoning delimiters and end-of-turn markers."""
+        return TextOnly(self.reasoning, self.end_markers)
+
     def parser(self, schemas: Mapping[str, dict] | None, reasoning_opened: bool | None = None) -> FormatParser:
         """A streaming parser for one answer (see ``FormatParser``)."""
         return FormatParser(self, schemas, reasoning_opened)
@@ -444,6 +449,18 @@ class Format:
         if not final:
             s = s[: len(s) - partial_marker(s, drop)]
         return Piece(piece.kind, s)
+
+
+class TextOnly(Format):
+    """Reasoning and text, no calls (``Format.without_calls``)."""
+
+    name = "text"
+
+    def __init__(self, reasoning: tuple[str, str] | None = None, end_markers: tuple[str, ...] = ()):
+        self.reasoning, self.end_markers = reasoning, tuple(end_markers)
+
+    def split_calls(self, s: str, final: bool) -> list[Piece]:
+        return [text(s)]
 
 
 def _structured(message: dict) -> dict:

@@ -88,9 +88,10 @@ class Mistral(Format):
         """Call ids and the results' ``tool_call_id`` as 9-character alphanumeric ids, the same
         id for a call and its result."""
         out = super().chat_dicts(messages)
-        for m in out:
-            if m.get("tool_calls"):
-                m["tool_calls"] = [{**c, "id": mistral_id(c.get("id") or f"{c['function']['name']}")} for c in m["tool_calls"]]
+        for i, m in enumerate(out):
+            if m.get("tool_calls"):  # a call without an id gets one from its place in the conversation
+                m["tool_calls"] = [{**c, "id": mistral_id(c.get("id") or f"{i}:{k}:{c['function']['name']}")}
+                                   for k, c in enumerate(m["tool_calls"])]
             if m.get("role") == "tool" and m.get("tool_call_id"):
                 m["tool_call_id"] = mistral_id(m["tool_call_id"])
         return out
