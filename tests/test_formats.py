@@ -372,3 +372,21 @@ def test_any_text_parses_without_error_and_the_same_in_any_split(family, data):
     got = streamed(family, case, pieces)
     assert summary(got) == summary(want), pieces
     assert got.tool_calls == want.tool_calls
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='{}[]"\\ab,:é', max_size=40))
+def test_the_fast_json_reading_agrees_with_the_scanner(s):
+    from langchain_attention_buckets.formats.base import ends_inside_string, json_end
+    from langchain_attention_buckets.text.scan import JsonScanner
+
+    assert ends_inside_string(s) == JsonScanner(s).in_string
+    text = "{" + s
+    scan, end = JsonScanner(), None
+    for i, ch in enumerate(text):
+        scan.read(ch)
+        if scan.broken or not scan.stack:
+            end = i + 1
+            break
+    assert json_end(text, 0) == end
+    assert json_end(text, 0) == end  # and again, resumed from the last reading

@@ -131,7 +131,8 @@ Json = JsonScanner
 a string is open, and ``spoiler()``, the text that makes a cut object certainly not JSON."""
 
 
-# A whole JSON string, or a structural character (a lone quote: a string open to the end).
+# The same reading as ``JsonScanner`` (tests/test_formats.py checks it), at the speed of a regular
+# expression: a whole JSON string, or a structural character (a lone quote: a string open to the end).
 _TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+"|[{}\[\]"]')  # possessive: an open string fails fast
 
 
@@ -170,10 +171,7 @@ _resume: dict[int, tuple[str, tuple[str, ...]]] = {}  # start -> (text read, bra
 
 def ends_inside_string(text: str) -> bool:
     """Whether ``text`` ends inside a JSON string (read from its start, brackets or not)."""
-    last = None
-    for last in _TOKEN.finditer(text):
-        pass
-    return last is not None and last.group() == '"'
+    return any(m.group() == '"' for m in _TOKEN.finditer(text))  # a lone quote: a string open to the end
 
 
 def find_outside_strings(text: str, marker: str, start: int = 0) -> int:

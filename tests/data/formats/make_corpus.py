@@ -54,6 +54,8 @@ def common(w, join, closer_text, opener):
              calls=[("echo", {"text": "a } b ] c ; d { e ["})]),
         case("closer-in-string", one(("echo", {"text": f"x {closer_text} y"})),
              calls=[("echo", {"text": f"x {closer_text} y"})]),
+        case("closer-after-bracket-in-string", one(("echo", {"text": f"x [{{ {closer_text} y"})),
+             calls=[("echo", {"text": f"x [{{ {closer_text} y"})]),
         case("opener-in-string", one(("echo", {"text": f"see {opener} here"})),
              calls=[("echo", {"text": f"see {opener} here"})]),
         case("plain-text", "The weather in Paris is sunny today.", content="The weather in Paris is sunny today."),
