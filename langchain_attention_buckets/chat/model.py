@@ -57,7 +57,7 @@ from ..text.tool_choice import Choice, ToolChoice, normalize_tool_choice
 from .call import Call, CallSettings, collect, prepare_call, prompt_ids
 from .decision import resolve_decision
 from .options import CallOptions
-from .settings import ADAPTIVE, ADAPTIVE_TOOL_BASES, SETTINGS, Setting, check_settings, did_you_mean, settings_model
+from .settings import ADAPTIVE, ADAPTIVE_TOOL_BASES, SETTINGS, Setting, did_you_mean, settings_model
 from .structured import parseable_call, parseable_json
 from .tools import check_tools, format_tools
 
@@ -110,8 +110,8 @@ class ChatAttentionBuckets(_Fields):
     @model_validator(mode="before")
     @classmethod
     def _check_keywords(cls, values: Any) -> Any:
-        """Unknown keyword arguments are errors naming the nearest field; every setting given is
-        checked by its row's check (strict types: no boolean or string as a number)."""
+        """Unknown keyword arguments are errors naming the nearest field (each setting given is then
+        checked by its row's check: ``settings.settings_model``)."""
         if not isinstance(values, dict):
             return values
         if values.get("preset") is not None:  # the preset's settings, under the explicit arguments
@@ -131,7 +131,7 @@ class ChatAttentionBuckets(_Fields):
                 f"unknown argument {name!r}{did_you_mean(name, known)}; extra arguments for the model's "
                 "from_pretrained go in model_kwargs={...}"
             )
-        return check_settings(values, cls.settings_table)
+        return values
 
     @model_validator(mode="after")
     def _check_options(self):

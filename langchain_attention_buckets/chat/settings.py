@@ -6,8 +6,8 @@ the model in LangChain's caches and traces (``_identifying_params``). Everything
 the table:
 
 - the pydantic fields of ``ChatAttentionBuckets`` (type, default, description): ``settings_model``;
-- the checks at construction, on assignment and per call (the same function, so the three accept
-  and refuse the same values with the same words): ``check_settings``;
+- the checks at construction (a field validator per row), on assignment and per call (the same
+  function, so the three accept and refuse the same values with the same words);
 - the call options and their per-call merge (``options.CallOptions``);
 - ``_identifying_params``.
 
@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, create_model
+from pydantic import Field, ValidationInfo, create_model, field_validator
 
 from ..engine import DEFAULT_PREFIX_CACHE_BYTES
 from ..engine.bases import MAX_BUCKETS, check_bases_spec
@@ -36,7 +36,6 @@ __all__ = [
     "SETTINGS",
     "Setting",
     "call_settings",
-    "check_settings",
     "did_you_mean",
     "settings_model",
 ]
@@ -180,10 +179,6 @@ def check_bucket_layers(value: Any) -> float:
     return float(value)
 
 
-def check_preset(value: Any) -> Any:
-    return value  # read before the other settings (``model.ChatAttentionBuckets._check_keywords``)
-
-
 # ---- the table -----------------------------------------------------------------------
 
 AGGREGATIONS = tuple(MERGE_RULES)
@@ -195,7 +190,7 @@ SETTINGS: tuple[Setting, ...] = (
     field names and values (what ``attention-buckets tune`` writes, e.g. ``{"bases": [...], "aggregation": "max"}``;
     its "tuned" entry is not applied) or the name of a built-in one (the named configurations with bases of their
     own, e.g. "paper-max"; see ``chat.configs``). Arguments given explicitly win over the preset's values.
-    Default None.""", check_preset),
+    Default None."""),
     Setting("bases", str | float | list[float], ADAPTIVE, """RoPE bases, one bucket each. "adaptive" (default):
     chosen per call — the "paper" set when tools are bound (tool selection, where buckets were measured to help),
     the model's own base alone for every other call (free text, RAG, QA, JSON answers: where the paper set was
@@ -298,23 +293,21 @@ def _doc(text: str) -> str:
 
 def settings_model(name: str, base: type, table: tuple[Setting, ...], module: str) -> type:
     """A pydantic model class with one field per setting of ``table`` (type, default, description),
-    derived from ``base``."""
+    derived from ``base``; each field given is checked by its row's check before pydantic's own
+    (an error is located at the field, as pydantic's are)."""
     fields = {s.name: (s.type, Field(default=s.default, description=_doc(s.doc))) for s in table}
-    return create_model(name, __base__=base, __module__=module, **fields)
+    checks = {s.name: s.check for s in table if s.check is not None}
+
+    def check(cls, value: Any, info: ValidationInfo) -> Any:
+        return checks[info.field_name](value)
+
+    validators = {f"_check_{name.lower()}_settings": field_validator(*checks, mode="before")(check)} if checks else {}
+    return create_model(name, __base__=base, __module__=module, __validators__=validators, **fields)
 
 
 def call_settings(table: tuple[Setting, ...]) -> dict[str, Setting]:
     """The settings a call may override, by name."""
     return {s.name: s for s in table if s.call}
-
-
-def check_settings(values: Mapping[str, Any], table: tuple[Setting, ...]) -> dict[str, Any]:
-    """``values`` with each setting of ``table`` that it holds checked (ValueError names the first bad one)."""
-    out = dict(values)
-    for s in table:
-        if s.name in out and s.check is not None:
-            out[s.name] = s.check(out[s.name])
-    return out
 
 
 def did_you_mean(name: str, allowed) -> str:
