@@ -397,7 +397,7 @@ class Format:
         """
         raise NotImplementedError
 
-    def split(self, text: str, final: bool, opened: bool | None = None) -> list[Piece]:
+    def split(self, text: str, final: bool, opened: bool | None = None, cut: bool = False) -> list[Piece]:
         """The whole answer cut into reasoning, text and call pieces.
 
         Args:
@@ -407,7 +407,8 @@ class Format:
                 precedes (read only once that delimiter or the end of the text is seen).
         """
         pieces = self._split_reasoning(text, final, opened)
-        return [self._clean(p, final and i == len(pieces) - 1 or i < len(pieces) - 1) for i, p in enumerate(pieces)]
+        last = len(pieces) - 1
+        return [self._clean(p, final or i < last, cut and i == last) for i, p in enumerate(pieces)]
 
     def _split_reasoning(self, text: str, final: bool, opened: bool | None) -> list[Piece]:
         if not self.reasoning:
@@ -436,16 +437,20 @@ class Format:
             return [reasoning(text[begin : len(text) - keep])]
         return [reasoning(text[begin:at]), *self.split_calls(text[at + len(end) :], final)]
 
-    def _clean(self, piece: Piece, final: bool) -> Piece:
-        """Text without end-of-turn markers (and, while open, without the start of one)."""
+    def _clean(self, piece: Piece, final: bool, cut: bool = False) -> Piece:
+        """Text without end-of-turn markers (and, while open, without the start of one); where
+        max_tokens cut the answer, without the start of a marker it ended in."""
         drop = self.end_markers + (self.reasoning or ())
-        if piece.kind != "text" or not drop:
+        if piece.kind != "text" or not drop and not cut:
             return piece
         s = piece.text
         for m in drop:
             s = s.replace(m, "")
         if not final:
             s = s[: len(s) - partial_marker(s, drop)]
+        if cut:
+            keep = partial_marker(s, (*self.openers, *self.markers, *drop))
+            s = s[: len(s) - keep] if keep >= 2 else s
         return Piece(piece.kind, s)
 
 
@@ -542,7 +547,7 @@ class FormatParser:
     # ---- one step: the whole text read again, what is new sent ----------------------------------
 
     def _step(self, final: bool, ended: str = "") -> list[Event]:
-        pieces = self.format.split(self._text, final, self.opened)
+        pieces = self.format.split(self._text, final, self.opened, cut=final and self._cut)
         out: list[Event] = []
         started = {"text": False, "reasoning": False}
         n_call = 0

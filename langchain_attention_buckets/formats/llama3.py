@@ -9,7 +9,8 @@ the code interpreter follows ``<|python_tag|>`` as it is (read as a call of ``py
 back in the ``ipython`` role, and the official templates take one call per assistant turn.
 
 Where a call is read: a JSON object whose head is ``{"name": "...", "parameters"|"arguments":``
-(``"type": "function"`` may come first), anywhere in the text (also inside a Markdown code
+(``"type": "function"`` may come first) or ``{"parameters"|"arguments":`` (the name after them),
+anywhere in the text (also inside a Markdown code
 block, whose fences are dropped), and whatever follows ``<|python_tag|>``. Text that may still
 become such a head is held back while it streams.
 """
@@ -28,8 +29,11 @@ PYTHON_TAG = "<|python_tag|>"
 EOM, EOT = "<|eom_id|>", "<|eot_id|>"
 
 # A call's head; ``partial=True`` matches tell text that may still become one.
-_HEAD_PATTERN = r'\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:\s*"(?:[^"\\]|\\.)*"\s*,\s*"(?:parameters|arguments)"\s*:'
-_CUT_PATTERN = r'\{\s*(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:'  # a head cut by the end of the text
+_HEAD_PATTERN = (  # the name, then the arguments; or the arguments first (the name after them)
+    r'\{\s*(?:(?:"type"\s*:\s*"function"\s*,\s*)?"name"\s*:\s*"(?:[^"\\]|\\.)*"\s*,\s*"(?:parameters|arguments)"\s*:'
+    r'|"(?:parameters|arguments)"\s*:)'
+)
+_CUT_PATTERN = r'\{\s*(?:(?:"type"\s*:\s*"function"\s*,\s*)?"name"|"(?:parameters|arguments)")\s*:'  # cut by the end
 _HEAD = regex.compile(_HEAD_PATTERN)
 _CUT_HEAD = regex.compile(_CUT_PATTERN)
 _FENCED_HEAD = regex.compile(r"```(?:json)?\s*" + _HEAD_PATTERN)  # a call in a Markdown code block

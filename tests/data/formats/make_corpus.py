@@ -114,6 +114,8 @@ def hermes_cases(think=False):
         case("cut-after-opener", "<tool_call>", invalid=[None], finish_reason="length"),
         case("cut-in-name", '<tool_call>\n{"name": "get_wea', invalid=[None], finish_reason="length"),
         case("partial-opener-text", "The tag <tool_ is not a call.", content="The tag <tool_ is not a call."),
+        case("cut-in-opener", "Let me check. <tool_c", content="Let me check.", finish_reason="length"),
+        case("partial-opener-at-stop", "The tag is <tool_c", content="The tag is <tool_c", finish_reason="stop"),
         # Hermes 2 Pro's own examples write the call as a Python dict
         case("python-dict", "<tool_call>\n{'arguments': {'city': 'Paris'}, 'name': 'get_weather'}\n</tool_call>", calls=[W]),
         # the model ended its turn right after the JSON: the call stands; cut by max_tokens there, it does not
@@ -205,6 +207,8 @@ def llama3_cases():
         case("parameters-as-string", J({"name": "get_weather", "parameters": J({"city": "Paris"})}), calls=[W]),
         case("partial-tag-text", "A tag like <|python is not one.", content="A tag like <|python is not one."),
         case("code-block", "```json\n" + one(W) + "\n```", calls=[W]),
+        case("parameters-first", J({"parameters": {"city": "Paris"}, "name": "get_weather"}), calls=[W]),
+        case("cut-in-tag", "Searching now <|python_t", content="Searching now", finish_reason="length"),
         case("code-block-with-text", "I will call it:\n```\n" + one(W) + "\n```\nThat is all.",
              content="I will call it:\nThat is all.", calls=[W]),
         case("code-block-not-a-call", "```json\n{\"city\": \"Paris\"}\n```", content="```json\n{\"city\": \"Paris\"}\n```"),
@@ -259,6 +263,7 @@ def mistral_cases():
         case("v11-cut", '[TOOL_CALLS]echo{"text": "print(\\"hello', invalid=["echo"], finish_reason="length"),
         case("trailing-comma", '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris",}}]', invalid=["get_weather"]),
         case("not-json", "[TOOL_CALLS] not json at all", invalid=[None]),
+        case("cut-in-marker", "Calling it [TOOL_CA", content="Calling it", finish_reason="length"),
         case("cut-after-marker", "[TOOL_CALLS]", invalid=[None], finish_reason="length"),
         case("cut-between-calls", "[TOOL_CALLS][" + mistral_obj(*W) + ", ", calls=[W], finish_reason="length"),
         case("arguments-as-string", "[TOOL_CALLS][" + J({"name": "get_weather", "arguments": J(W[1])}) + "]", calls=[W]),
