@@ -146,7 +146,8 @@ def json_end(text: str, start: int) -> int | None:
     """
     stack: list[str] = []
     pos = start
-    seen = _resume.get(start)
+    key = (start, text[start : start + 32])  # streams read side by side keep apart
+    seen = _resume.get(key)
     if seen is not None and text.startswith(seen[0], start):
         pos, stack = start + len(seen[0]), list(seen[1])
     for m in _TOKEN.finditer(text, pos):
@@ -160,13 +161,13 @@ def json_end(text: str, start: int) -> int | None:
             stack.append("}" if tok == "{" else "]")
         elif not stack or stack.pop() != tok or not stack:
             return m.end()
-    if len(_resume) > 256:
+    if len(_resume) > 64:
         _resume.clear()
-    _resume[start] = (text[start:pos], tuple(stack))
+    _resume[key] = (text[start:pos], tuple(stack))
     return None
 
 
-_resume: dict[int, tuple[str, tuple[str, ...]]] = {}  # start -> (text read, brackets still open)
+_resume: dict[tuple[int, str], tuple[str, tuple[str, ...]]] = {}  # (start, its text) -> (text read, brackets open)
 
 
 def ends_inside_string(text: str) -> bool:

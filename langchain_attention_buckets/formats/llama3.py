@@ -39,7 +39,7 @@ _CUT_HEAD = regex.compile(_CUT_PATTERN)
 _FENCED_HEAD = regex.compile(r"```(?:json)?\s*" + _HEAD_PATTERN)  # a call in a Markdown code block
 _FENCED_CUT = regex.compile(r"```(?:json)?\s*" + _CUT_PATTERN)
 _SEPARATOR = regex.compile(r"\s*;?\s*")
-_rejected: dict[int, tuple[str, int]] = {}  # start -> (the text from there, where a call may still start)
+_rejected: dict[tuple[int, str], tuple[str, int]] = {}  # (start, its text) -> (the text, where a call may start)
 
 
 class Llama3(Format):
@@ -87,7 +87,8 @@ def _next_call(s: str, start: int, final: bool) -> tuple[int, int | None, bool]:
     block); the start is None where no call follows (the text then ends at ``at``: the end, or
     text that may still become a call, held back)."""
     i = start
-    seen = _rejected.get(start)  # a stream asks again with more text: skip what was ruled out in it
+    key = (start, s[start : start + 32])
+    seen = _rejected.get(key)  # a stream asks again with more text: skip what was ruled out in it
     if seen is not None and s.startswith(seen[0], start):
         i = seen[1]
     while i < len(s):
@@ -105,9 +106,9 @@ def _next_call(s: str, start: int, final: bool) -> tuple[int, int | None, bool]:
         if m and not final:  # may still become a head
             return at, None, False
         i = at + 1  # not a head, whatever follows (the match failed inside the text)
-        if len(_rejected) > 256:
+        if len(_rejected) > 64:
             _rejected.clear()
-        _rejected[start] = (s[start:], i)
+        _rejected[key] = (s[start:], i)
     if not final:
         keep = partial_marker(s[start:], (PYTHON_TAG, "```"))
         return len(s) - keep, None, False
