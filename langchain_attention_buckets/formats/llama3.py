@@ -105,10 +105,11 @@ def _next_call(s: str, start: int, final: bool) -> tuple[int, int | None, bool]:
             return at, s.index("{", at), kind == "`"
         if m and not final:  # may still become a head
             return at, None, False
-        i = at + 1  # not a head, whatever follows (the match failed inside the text)
-        if len(_rejected) > 64:
-            _rejected.clear()
-        _rejected[key] = (s[start:], i)
+        i = at + 1
+        if m is None and not final:  # not a head, whatever follows (it failed inside the text): remember
+            if len(_rejected) > 64:
+                _rejected.clear()
+            _rejected[key] = (s[start:], i)
     if not final:
         keep = partial_marker(s[start:], (PYTHON_TAG, "```"))
         return len(s) - keep, None, False
