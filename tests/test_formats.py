@@ -247,6 +247,12 @@ def test_without_calls_a_format_reads_reasoning_and_text_only():
     assert msg.content == '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>' and not msg.tool_calls
 
 
+def test_a_template_that_knows_think_reads_reasoning_in_any_family():
+    llama = formats.for_template("<|start_header_id|>ipython<|end_header_id|>{{ '<think>' + r + '</think>' }}")
+    assert llama.name == "llama3" and llama.reasoning == ("<think>", "</think>")
+    assert formats.for_template("<|start_header_id|>ipython<|end_header_id|>").reasoning is None
+
+
 def test_no_format_name_is_the_package_format():
     assert formats.get(None).name == "hermes"
     assert formats.parse_message("<tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call>", TOOLS).tool_calls

@@ -74,11 +74,14 @@ def detect(chat_template: str | None) -> str:
 
 def for_template(chat_template: str | None) -> Format:
     """The detected format, set up for this template (Mistral: the v11 call style where the
-    template writes ``[ARGS]`` or ``[CALL_ID]``, and ``[THINK]`` reasoning where it knows it)."""
+    template writes ``[ARGS]`` or ``[CALL_ID]``, and ``[THINK]`` reasoning where it knows it; any
+    other family reads ``<think>`` reasoning where its template writes ``</think>``)."""
     source = chat_template or ""
     fmt = get(detect(source))
     if isinstance(fmt, Mistral):
         fmt = Mistral("v11" if "[ARGS]" in source or "[CALL_ID]" in source else "v3")
         if "[THINK]" in source:  # Magistral
             fmt = fmt.with_reasoning("magistral")
+    elif fmt.reasoning is None and "</think>" in source:  # a reasoning fine-tune of another family
+        fmt = fmt.with_reasoning("think")
     return fmt
