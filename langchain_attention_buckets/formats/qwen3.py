@@ -26,7 +26,7 @@ class Qwen3(Hermes):
     template_markers = ("<tool_call>", "<think>")
     end_markers = ("<|im_end|>", "<|endoftext|>")
     reasoning = THINK
-    markers = ("<tool_call>", "</tool_call>", *THINK)
+    markers = ("<tool_call>", "</tool_call>", "</function>", *THINK)
 
 
 QWEN3 = Qwen3()

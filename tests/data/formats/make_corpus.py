@@ -115,6 +115,13 @@ def hermes_cases(think=False):
         case("cut-in-name", '<tool_call>\n{"name": "get_wea', invalid=[None], finish_reason="length"),
         case("partial-opener-text", "The tag <tool_ is not a call.", content="The tag <tool_ is not a call."),
         case("cut-in-opener", "Let me check. <tool_c", content="Let me check.", finish_reason="length"),
+        # the function-tag form some Hermes and Qwen checkpoints write (llama.cpp reads it too)
+        case("function-tag", "Checking.\n<function=get_weather>" + J(W[1]) + "</function>", content="Checking.", calls=[W]),
+        case("function-name-attribute", '<function name="search">\n' + J(S[1]) + "\n</function>", calls=[S]),
+        case("function-tag-then-block", "<function=get_weather>" + J(W[1]) + "</function>\n" + one(S), calls=[W, S]),
+        case("function-tag-cut", '<function=echo>{"text": "unfinished', invalid=["echo"], finish_reason="length"),
+        case("function-word-in-text", "A <function> tag and <function=x are text.",
+             content="A <function> tag and <function=x are text."),
         case("partial-opener-at-stop", "The tag is <tool_c", content="The tag is <tool_c", finish_reason="stop"),
         # Hermes 2 Pro's own examples write the call as a Python dict
         case("python-dict", "<tool_call>\n{'arguments': {'city': 'Paris'}, 'name': 'get_weather'}\n</tool_call>", calls=[W]),
