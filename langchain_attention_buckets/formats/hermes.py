@@ -34,7 +34,7 @@ def format_tool_call(name: str, arguments: dict[str, Any]) -> str:
 FUNCTION_CLOSE = "</function>"
 # ``<function=NAME>{...}</function>`` or ``<function name="NAME">{...}</function>``: the form some
 # Hermes and Qwen checkpoints (and Llama 3.1's documented alternative) write; llama.cpp reads it too.
-_FUNCTION_TAG = regex.compile(r'<function(?:=([^>\s"]+)| name="([^"]+)")>')
+FUNCTION_TAG = regex.compile(r'<function(?:=([^>\s"]+)| name="([^"]+)")>')
 
 
 def split_tagged(s: str, final: bool, open_: str, close: str, functions: bool = True) -> list[Piece]:
@@ -45,7 +45,7 @@ def split_tagged(s: str, final: bool, open_: str, close: str, functions: bool = 
     pos = 0
     while True:
         at = s.find(open_, pos)
-        tag = _FUNCTION_TAG.search(s, pos, at if at >= 0 else len(s)) if functions else None
+        tag = FUNCTION_TAG.search(s, pos, at if at >= 0 else len(s)) if functions else None
         if at < 0 and tag is None:
             rest = s[pos:]
             pieces.append(text(rest if final else rest[: len(rest) - _held(rest, open_, functions)]))
@@ -81,7 +81,7 @@ def _held(rest: str, open_: str, functions: bool) -> int:
     keep = partial_marker(rest, open_)
     if functions:
         lt = rest.rfind("<")
-        m = _FUNCTION_TAG.match(rest, lt, partial=True) if lt >= 0 else None
+        m = FUNCTION_TAG.match(rest, lt, partial=True) if lt >= 0 else None
         if m is not None and m.partial:
             keep = max(keep, len(rest) - lt)
     return keep

@@ -11,7 +11,8 @@ back in the ``ipython`` role, and the official templates take one call per assis
 Where a call is read: a JSON object whose head is ``{"name": "...", "parameters"|"arguments":``
 (``"type": "function"`` may come first) or ``{"parameters"|"arguments":`` (the name after them),
 anywhere in the text (also inside a Markdown code
-block, whose fences are dropped), and whatever follows ``<|python_tag|>``. Text that may still
+block, whose fences are dropped); whatever follows ``<|python_tag|>``; and Meta's documented
+alternative, ``<function=NAME>{...}</function>``. Text that may still
 become such a head is held back while it streams.
 """
 
@@ -23,7 +24,8 @@ from typing import Any
 
 import regex
 
-from .base import Format, Piece, call, json_end, partial_marker, text
+from .base import Format, Piece, call, find_outside_strings, json_end, partial_marker, text
+from .hermes import FUNCTION_CLOSE, FUNCTION_TAG
 
 PYTHON_TAG = "<|python_tag|>"
 EOM, EOT = "<|eom_id|>", "<|eot_id|>"
@@ -46,7 +48,7 @@ class Llama3(Format):
     name = "llama3"
     template_markers = ("<|python_tag|>", "ipython")
     openers = ('{"name"', PYTHON_TAG)
-    markers = (PYTHON_TAG, EOM, EOT)
+    markers = (PYTHON_TAG, EOM, EOT, FUNCTION_CLOSE)
     end_markers = (EOM, EOT, "<|end_of_text|>")
 
     def format_call(self, name: str, arguments: dict[str, Any], id: str | None = None) -> str:
@@ -73,47 +75,77 @@ class Llama3(Format):
         pieces: list[Piece] = []
         pos = 0  # start of the text not yet read
         while True:
-            at, begin, fenced = _next_call(s, pos, final)
+            at, begin, mode = _next_call(s, pos, final)
             pieces.append(text(s[pos:at]))
             if begin is None:  # no call, or one may be arriving at ``at``: text up to there
                 return pieces
-            pos = _calls(s, begin, final, pieces, fenced)
+            if mode == "function":
+                pos = _function_block(s, begin, final, pieces)
+            else:
+                pos = _calls(s, begin, final, pieces, mode == "fenced")
             if pos is None:  # the calls run to the end (or what follows is not known yet)
                 return pieces
 
 
-def _next_call(s: str, start: int, final: bool) -> tuple[int, int | None, bool]:
-    """(where the text before the next call ends, where the call starts, whether it is in a code
-    block); the start is None where no call follows (the text then ends at ``at``: the end, or
-    text that may still become a call, held back)."""
+def _next_call(s: str, start: int, final: bool) -> tuple[int, int | None, str]:
+    """(where the text before the next call ends, where the call starts, how it is written:
+    "json", "fenced" (in a code block) or "function" (``<function=NAME>``)); the start is None
+    where no call follows (the text then ends at ``at``: the end, or text that may still become
+    a call, held back)."""
     i = start
     key = (start, s[start : start + 32])
     seen = _rejected.get(key)  # a stream asks again with more text: skip what was ruled out in it
     if seen is not None and s.startswith(seen[0], start):
         i = seen[1]
     while i < len(s):
-        found = [(s.find(PYTHON_TAG, i), "tag"), (s.find("{", i), "{"), (s.find("```", i), "`")]
+        found = [(s.find(PYTHON_TAG, i), "tag"), (s.find("{", i), "{"), (s.find("```", i), "`"),
+                 (s.find("<function", i), "<")]
         found = [(p, kind) for p, kind in found if p >= 0]
         if not found:
             break
         at, kind = min(found)
         if kind == "tag":
-            return at, at, False
-        head, cut = (_HEAD, _CUT_HEAD) if kind == "{" else (_FENCED_HEAD, _FENCED_CUT)
-        m = head.match(s, at, partial=True)
-        if m and (not m.partial or final and cut.match(s, at)):  # a head (or, at the end, a cut one)
-            return at, s.index("{", at), kind == "`"
+            return at, at, "json"
+        if kind == "<":
+            m = FUNCTION_TAG.match(s, at, partial=True)
+            if m and not m.partial:
+                return at, at, "function"
+        else:
+            head, cut = (_HEAD, _CUT_HEAD) if kind == "{" else (_FENCED_HEAD, _FENCED_CUT)
+            m = head.match(s, at, partial=True)
+            if m and (not m.partial or final and cut.match(s, at)):  # a head (or, at the end, a cut one)
+                return at, s.index("{", at), "fenced" if kind == "`" else "json"
         if m and not final:  # may still become a head
-            return at, None, False
+            return at, None, "json"
         i = at + 1
         if m is None and not final:  # not a head, whatever follows (it failed inside the text): remember
             if len(_rejected) > 64:
                 _rejected.clear()
             _rejected[key] = (s[start:], i)
     if not final:
-        keep = partial_marker(s[start:], (PYTHON_TAG, "```"))
-        return len(s) - keep, None, False
-    return len(s), None, False
+        keep = partial_marker(s[start:], (PYTHON_TAG, "```", "<function"))
+        return len(s) - keep, None, "json"
+    return len(s), None, "json"
+
+
+def _function_block(s: str, at: int, final: bool, pieces: list[Piece]) -> int | None:
+    """A ``<function=NAME>{...}</function>`` call (Llama 3.1's documented alternative form) at
+    ``at``; returns where text resumes, or None (the block runs to the end)."""
+    tag = FUNCTION_TAG.match(s, at)
+    name, begin = tag.group(1) or tag.group(2), tag.end()
+    end = find_outside_strings(s, FUNCTION_CLOSE, begin)
+    if end < 0 and final:
+        end = s.find(FUNCTION_CLOSE, begin)
+    if end >= 0:
+        pieces.append(call(s[begin:end], name=name, named=True))
+        return end + len(FUNCTION_CLOSE)
+    body = s[begin:]
+    safe = len(body) - partial_marker(body, FUNCTION_CLOSE)
+    inside = body.find(FUNCTION_CLOSE)
+    if inside >= 0:
+        safe = min(safe, inside)
+    pieces.append(call(body, closed=False, safe=None if final else safe, name=name, named=True))
+    return None
 
 
 def _calls(s: str, at: int, final: bool, pieces: list[Piece], fenced: bool = False) -> int | None:

@@ -215,6 +215,11 @@ def llama3_cases():
         case("partial-tag-text", "A tag like <|python is not one.", content="A tag like <|python is not one."),
         case("code-block", "```json\n" + one(W) + "\n```", calls=[W]),
         case("parameters-first", J({"parameters": {"city": "Paris"}, "name": "get_weather"}), calls=[W]),
+        # Meta's documented alternative for custom tools: <function=NAME>{...}</function>
+        case("function-tag", "<function=get_weather>" + J(W[1]) + "</function>", calls=[W]),
+        case("function-tag-text-before", "I'll look it up.\n<function=search>" + J(S[1]) + "</function><|eom_id|>",
+             content="I'll look it up.", calls=[S]),
+        case("function-tag-cut", '<function=echo>{"text": "half', invalid=["echo"], finish_reason="length"),
         case("cut-in-tag", "Searching now <|python_t", content="Searching now", finish_reason="length"),
         case("code-block-with-text", "I will call it:\n```\n" + one(W) + "\n```\nThat is all.",
              content="I will call it:\nThat is all.", calls=[W]),
