@@ -360,7 +360,8 @@ def _alphabet(family: str) -> list[str]:
     fmt = formats.get(family)
     pieces = [*fmt.markers, *fmt.end_markers, *fmt.openers, "<think>", "</think>", "[THINK]", "[/THINK]"]
     pieces += ['{"name": "get_weather", ', '"arguments": ', '"parameters": ', '{"city": "Paris"}', '"', "{", "}",
-               "[", "]", ",", ";", " ", "\n", "\\", "```json\n", "```", "get_weather", '{"text": "a', "é", "x"]
+               "[", "]", ",", ";", " ", "\n", "\\", "```json\n", "```", "get_weather", '{"text": "a', "é", "x",
+               "<function=get_weather>", '<function name="echo">']
     return pieces
 
 
