@@ -397,3 +397,8 @@ def test_the_fast_json_reading_agrees_with_the_scanner(s):
             break
     assert json_end(text, 0) == end
     assert json_end(text, 0) == end  # and again, resumed from the last reading
+
+
+def test_an_id_the_model_wrote_is_the_call_id():
+    msg = formats.parse_message('[TOOL_CALLS]get_weather[CALL_ID]a1b2c3d4e[ARGS]{"city": "Paris"}', TOOLS, "mistral")
+    assert msg.tool_calls[0]["id"] == "a1b2c3d4e"
