@@ -92,6 +92,7 @@ class Hermes(Format):
     template_markers = (TOOL_CALL_OPEN,)
     openers = (TOOL_CALL_OPEN,)
     markers = (TOOL_CALL_OPEN, TOOL_CALL_CLOSE, FUNCTION_CLOSE)
+    end_markers = ("<|im_end|>", "<|endoftext|>")  # ChatML's end of turn (Hermes, Qwen)
     closer = TOOL_CALL_CLOSE
 
     def format_call(self, name: str, arguments: dict[str, Any], id: str | None = None) -> str:

@@ -109,7 +109,7 @@ def hermes_cases(think=False):
              invalid=["get_weather"]),
         case("not-json", "<tool_call>\nget_weather(city='Paris')\n</tool_call>", invalid=[None]),
         case("empty-call", "<tool_call></tool_call>", invalid=[None]),
-        case("end-marker-after", one(W) + "<|im_end|>", calls=[W]) if think else
+        case("end-marker-after", "Done: " + one(W) + "<|im_end|>", content="Done:", calls=[W]),
         case("parallel-no-newline", one(W) + one(W2), calls=[W, W2]),
         case("cut-after-opener", "<tool_call>", invalid=[None], finish_reason="length"),
         case("cut-in-name", '<tool_call>\n{"name": "get_wea', invalid=[None], finish_reason="length"),
