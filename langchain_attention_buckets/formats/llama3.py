@@ -11,7 +11,7 @@ back in the ``ipython`` role, and the official templates take one call per assis
 Where a call is read: a JSON object whose head is ``{"name": "...", "parameters"|"arguments":``
 (``"type": "function"`` may come first) or ``{"parameters"|"arguments":`` (the name after them),
 anywhere in the text (also inside a Markdown code
-block, whose fences are dropped); whatever follows ``<|python_tag|>``; and Meta's documented
+block, whose fences are dropped, or a JSON list, whose brackets are); whatever follows ``<|python_tag|>``; and Meta's documented
 alternative, ``<function=NAME>{...}</function>``. Text that may still
 become such a head is held back while it streams.
 """
@@ -40,7 +40,10 @@ _HEAD = regex.compile(_HEAD_PATTERN)
 _CUT_HEAD = regex.compile(_CUT_PATTERN)
 _FENCED_HEAD = regex.compile(r"```(?:json)?\s*" + _HEAD_PATTERN)  # a call in a Markdown code block
 _FENCED_CUT = regex.compile(r"```(?:json)?\s*" + _CUT_PATTERN)
+_LISTED_HEAD = regex.compile(r"\[\s*" + _HEAD_PATTERN)  # calls written as a JSON list (Llama 3.2 does)
+_LISTED_CUT = regex.compile(r"\[\s*" + _CUT_PATTERN)
 _SEPARATOR = regex.compile(r"\s*;?\s*")
+_LIST_SEPARATOR = regex.compile(r"\s*[;,]?\s*")
 _rejected: dict[tuple[int, str], tuple[str, int]] = {}  # (start, its text) -> (the text, where a call may start)
 
 
@@ -82,7 +85,7 @@ class Llama3(Format):
             if mode == "function":
                 pos = _function_block(s, begin, final, pieces)
             else:
-                pos = _calls(s, begin, final, pieces, mode == "fenced")
+                pos = _calls(s, begin, final, pieces, mode)
             if pos is None:  # the calls run to the end (or what follows is not known yet)
                 return pieces
 
@@ -99,7 +102,7 @@ def _next_call(s: str, start: int, final: bool) -> tuple[int, int | None, str]:
         i = seen[1]
     while i < len(s):
         found = [(s.find(PYTHON_TAG, i), "tag"), (s.find("{", i), "{"), (s.find("```", i), "`"),
-                 (s.find("<function", i), "<")]
+                 (s.find("<function", i), "<"), (s.find("[", i), "[")]
         found = [(p, kind) for p, kind in found if p >= 0]
         if not found:
             break
@@ -111,10 +114,11 @@ def _next_call(s: str, start: int, final: bool) -> tuple[int, int | None, str]:
             if m and not m.partial:
                 return at, at, "function"
         else:
-            head, cut = (_HEAD, _CUT_HEAD) if kind == "{" else (_FENCED_HEAD, _FENCED_CUT)
+            head, cut, mode = {"{": (_HEAD, _CUT_HEAD, "json"), "`": (_FENCED_HEAD, _FENCED_CUT, "fenced"),
+                               "[": (_LISTED_HEAD, _LISTED_CUT, "listed")}[kind]
             m = head.match(s, at, partial=True)
             if m and (not m.partial or final and cut.match(s, at)):  # a head (or, at the end, a cut one)
-                return at, s.index("{", at), "fenced" if kind == "`" else "json"
+                return at, s.index("{", at), mode
         if m and not final:  # may still become a head
             return at, None, "json"
         i = at + 1
@@ -148,9 +152,12 @@ def _function_block(s: str, at: int, final: bool, pieces: list[Piece]) -> int | 
     return None
 
 
-def _calls(s: str, at: int, final: bool, pieces: list[Piece], fenced: bool = False) -> int | None:
-    """Calls from ``at`` (a tag or a head) on, joined by ``;``; returns where text resumes, or None
-    where the calls run to the end of the text (or what follows them is not known yet)."""
+def _calls(s: str, at: int, final: bool, pieces: list[Piece], mode: str = "json") -> int | None:
+    """Calls from ``at`` (a tag or a head) on, joined by ``;`` (by ``,`` in a JSON list), the
+    code block's or the list's end dropped; returns where text resumes, or None where the calls
+    run to the end of the text (or what follows them is not known yet)."""
+    closer = {"fenced": "```", "listed": "]"}.get(mode)
+    separator = _LIST_SEPARATOR if mode == "listed" else _SEPARATOR
     pos = at
     while True:
         if s.startswith(PYTHON_TAG, pos):
@@ -173,16 +180,16 @@ def _calls(s: str, at: int, final: bool, pieces: list[Piece], fenced: bool = Fal
             pieces.append(call(s[pos:], closed=False))
             return None
         pieces.append(call(s[pos:end]))
-        nxt = _SEPARATOR.match(s, end).end()
+        nxt = separator.match(s, end).end()
         if s.startswith("{", nxt) or s.startswith(PYTHON_TAG, nxt):
             pos = nxt  # the next call
             continue
-        if fenced and s.startswith("```", nxt):  # the end of the code block
-            return nxt + 3
+        if closer and s.startswith(closer, nxt):  # the end of the code block or the list
+            return nxt + len(closer)
         tail = s[nxt:]
         if nxt == len(s) or not final and partial_marker(tail, (PYTHON_TAG, "```")) == len(tail):
             return None if not final else len(s)  # a separator at the end: dropped
-        return nxt if ";" in s[end:nxt] else end
+        return nxt if ";" in s[end:nxt] or "," in s[end:nxt] else end
 
 
 LLAMA3 = Llama3()

@@ -215,6 +215,10 @@ def llama3_cases():
         case("partial-tag-text", "A tag like <|python is not one.", content="A tag like <|python is not one."),
         case("code-block", "```json\n" + one(W) + "\n```", calls=[W]),
         case("parameters-first", J({"parameters": {"city": "Paris"}, "name": "get_weather"}), calls=[W]),
+        case("json-list", "[" + one(W) + ", " + one(S) + "]", calls=[W, S]),
+        case("json-list-cut", "[" + one(W) + ', {"name": "search", "parameters": {"query": "lla',
+             calls=[W], invalid=["search"], finish_reason="length"),
+        case("brackets-not-a-list", "Pick from [1, 2] or [a].", content="Pick from [1, 2] or [a]."),
         # Meta's documented alternative for custom tools: <function=NAME>{...}</function>
         case("function-tag", "<function=get_weather>" + J(W[1]) + "</function>", calls=[W]),
         case("function-tag-text-before", "I'll look it up.\n<function=search>" + J(S[1]) + "</function><|eom_id|>",
