@@ -43,3 +43,21 @@ def test_speed_bench_writes_json_and_plot(tiny_chat_dir, tmp_path, monkeypatch):
         for r in pk["rows"]:
             assert r["packed"]["decode_step_s"] > 0 and r["default"]["ttft_s"] > 0 and r["packed_speedup_decode"] > 0
         assert pk["rows"][0]["packed"]["decode_step_ratio"] == 1.0
+
+
+def test_speed_bench_dtype_part_reports_the_cpu_kernels_and_a_grid(tiny_chat_dir, tmp_path, monkeypatch, capsys):
+    from langchain_attention_buckets.engine import dtype_probe
+
+    # the probe's own timing is tested in test_kernel_paths; here a small one keeps the run short
+    monkeypatch.setattr(dtype_probe, "PROBE_FEATURES", 128)
+    out = tmp_path / "speed"
+    rc = main(["bench", "speed", "--model", tiny_chat_dir, "--lengths", "16,24", "--decode-tokens", "3",
+               "--repeats", "1", "--parts", "dtype", "--no-progress", "--output", str(out)])
+    assert rc == 0
+    d = json.loads((out / "speed.json").read_text())["dtype_comparison"]
+    assert d["cpu"]["aten_cpu_capability"] and d["cpu"]["probe"]["choice"] in ("float32", "bfloat16")
+    assert set(d["kernels"]) == {"float32", "bfloat16"}
+    assert [(g["length"], g["n"]) for g in d["grid"]] == [(16, 1), (16, 6), (24, 1), (24, 6)]
+    assert all(g["ttft_ratio"] > 0 and g["bfloat16_decode_step_s"] > 0 for g in d["grid"])
+    printed = capsys.readouterr().out
+    assert "CPU: ATen" in printed and "kernels that ran:" in printed and "24 tokens, N=6" in printed

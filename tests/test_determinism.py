@@ -4,6 +4,10 @@ Fast tier: the engine on a tiny random model, with the merged logits of every st
 and compared exactly. Embedded tier: the user-facing guarantee, 24 varied prompts through
 ``ChatAttentionBuckets(deterministic=True)``: cache cold, cache warm, 8 at once from threads,
 8 at once through ``asyncio.gather``.
+
+Tolerance: ``agreement.EXACT`` (none). A deterministic request promises the same rounding
+whichever way it runs, on any CPU and in any dtype, so these comparisons stay bit for bit
+where the other comparing tests allow a stated tolerance and near-ties (``agreement``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from agreement import EXACT
 from conftest import generate_in_threads, random_prompt
 
 from langchain_attention_buckets.engine import Engine, Request
@@ -49,6 +54,8 @@ def run(engine: Engine, prompt, **kw) -> tuple[list[int], torch.Tensor, int]:
 
 
 def same(a, b) -> bool:
+    """Same tokens and merged logits within ``EXACT``: bit for bit."""
+    assert EXACT == 0.0  # torch.equal is the comparison at tolerance EXACT
     return a[0] == b[0] and torch.equal(a[1], b[1])
 
 

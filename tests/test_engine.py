@@ -1,4 +1,9 @@
-"""The engine on tiny random models: exactness, merge rules, batching, caches, limits."""
+"""The engine on tiny random models: exactness, merge rules, batching, caches, limits.
+
+Two computations of the same tokens (engine and transformers, batched and alone, cached and
+fresh, speculative and plain, packed and not) are compared with ``agreement``: logits within
+``TOL`` (fp32 on the tiny models), greedy tokens equal up to the first near-tie within it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import weakref
 
 import pytest
 import torch
+from agreement import TINY_TOLERANCE, assert_greedy_agrees, reference_logits
 from conftest import generate_in_threads, random_prompt, tiny_model
 
 from langchain_attention_buckets.engine import (
@@ -21,6 +27,15 @@ from langchain_attention_buckets.engine.rope import UnsupportedModelError, check
 from langchain_attention_buckets.engine.sampling import SamplingParams
 
 BASES = (10000.0, 17500.0, 25000.0)
+TOL = TINY_TOLERANCE[torch.float32]
+
+
+def assert_same_tokens(model, reqs, got: list[list[int]], want: list[list[int]], what: str) -> None:
+    """Per request, ``got`` equals ``want`` up to the first near-tie of the merged reference logits."""
+    assert len(got) == len(want)
+    for i, (req, g, w) in enumerate(zip(reqs, got, want)):
+        logits = reference_logits(model, req.prompt, w, req.bases)
+        assert_greedy_agrees(g, w, logits, TOL, f"{what}, request {i}")
 
 
 def plain_logits(model, ids, base: float | None = None):
@@ -52,7 +67,8 @@ def test_own_base_gives_the_plain_models_logits(tiny):
 def test_own_base_gives_the_plain_models_greedy_tokens(tiny, tiny_loaded):
     prompt = random_prompt(30, seed=1)
     res = Engine(tiny_loaded).generate(Request(prompt, (10000.0,), max_tokens=20, prefix_cache=False))
-    assert res.token_ids == greedy_reference(tiny, prompt, 20)[: len(res.token_ids)]
+    want = greedy_reference(tiny, prompt, 20)
+    assert_greedy_agrees(res.token_ids, want, reference_logits(tiny, prompt, want, (10000.0,)), TOL, "engine vs generate")
 
 
 def test_each_row_equals_the_model_rebuilt_with_that_base(tiny):
@@ -151,7 +167,8 @@ def test_buckets_decode_in_lockstep_with_merged_logits(tiny, tiny_loaded):
         token = int(merge(last[None], "confidence")[0].argmax())
         expected.append(token)
         ids.append(token)
-    assert res.token_ids == expected
+    assert_greedy_agrees(res.token_ids, expected, reference_logits(tiny, prompt, expected, BASES), TOL, "lockstep",
+                         same_length=True)
 
 
 def test_sampling_is_reproducible_with_a_seed(tiny_loaded):
@@ -347,9 +364,11 @@ def test_packed_weights_give_the_same_tokens_and_are_put_back(tiny, tiny_loaded,
     assert eng.packed_weights is not None and ref_eng.packed_weights is None
     prompt = random_prompt(30, seed=1)
     res = eng.generate(Request(prompt, (10000.0,), max_tokens=20, prefix_cache=False))
-    assert res.token_ids == greedy_reference(tiny, prompt, 20)[: len(res.token_ids)]
+    want = greedy_reference(tiny, prompt, 20)
+    assert_greedy_agrees(res.token_ids, want, reference_logits(tiny, prompt, want, (10000.0,)), TOL, "packed vs generate")
     bucketed = Request(prompt, BASES, max_tokens=20, prefix_cache=False)
-    assert eng.generate(bucketed).token_ids == ref_eng.generate(bucketed).token_ids
+    assert_same_tokens(tiny, [bucketed], [eng.generate(bucketed).token_ids], [ref_eng.generate(bucketed).token_ids],
+                       "packed vs default layers")
     assert _linears(tiny) == before  # the model is left with its own modules
 
 
@@ -424,7 +443,7 @@ def _requests():
 def test_concurrent_calls_equal_calls_one_at_a_time(tiny_loaded):
     reqs = _requests()
     alone = [Engine(tiny_loaded).generate(r).token_ids for r in reqs]
-    assert generate_in_threads(Engine(tiny_loaded), reqs) == alone
+    assert_same_tokens(tiny_loaded.model, reqs, generate_in_threads(Engine(tiny_loaded), reqs), alone, "threads vs alone")
 
 
 def test_submitted_together_run_in_one_batch(tiny_loaded):
@@ -434,7 +453,7 @@ def test_submitted_together_run_in_one_batch(tiny_loaded):
     with eng._scheduler.cond:  # hold the worker so that all five are queued before it looks
         gens = [eng.submit(r) for r in reqs]
     got = [g.result().token_ids for g in gens]
-    assert got == alone
+    assert_same_tokens(tiny_loaded.model, reqs, got, alone, "one batch vs alone")
     assert eng.stats.max_requests == len(reqs)
     assert eng.stats.max_rows == sum(len(r.bases) for r in reqs)
 
@@ -449,8 +468,8 @@ def test_late_arrivals_join_a_running_batch(tiny_loaded):
     next(it)
     next(it)
     second = eng.submit(late)
-    assert second.result().token_ids == alone[1]
-    assert first.result().token_ids == alone[0]
+    got = [first.result().token_ids, second.result().token_ids]
+    assert_same_tokens(tiny_loaded.model, [long, late], got, alone, "joined a running batch vs alone")
     assert eng.stats.max_requests == 2
 
 
@@ -460,7 +479,8 @@ def test_prefix_cache_is_exact_and_used(tiny_loaded):
     cold = [Engine(tiny_loaded, prefix_cache_bytes=0).generate(Request(p, BASES, max_tokens=6)).token_ids for p in turns]
     eng = Engine(tiny_loaded)
     warm = [eng.generate(Request(p, BASES, max_tokens=6)) for p in turns]
-    assert [r.token_ids for r in warm] == cold
+    reqs = [Request(p, BASES) for p in turns]
+    assert_same_tokens(tiny_loaded.model, reqs, [r.token_ids for r in warm], cold, "cached vs fresh")
     assert warm[0].cached_tokens == 0
     assert warm[1].cached_tokens >= 40 and warm[2].cached_tokens >= 49
 
@@ -484,7 +504,8 @@ def test_prefix_cache_stays_exact_after_evictions(tiny_loaded):
     assert len(eng.prefix_cache) == 1
     # newest first: the survivor is reused, the evicted ones are recomputed
     got = [eng.generate(Request(p + (7,), BASES, max_tokens=4)) for p in reversed(prompts)][::-1]
-    assert [r.token_ids for r in got] == cold
+    reqs = [Request(p + (7,), BASES) for p in prompts]
+    assert_same_tokens(tiny_loaded.model, reqs, [r.token_ids for r in got], cold, "cached after evictions vs fresh")
     assert got[-1].cached_tokens >= 45
     assert got[0].cached_tokens == 0
 
@@ -501,7 +522,7 @@ def test_prefix_cache_under_concurrent_calls(tiny_loaded):
         t.start()
     for t in threads:
         t.join()
-    assert [r.token_ids for r in out] == cold
+    assert_same_tokens(tiny_loaded.model, reqs, [r.token_ids for r in out], cold, "cached, concurrent vs fresh")
     assert all(r.cached_tokens >= 30 for r in out)
 
 
@@ -540,15 +561,19 @@ def _spec_pair(loaded, prompt, **kw):
 def test_speculative_decoding_gives_the_same_tokens(tiny_loaded):
     # a random tiny model loops quickly, so n-gram drafts get accepted
     for seed in range(3):
-        plain, fast, stats = _spec_pair(tiny_loaded, random_prompt(30, seed=70 + seed), max_tokens=40)
-        assert fast.token_ids == plain.token_ids and fast.text == plain.text
+        prompt = random_prompt(30, seed=70 + seed)
+        plain, fast, stats = _spec_pair(tiny_loaded, prompt, max_tokens=40)
+        logits = reference_logits(tiny_loaded.model, prompt, plain.token_ids, BASES)
+        if assert_greedy_agrees(fast.token_ids, plain.token_ids, logits, TOL, "speculative vs plain") is None:
+            assert fast.text == plain.text
     assert stats.drafted_tokens > 0
 
 
 def test_speculation_accepts_drafts_and_saves_forward_passes(tiny_loaded):
     prompt = random_prompt(30, seed=71)
     plain, fast, stats = _spec_pair(tiny_loaded, prompt, max_tokens=60, ignore_eos=True)
-    assert fast.token_ids == plain.token_ids
+    logits = reference_logits(tiny_loaded.model, prompt, plain.token_ids, BASES)
+    assert_greedy_agrees(fast.token_ids, plain.token_ids, logits, TOL, "speculative vs plain")
     assert stats.accepted_tokens > 0
     assert stats.decode_passes < len(fast.token_ids) - 1
 
@@ -559,7 +584,8 @@ def test_a_repeated_prompt_replays_its_earlier_answer_as_the_draft(tiny_loaded):
     first = eng.generate(Request(prompt, BASES, max_tokens=30, ignore_eos=True, speculative_tokens=0))
     before = eng.stats.decode_passes
     again = eng.generate(Request(prompt, BASES, max_tokens=30, ignore_eos=True))
-    assert again.token_ids == first.token_ids
+    logits = reference_logits(tiny_loaded.model, prompt, first.token_ids, BASES)
+    assert_greedy_agrees(again.token_ids, first.token_ids, logits, TOL, "replayed draft vs plain", same_length=True)
     assert eng.stats.decode_passes - before <= 30 // 8 + 2  # drafts of 8, nearly all accepted
 
 
@@ -581,11 +607,15 @@ def test_speculation_respects_stop_strings_max_tokens_and_grammars(tiny_loaded):
 
     for kw in ({"stop": (stop,)}, {"max_tokens": 7}):
         plain, fast, _ = _spec_pair(tiny_loaded, prompt, **{"max_tokens": 30, **kw})
-        assert (fast.token_ids, fast.text, fast.finish_reason) == (plain.token_ids, plain.text, plain.finish_reason)
+        logits = reference_logits(tiny_loaded.model, prompt, plain.token_ids, BASES)
+        if assert_greedy_agrees(fast.token_ids, plain.token_ids, logits, TOL, f"speculative vs plain, {kw}") is None:
+            assert (fast.text, fast.finish_reason) == (plain.text, plain.finish_reason)
     request = Request(prompt, BASES, max_tokens=25, constraint=EvenOnly(), speculative_tokens=0)
     plain = Engine(tiny_loaded, prefix_cache_bytes=0).generate(request)
     fast = Engine(tiny_loaded, prefix_cache_bytes=0).generate(Request(prompt, BASES, max_tokens=25, constraint=EvenOnly()))
-    assert fast.token_ids == plain.token_ids
+    logits = reference_logits(tiny_loaded.model, prompt, plain.token_ids, BASES)
+    logits[:, 1::2] = float("-inf")  # the grammar's mask: odd tokens are never candidates
+    assert_greedy_agrees(fast.token_ids, plain.token_ids, logits, TOL, "speculative vs plain under a grammar")
 
 
 def test_ngram_draft():

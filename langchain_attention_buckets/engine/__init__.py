@@ -53,7 +53,7 @@ import threading
 import weakref
 from collections.abc import Callable
 
-from . import packed
+from . import fastpaths, packed
 from .forward import forward_buckets
 from .heap import DEFAULT_IDLE_TRIM_INTERVAL, IdleTrim, check_interval
 from .kvcache import PrefixCache
@@ -118,6 +118,11 @@ class Engine:
         idle_trim_interval: when the worker goes idle, hand the heap memory freed since back
             to the system (glibc's ``malloc_trim``), at most once per this many seconds;
             None or 0: never. Does nothing where the C library is not glibc. See ``heap``.
+        fast_paths: SDPA backends, a compiled decode step, pinned prefix-cache copies
+            (``fastpaths.FastPaths``; all off by default, until the GPU check has measured
+            them). None: from ``$ATTENTION_BUCKETS_FAST_PATHS``, and where that is empty, what
+            an earlier engine of the model set (else all off). They apply to every engine of
+            the model; ``FastPaths()`` turns them all off again.
     """
 
     def __init__(
@@ -130,13 +135,20 @@ class Engine:
         packed_weights: bool | None = None,
         deterministic_block: int = DEFAULT_DETERMINISTIC_BLOCK,
         idle_trim_interval: float | None = DEFAULT_IDLE_TRIM_INTERVAL,
+        fast_paths: fastpaths.FastPaths | None = None,
     ):
         if isinstance(deterministic_block, bool) or not isinstance(deterministic_block, int) or deterministic_block < 1:
             raise ValueError(f"deterministic_block={deterministic_block!r} must be an integer >= 1")
         if packed_weights not in (None, True, False):
             raise ValueError(f"packed_weights={packed_weights!r}; use None (automatic), True or False")
+        if fast_paths is not None and not isinstance(fast_paths, fastpaths.FastPaths):
+            raise ValueError(f"fast_paths={fast_paths!r}; use None or a fastpaths.FastPaths")
         self.loaded = loaded
         self.model = loaded.model
+        chosen = fast_paths if fast_paths is not None else fastpaths.FastPaths.from_env()
+        if fast_paths is not None or chosen.any:  # a default engine leaves another engine's choice alone
+            fastpaths.configure(self.model, chosen)
+        self.fast_paths = fastpaths.of(self.model) or fastpaths.FastPaths()
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.stats = EngineStats()
         self.idle_trim = IdleTrim(idle_trim_interval)  # its count and seconds: trims so far

@@ -5,8 +5,9 @@ engine's prefill, decode and speculation steps and the benchmarks call it) and
 ``forward_buckets`` (one prompt under several bases, no cache: for inspection and tests).
 
 May import: torch, ``rope`` (the per-row rotary module), ``headscale`` (per-layer, per-head
-frequencies: Ms-PoE, buckets in some layers), ``packed`` (the packed layers a caller hands in)
-and ``placement`` (where inputs go under a ``device_map``). Knows nothing of requests, sampling
+frequencies: Ms-PoE, buckets in some layers), ``packed`` (the packed layers a caller hands in),
+``fastpaths`` (the model's SDPA backends and compiled decode step, off by default) and
+``placement`` (where inputs go under a ``device_map``). Knows nothing of requests, sampling
 or the engine.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
+from . import fastpaths
 from .headscale import layer_frequencies, scaled_heads
 from .packed import PackedWeights
 from .placement import input_device
@@ -61,8 +63,12 @@ def bucketed_forward(
     rotary = BucketedRotaryEmbedding(freqs, scales, model.config, bases)
     layers = packed.installed() if packed is not None else contextlib.nullcontext()
     heads = scaled_heads(model, layer_freqs, freqs, position_ids)
-    with bucketed_rotary(model, rotary), layers, heads:  # heads after layers: hooks on the layers in use
-        return model(
+    paths = fastpaths.of(model)
+    run = model
+    if input_ids.shape[1] == 1 and cache is not None:  # a decode step
+        run = fastpaths.decode_compiler(model, paths) or model
+    with bucketed_rotary(model, rotary), layers, heads, fastpaths.sdpa_context(paths):  # heads after layers
+        return run(
             input_ids=input_ids,
             position_ids=position_ids,
             attention_mask=attention_mask,

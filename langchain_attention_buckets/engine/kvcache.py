@@ -102,8 +102,10 @@ class BatchCache(Cache):
         """Copy per-layer (rows, kv_heads, n, head_dim) tensors into ``rows`` at positions start..start+n."""
         for layer, (k, v) in zip(self.layers, kv):
             n = k.shape[-2]
-            layer.keys[rows, :, start : start + n] = k.to(layer.keys.device)
-            layer.values[rows, :, start : start + n] = v.to(layer.values.device)
+            # non_blocking: from pinned host memory (fastpaths.pin_prefix_cache) the copy overlaps; it is
+            # ordered before the prefill that reads it on the same stream
+            layer.keys[rows, :, start : start + n] = k.to(layer.keys.device, non_blocking=True)
+            layer.values[rows, :, start : start + n] = v.to(layer.values.device, non_blocking=True)
 
     def gather(self, row: int, positions: torch.Tensor) -> list[KV]:
         """Per-layer copies of one row's keys and values at the given physical positions (each on

@@ -47,19 +47,45 @@ DTYPES = {
     "fp16": torch.float16,
 }
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); without it torch emulates bf16."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
+            line = next((line for line in f if line.startswith("flags")), "")
     except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); without it torch emulates bf16."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+# ATTENTION_BUCKETS_CPU_DTYPE=float32 / bfloat16 overrides the choice of dtype="auto" on CPU (tests
+# run the bf16 kernels with it on any CPU; on AVX2 torch emulates bf16: same numerics, slower).
+CPU_DTYPE_ENV = "ATTENTION_BUCKETS_CPU_DTYPE"
 
 
 def cpu_default_dtype() -> torch.dtype:
-    """bf16 where the CPU has it natively, else fp32 (measurements: docs/engine.md, "dtype on CPU")."""
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    """What ``dtype="auto"`` means on this CPU.
+
+    ``$ATTENTION_BUCKETS_CPU_DTYPE`` when set; else fp32 where bf16 is emulated (no AVX512-BF16
+    or AMX: emulated bf16 prefill measured ~6x slower than fp32 on an AVX2 CPU); else what a
+    short timing probe of this machine found faster (``dtype_probe.measured_choice``: fp32 with
+    its oneDNN-packed layers against bf16 at a decode and a prefill shape, kept per CPU, torch
+    version and thread count in the cache folder). Figures: docs/performance.md, "dtype on CPU".
+    """
+    forced = os.environ.get(CPU_DTYPE_ENV, "").strip()
+    if forced:
+        if forced not in DTYPES or DTYPES[forced] == torch.float16:
+            raise ValueError(f"{CPU_DTYPE_ENV}={forced!r} is not allowed; use 'float32' or 'bfloat16'")
+        return DTYPES[forced]
+    if not cpu_has_native_bf16():
+        return torch.float32
+    from .dtype_probe import measured_choice
+
+    return measured_choice(cache_dir())
 
 
 def cache_dir() -> Path:
@@ -118,7 +144,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """'auto': bf16 on CUDA (fp16 where bf16 is missing); on CPU bf16 where it is native, else fp32."""
+    """'auto': bf16 on CUDA (fp16 where bf16 is missing); on CPU see ``cpu_default_dtype``."""
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
             raise ValueError(f"dtype={dtype!r} is not allowed; use 'auto', 'float32', 'bfloat16' or 'float16'")

@@ -1,4 +1,4 @@
-"""Faster linear layers on CPU (fp32): oneDNN-packed copies of the weights.
+"""Faster linear layers on CPU (fp32, and bf16 where oneDNN has it and it pays): oneDNN-packed copies of the weights.
 
 A decode step with N buckets multiplies N hidden rows by every weight matrix of the model.
 For a few rows torch's default CPU path (BLAS ``mm``) reads each matrix far less efficiently
@@ -13,6 +13,11 @@ those matrices (about the model's size; the engine only packs when that fits com
 free memory), never one per row. Results differ from the default path by rounding only
 (~1e-6 relative). The engine swaps the packed layers in for the duration of its own forward
 passes, like the rotary module, so the model object is never left modified.
+
+bf16 weights are packed too where this torch build runs oneDNN's bf16 inner product (it
+needs AVX512-BW/VL/DQ or AVX-NE-CONVERT; an AVX2-only CPU refuses it) and where the packed
+layer is faster than torch's own bf16 product on a decode-shaped probe of the model's
+largest matrix (``pays_off``); results then differ by bf16 rounding (``TOLERANCE``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ os.environ.setdefault("LRU_CACHE_CAPACITY", "64")
 # Below this many weight elements the oneDNN call's fixed cost (~50 us) outweighs the saving
 # (measured: 384 x 384 at one row is 28 us by default and 71 us packed).
 MIN_ELEMENTS = 64 * 1024
+
+# How far a packed layer's output may be from the original's on the probe input, per dtype
+# (relative and absolute): fp32 differs by summation order only, bf16 by its 8-bit mantissa.
+TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 3e-2}
 
 
 class PackedLinear(nn.Module):
@@ -123,7 +132,7 @@ def _candidates(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
             if type(child) is not nn.Linear:
                 continue
             w = child.weight
-            if w.device.type == "cpu" and w.dtype == torch.float32 and w.numel() >= MIN_ELEMENTS:
+            if w.device.type == "cpu" and supports(w.dtype) and w.numel() >= MIN_ELEMENTS:
                 out.append((parent, name, child))
     return out
 
@@ -138,12 +147,67 @@ def available() -> bool:
     )
 
 
+def supports(dtype: torch.dtype) -> bool:
+    """Whether weights of ``dtype`` can be packed here: fp32 wherever oneDNN is built in; bf16 where
+    oneDNN runs bf16 on this CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported``)."""
+    if dtype not in TOLERANCE or not available():
+        return False
+    if dtype == torch.bfloat16:
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        try:
+            return bool(check()) if check is not None else False
+        except RuntimeError:
+            return False
+    return True
+
+
+def packed_linear(lin: nn.Linear, probe_rows: int = 3) -> PackedLinear | None:
+    """A packed copy of ``lin`` that reproduces it on a probe input, or None (dtype not supported
+    here, oneDNN refuses it, e.g. under ``ONEDNN_MAX_CPU_ISA``, or it computes something else)."""
+    dtype = lin.weight.dtype
+    if lin.weight.device.type != "cpu" or not supports(dtype):
+        return None
+    tol = TOLERANCE[dtype]
+    gen = torch.Generator().manual_seed(0)
+    try:
+        with torch.inference_mode():
+            packed = PackedLinear(lin)
+            probe = torch.randn(probe_rows, 2, lin.in_features, generator=gen).to(dtype)
+            want, got = lin(probe).float(), packed(probe).float()
+            scale = max(1.0, want.abs().max().item())
+            if not torch.allclose(got, want, rtol=tol, atol=tol * scale):
+                return None
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return None
+    return packed
+
+
+def pays_off(lin: nn.Linear, packed: PackedLinear, rows: int = 6, repeats: int = 5) -> bool:
+    """Whether the packed layer is faster than the original at a decode shape (``rows`` rows, one
+    per bucket): best of ``repeats`` timed calls each, after a warm-up."""
+    import time
+
+    x = torch.randn(rows, 1, lin.in_features).to(lin.weight.dtype)
+
+    def best(fn) -> float:
+        fn(x)
+        out = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn(x)
+            out = min(out, time.perf_counter() - t0)
+        return out
+
+    with torch.inference_mode():
+        return best(packed) < best(lin)
+
+
 _SHARED: "weakref.WeakKeyDictionary[nn.Module, PackedWeights]" = weakref.WeakKeyDictionary()
 _SHARED_LOCK = threading.Lock()
 
 
 def pack_model(model: nn.Module, budget_bytes: int | None = None) -> PackedWeights | None:
-    """Packed copies of the model's large fp32 CPU ``nn.Linear`` layers, or None.
+    """Packed copies of the model's large fp32 (or bf16, see the module) CPU ``nn.Linear`` layers, or None.
 
     None for a model with accelerate hooks (a ``device_map`` load, offloaded weights) or
     sharded by tensor parallelism: a packed layer bypasses its module's forward and so the
@@ -172,24 +236,30 @@ def _pack(model: nn.Module, budget_bytes: int | None) -> PackedWeights | None:
         return None
     if budget_bytes is not None and _weight_bytes(candidates) > budget_bytes:
         return None
-    probe_gen = torch.Generator().manual_seed(0)
+    packed_of: dict[int, PackedLinear] = {}
+    checked: dict[tuple[int, int, bool, torch.dtype], bool] = {}
+    slots = []
+    for parent, name, lin in candidates:
+        kind = (lin.in_features, lin.out_features, lin.bias is not None, lin.weight.dtype)
+        if id(lin) not in packed_of:
+            packed = packed_linear(lin) if kind not in checked else _pack_one(lin)
+            if packed is None:
+                return None
+            checked[kind] = True
+            packed_of[id(lin)] = packed
+        slots.append((parent, name, lin, packed_of[id(lin)]))
+    if any(lin.weight.dtype == torch.bfloat16 for *_, lin in candidates):
+        # bf16: torch's own product may already be as fast (it calls oneDNN too on such CPUs)
+        largest = max(candidates, key=lambda c: c[2].weight.numel())[2]
+        if not pays_off(largest, packed_of[id(largest)]):
+            return None
+    return PackedWeights(slots)
+
+
+def _pack_one(lin: nn.Linear) -> PackedLinear | None:
     try:
         with torch.inference_mode():
-            packed_of: dict[int, PackedLinear] = {}
-            checked: set[tuple[int, int, bool]] = set()
-            slots = []
-            for parent, name, lin in candidates:
-                if id(lin) not in packed_of:
-                    packed_of[id(lin)] = PackedLinear(lin)
-                packed = packed_of[id(lin)]
-                kind = (lin.in_features, lin.out_features, lin.bias is not None)
-                if kind not in checked:
-                    probe = torch.randn(3, 2, lin.in_features, generator=probe_gen)
-                    if not torch.allclose(packed(probe), lin(probe), rtol=1e-4, atol=1e-4):
-                        return None
-                    checked.add(kind)
-                slots.append((parent, name, lin, packed))
+            return PackedLinear(lin)
     except (RuntimeError, AttributeError, NotImplementedError):
         return None
-    return PackedWeights(slots)
 

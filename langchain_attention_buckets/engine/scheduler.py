@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import steps
+from . import fastpaths, steps
 from .batch import Batch, Running
 from .heap import IdleTrim
 from .kvcache import KV, PrefixCache
@@ -215,7 +215,7 @@ class Scheduler:
             req = run.request
             if req.prefix_cache and self.prefix_cache.max_bytes > 0:
                 positions = group.filled(row)
-                kv = group.gather(range(row, row + run.n), positions)
+                kv = fastpaths.to_host(group.gather(range(row, row + run.n), positions), fastpaths.of(self.model))
                 self.prefix_cache.store(req.cache_key, req.prompt, kv, self._exact(req, len(req.prompt)))
 
     def _frequencies(self, bases: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,5 +254,5 @@ class Scheduler:
         tokens = (list(run.request.prompt) + run.tokens)[: positions.numel()]
         if len(tokens) != positions.numel() or len(tokens) <= run.prompt_len:
             return
-        kv = self.batch.gather(range(row, row + run.n), positions)
+        kv = fastpaths.to_host(self.batch.gather(range(row, row + run.n), positions), fastpaths.of(self.model))
         self.prefix_cache.store(run.request.cache_key, tokens, kv, self._exact(run.request, len(tokens)))

@@ -19,7 +19,7 @@ import torch
 from ...engine import Engine
 from ...engine.loading import ModelSpec, load_model
 from ...progress import progress_bar
-from . import agent, buckets, determinism, dtype, hf, mask, packed, spec
+from . import agent, buckets, determinism, dtype, hf, mask, packed, prefix, spec
 from .setup import Setup
 
 
@@ -37,6 +37,7 @@ PARTS: dict[str, Part] = {  # in the order they run
     "mask": Part(mask.run, mask.print_rows),
     "spec": Part(spec.run, spec.print_rows),
     "agent": Part(agent.run, agent.print_rows),
+    "prefix": Part(prefix.run, prefix.print_rows, default=False),
     "determinism": Part(determinism.run, determinism.print_rows, default=False),
 }
 # names that add columns to another part's rows (and run it) rather than rows of their own
@@ -64,12 +65,29 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="counted runs per point, after one warm-up (default 3)")
     p.add_argument("--parts", type=_parts, default=DEFAULT_PARTS,
                    help=f"which measurements: {', '.join(CHOICES)} (default: all but {' and '.join(_OPT_IN)})")
+    p.add_argument("--shape", default=None,
+                   help="instead of --model: a shipped config.json shape with random weights "
+                        "(llama-3.1-8b, qwen2.5-7b, tiny; parts buckets, sequential, hf, prefix)")
     p.add_argument("--output", default="bench-out/speed", help="folder for speed.json and speed.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+# the parts that need no tokenizer or chat template (a random-weight --shape has neither)
+SHAPE_PARTS = frozenset({"buckets", "sequential", "hf", "prefix", "packed"})
+
+
 def _setup(args: argparse.Namespace) -> Setup:
-    loaded = load_model(ModelSpec(args.model, args.device, args.dtype))
+    if args.shape:
+        from .shapes import random_loaded
+
+        if args.model:
+            raise ValueError(f"--shape={args.shape!r} and --model={args.model!r}: give one of them")
+        extra = sorted(set(args.parts) - SHAPE_PARTS)
+        if extra:
+            raise ValueError(f"--parts {','.join(extra)} need a real model; with --shape use {', '.join(sorted(SHAPE_PARTS))}")
+        loaded = random_loaded(args.shape, args.device, args.dtype)
+    else:
+        loaded = load_model(ModelSpec(args.model, args.device, args.dtype))
     return Setup(
         loaded=loaded,
         engine=Engine(loaded, prefix_cache_bytes=0),
@@ -103,15 +121,17 @@ def speed_main(args: argparse.Namespace) -> int:
     wanted = {EXTENDS.get(name, name) for name in setup.parts}
     out = _header(setup)
     names = [name for name in PARTS if name in wanted]
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(names), desc="bench speed", unit="part", progress=setup.progress) as bar:
         for name in names:
             bar.set_postfix_str(name)
             result = PARTS[name].run(setup)
             PARTS[name].print_rows(result, setup)
             out.update(result)
+            # written after every part, so a run stopped by a time limit keeps what it measured
+            (folder / "speed.json").write_text(json.dumps(out, indent=2))
             bar.update()
-    folder = Path(args.output)
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / "speed.json").write_text(json.dumps(out, indent=2))
     if out.get("buckets"):
         buckets.plot_speed(out, folder / "speed.png")
