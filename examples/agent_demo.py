@@ -16,13 +16,25 @@ Llama-family model on the Hub or on disk, ``--model``), the same agent does more
     python examples/agent_demo.py                  # four single-step and two multi-step questions
     python examples/agent_demo.py --fast           # the first question only (what CI runs)
     python examples/agent_demo.py --labelled 20    # completion rate on labelled requests (test split)
+    python examples/agent_demo.py --mcp            # the catalog from two MCP servers (examples/mcp/)
+    python examples/agent_demo.py --mcp-config servers.json   # your own servers (docs/retrieval.md)
+
+With ``--mcp`` the catalog comes from the example MCP servers ("shop" and "utilities",
+``examples/mcp/servers.py``), started here as subprocesses serving streamable HTTP on free
+127.0.0.1 ports, loaded with ``langchain-mcp-adapters`` and stopped at the end; every tool call
+goes to a server. ``--mcp-config`` reads servers in the JSON shape ``MultiServerMCPClient``
+takes (``{"name": {"transport": "stdio", "command": ..., "args": [...]}, ...}``) instead, and
+keeps one session per server for the run (``McpSessions``: a stdio server starts once).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,6 +65,50 @@ MULTI = [
 RECURSION_LIMIT = 12  # model and tool steps together: up to five tool calls and the answer
 
 
+MCP_SERVERS = Path(__file__).resolve().parent / "mcp" / "servers.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def example_servers(names=("shop", "utilities"), dotted: bool = False, timeout: float = 60.0):
+    """The example MCP servers as subprocesses on free loopback ports: yields their connections; stops them."""
+    procs, connections = [], {}
+    try:
+        for name in names:
+            port = free_port()
+            cmd = [sys.executable, str(MCP_SERVERS), name, "--transport", "http", "--port", str(port)]
+            procs.append(subprocess.Popen(cmd + (["--dotted"] if dotted else []), stderr=subprocess.DEVNULL))
+            connections[name] = {"transport": "http", "url": f"http://127.0.0.1:{port}/mcp"}
+        for proc, conn in zip(procs, connections.values()):
+            wait_for_port(proc, int(conn["url"].rsplit(":", 1)[1].split("/")[0]), timeout)
+        yield connections
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wait_for_port(proc: subprocess.Popen, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the MCP server {proc.args} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"the MCP server {proc.args} did not listen on port {port} within {timeout:.0f} s")
+
+
 def run(question: str, llm: ChatAttentionBuckets, retriever: ToolRetriever, catalog) -> dict:
     """One agent run: the calls (name, args, result), the answer, and whether the loop ended by itself."""
     reset_state()
@@ -71,7 +127,7 @@ def run(question: str, llm: ChatAttentionBuckets, retriever: ToolRetriever, cata
             calls += [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in m.tool_calls]
             calls += [{"name": c["name"], "args": c["args"], "id": c["id"], "invalid": True} for c in m.invalid_tool_calls]
         if isinstance(m, ToolMessage):
-            results[m.tool_call_id] = m.content
+            results[m.tool_call_id] = m.text  # MCP results are text blocks
     for c in calls:
         c["result"] = results.get(c.pop("id"), "(not run: the arguments did not parse)")
     last = messages[-1] if messages else None
@@ -130,18 +186,52 @@ def main(argv: list[str] | None = None) -> list[tuple]:
     parser.add_argument("--configs", default="one,buckets", help="which of 'one' (own base) and 'buckets' (default: both)")
     parser.add_argument("--model", default=None, help="hub id, folder or .gguf (default: the embedded model)")
     parser.add_argument("--tool-call-bias", default="auto", help="'auto' (default), 'none', or a number")
+    parser.add_argument("--mcp", action="store_true", help="load the catalog from the example MCP servers (subprocesses)")
+    parser.add_argument("--mcp-config", default=None, metavar="JSON",
+                        help="load the catalog from these MCP servers (MultiServerMCPClient's shape)")
+    parser.add_argument("--deterministic", action="store_true", help="deterministic=True (for comparing runs)")
+    parser.add_argument("--index-only", action="store_true", help="load and index the catalog, then stop (timings)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the runs (calls, answers) to FILE")
     args = parser.parse_args(argv)
 
-    catalog = build_catalog()
+    with contextlib.ExitStack() as stack:
+        if args.mcp_config:
+            connections = json.loads(Path(args.mcp_config).read_text())
+        elif args.mcp:
+            connections = stack.enter_context(example_servers())
+        else:
+            connections = None
+        return demo(args, connections, stack, sessions=bool(args.mcp_config))
+
+
+def demo(args, connections: dict | None, stack: contextlib.ExitStack, sessions: bool = False) -> list[tuple]:
+    """The questions over the in-process catalog, or over the MCP servers in ``connections``
+    (with ``sessions``, one session per server for the whole run: stdio servers start once)."""
+    t0 = time.perf_counter()
+    if connections is None:
+        catalog = build_catalog()
+    else:
+        from langchain_attention_buckets.retrieval.mcp import McpSessions, load_mcp_catalog
+
+        catalog = stack.enter_context(McpSessions(connections)) if sessions else load_mcp_catalog(connections)
+    loaded = time.perf_counter() - t0
     cache = Path(os.environ.get("ATTENTION_BUCKETS_CACHE", Path.home() / ".cache" / "langchain-attention-buckets"))
-    retriever = ToolRetriever(catalog, cache_path=cache / "tool-catalog-embeddings.json")
+    retriever = ToolRetriever(catalog, cache_path=cache)
+    indexed = time.perf_counter() - t0 - loaded
+    source = "in process" if connections is None else f"from MCP servers {', '.join(connections)}"
+    print(f"catalog {source}: loaded in {loaded:.2f} s, indexed in {indexed:.2f} s "
+          f"({retriever.stats.embedded} embedded, {retriever.stats.cached} from the cache)")
+    if args.index_only:
+        return []
     value = args.tool_call_bias.lower()
     bias = "auto" if value == "auto" else None if value == "none" else float(value)
     probe = ChatAttentionBuckets(model=args.model)
     own = probe.load().base
     every = {
-        "one": (f"one base ({own:g})", ChatAttentionBuckets(model=args.model, bases=own, tool_call_bias=bias)),
-        "buckets": ("6 buckets (default)", ChatAttentionBuckets(model=args.model, tool_call_bias=bias)),
+        "one": (f"one base ({own:g})", ChatAttentionBuckets(model=args.model, bases=own, tool_call_bias=bias,
+                                                            deterministic=args.deterministic)),
+        "buckets": ("6 buckets (default)", ChatAttentionBuckets(model=args.model, tool_call_bias=bias,
+                                                                deterministic=args.deterministic)),
     }
     configs = [every[c.strip()] for c in args.configs.split(",") if c.strip()]
     print(f"{len(catalog)} tools in the catalog; model {probe.model_name} on {probe.load().device}")
@@ -149,12 +239,13 @@ def main(argv: list[str] | None = None) -> list[tuple]:
         questions = labelled(args.labelled)
     else:
         questions = SINGLE[:1] if args.fast else SINGLE + MULTI
-    summary = []
+    summary, runs = [], []
     for question, expected in questions:
         if not args.labelled:
             print(f"\n=== {question}")
         for label, llm in configs:
             out = run(question, llm, retriever, catalog)
+            runs.append({"question": question, "config": label, **out})
             if not args.labelled:
                 show(label, out, expected)
             valid = sum(not c.get("invalid") for c in out["calls"])
@@ -173,6 +264,10 @@ def main(argv: list[str] | None = None) -> list[tuple]:
             if rows:
                 print(f"  {label}: {kind} requests: {sum(r[3] for r in rows)}/{len(rows)} reached the right tools, "
                       f"{sum(r[4] for r in rows)}/{len(rows)} completed")
+    if args.json:
+        record = {"source": source, "load_s": loaded, "index_s": indexed, "embedded": retriever.stats.embedded,
+                  "cached": retriever.stats.cached, "runs": runs}
+        Path(args.json).write_text(json.dumps(record, indent=1, ensure_ascii=False, default=str))
     return summary
 
 

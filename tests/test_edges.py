@@ -155,10 +155,15 @@ def test_bind_tools_refuses_duplicate_names(llm):
         llm.bind_tools([echo_tool("echo"), echo_tool("echo", {"type": "object", "properties": {"n": {"type": "integer"}}})])
 
 
-@pytest.mark.parametrize("name", ["my tool", "x" * 65, "wetter.heute", ""])
-def test_bind_tools_refuses_names_an_api_would(llm, name):
-    with pytest.raises(ValueError, match=r"tool name .* is not allowed; use 1-64 letters"):
+@pytest.mark.parametrize("name", ["my tool", "x" * 129, "wetter/heute", "wetter:heute", ""])
+def test_bind_tools_refuses_names_outside_the_mcp_pattern(llm, name):
+    with pytest.raises(ValueError, match=r"tool name .* is not allowed; use 1-128 letters"):
         llm.bind_tools([echo_tool(name)])
+
+
+@pytest.mark.parametrize("name", ["orders.create", "x" * 128, "a-b_c.d9"])
+def test_bind_tools_takes_names_as_mcp_servers_write_them(llm, name):
+    llm.bind_tools([echo_tool(name)], tool_choice=name)
 
 
 @pytest.mark.parametrize(

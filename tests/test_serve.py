@@ -133,6 +133,18 @@ def test_named_tool_choice(client):
     assert [c.function.name for c in r.choices[0].message.tool_calls] == ["get_time"]
 
 
+def test_dotted_tool_names_as_mcp_servers_write_them(client):
+    dotted = {"type": "function", "function": {**WEATHER["function"], "name": "weather.current"}}
+    r = client.chat.completions.create(
+        model="tiny", messages=USER, tools=[dotted],
+        tool_choice={"type": "function", "function": {"name": "weather.current"}}, max_tokens=40)
+    assert [c.function.name for c in r.choices[0].message.tool_calls] == ["weather.current"]  # returned as sent
+    bad = {"type": "function", "function": {**WEATHER["function"], "name": "weather/current"}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="tiny", messages=USER, tools=[bad], max_tokens=4)
+    assert err.value.body["param"] == "tools" and "weather/current" in err.value.body["message"]
+
+
 def test_streamed_tool_call_deltas(client):
     whole = client.chat.completions.create(model="tiny", messages=USER, tools=[WEATHER], tool_choice="required", max_tokens=40)
     chunks = list(client.chat.completions.create(

@@ -7,17 +7,14 @@ schemas (the grammar's subset; with constrained decoding, compiled to a grammar 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from ..text.tool_choice import check_tool_name
+
 __all__ = ["check_tools", "format_tools"]
-
-# A tool name as OpenAI's API accepts it (the name is written into the prompt and the grammar).
-TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-
 
 def format_tools(tools: Sequence[Any], strict: bool | None = None) -> list[dict]:
     """The tools in OpenAI's format, a repeat of the same tool dropped."""
@@ -29,12 +26,7 @@ def check_tools(formatted: list[dict], constrained: bool) -> None:
     from ..constrain.grammar import json_grammar, select_tools
 
     for tool in formatted:
-        name = tool["function"].get("name")
-        if not isinstance(name, str) or not TOOL_NAME.match(name):
-            raise ValueError(
-                f"tool name {name!r} is not allowed; use 1-64 letters, digits, '_' or '-' "
-                "(the pattern ^[a-zA-Z0-9_-]{1,64}$, as OpenAI's API)"
-            )
+        check_tool_name(tool["function"].get("name"))  # MCP's rule: letters, digits, '_', '-', '.'
     specs = select_tools(formatted, None)  # unique names; each schema checked, naming the tool
     if constrained:
         for name, params in specs:  # xgrammar's own parse of the schema (no tokenizer needed)

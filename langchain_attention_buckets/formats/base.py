@@ -249,6 +249,12 @@ def coerce(value: Any, schema: dict) -> Any:
         return {k: coerce(v, props.get(k, {})) for k, v in value.items()}
     if isinstance(value, list) and "items" in schema:
         return [coerce(v, schema["items"]) for v in value]
+    branches = [b for b in schema.get("anyOf", []) + schema.get("oneOf", []) if isinstance(b, dict)]
+    if branches and not (isinstance(value, str) and any(_admits_string(b) for b in branches)):
+        for branch in branches:  # MCP servers write optional values as anyOf [T, null]
+            out = coerce(value, branch)
+            if out is not value:
+                return out
     if isinstance(value, str):
         s = value.strip()
         if "integer" in types and "string" not in types:
@@ -271,6 +277,11 @@ def coerce(value: Any, schema: dict) -> Any:
     if isinstance(value, float) and "integer" in types and value.is_integer():
         return int(value)
     return value
+
+
+def _admits_string(schema: dict) -> bool:
+    types = schema.get("type")
+    return types is None or types == "string" or (isinstance(types, list) and "string" in types)
 
 
 def validation_error(args: dict, schema: dict) -> str | None:

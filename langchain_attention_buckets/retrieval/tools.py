@@ -25,6 +25,7 @@ import importlib.util
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,10 +54,17 @@ class MiniLMEmbeddings(Embeddings):
     """
 
     def __init__(self, model_path: str | None = None, device: str = "cpu"):
-        from sentence_transformers import SentenceTransformer
-
         self.model_path = model_path or str(_packaged_model())
-        self._model = SentenceTransformer(self.model_path, device=device, local_files_only=True)
+        self.device = device
+        self._loaded = None  # loaded at the first text to embed: a fully cached catalog needs no model
+
+    @property
+    def _model(self):
+        if self._loaded is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._loaded = SentenceTransformer(self.model_path, device=self.device, local_files_only=True)
+        return self._loaded
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self._model.encode(list(texts), normalize_embeddings=True, batch_size=64).tolist()
@@ -81,13 +89,54 @@ def tool_spec(tool: Any) -> dict:
 
 
 def tool_document(spec: dict) -> str:
-    """The text embedded for a tool: its name, description and parameter documentation."""
+    """The text embedded for a tool: its name (as words), description and parameter documentation."""
     fn = spec["function"]
-    lines = [fn["name"].replace("_", " "), fn.get("description", "")]
+    lines = [re.sub(r"[_.-]+", " ", fn["name"]), fn.get("description", "")]
     for name, prop in (fn.get("parameters") or {}).get("properties", {}).items():
         desc = prop.get("description", "")
         lines.append(f"{name}: {desc}" if desc else name)
     return "\n".join(line for line in lines if line)
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """What one indexing of the catalog did."""
+
+    embedded: int  # tools whose documentation was new: embedded now
+    cached: int  # tools whose vectors were known (the cache folder, or an earlier catalog)
+    removed: int  # tools that left the catalog
+
+
+def check_catalog_names(names: Sequence[str], tools: Sequence[Any]) -> None:
+    """Raise ValueError for a name given twice; where the tools came from MCP servers, name both servers."""
+    for name in dict.fromkeys(n for n in names if names.count(n) > 1):
+        servers = [_server_of(t) for t, n in zip(tools, names) if n == name]
+        if all(servers):
+            raise ValueError(
+                f"tool name {name!r} comes from both MCP servers {servers[0]!r} and {servers[1]!r}; "
+                "load the catalog with load_mcp_catalog(..., collisions='prefix') to tell them apart"
+            )
+    check_unique_tool_names(names)
+
+
+def _server_of(tool: Any) -> str | None:
+    metadata = getattr(tool, "metadata", None) or {}
+    return metadata.get("mcp_server")
+
+
+def cache_file(cache_path: str | Path, embeddings: Embeddings) -> Path:
+    """The JSON file of a cache: ``cache_path`` itself when it names a ``.json`` file, else a
+    file in that folder named after the embedding model (vectors of two models never mix)."""
+    path = Path(cache_path)
+    if path.suffix == ".json":
+        return path
+    return path / f"tool-embeddings-{_embedder_id(embeddings)}.json"
+
+
+def _embedder_id(embeddings: Embeddings) -> str:
+    model = next((getattr(embeddings, a) for a in ("model_path", "model_name", "model") if getattr(embeddings, a, None)), None)
+    label = f"{type(embeddings).__name__}-{Path(str(model)).name if isinstance(model, (str, Path)) else ''}".strip("-")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:80]
 
 
 def reorder(items: list, order: Order) -> list:
@@ -122,8 +171,9 @@ class ToolRetriever:
         order: "retrieval" (default), "reversed" or "long_context".
         split: retrieve for each clause of a request that asks for several things ("look up X, then
             convert Y and add Z") and interleave the clauses' best tools. Default True.
-        cache_path: a JSON file where the catalog's embeddings are kept; embeddings of unchanged
-            tools are read from it instead of being computed again. Default None.
+        cache_path: where the catalog's embeddings are kept between runs: a folder (one JSON file
+            per embedding model in it) or a JSON file. Tools are keyed by a hash of their
+            documentation, so only new or changed tools are embedded. Default None.
         progress: show a progress bar while the catalog is embedded. Default None: on a terminal,
             unless ATTENTION_BUCKETS_PROGRESS says otherwise (``progress.progress_enabled``).
     """
@@ -149,35 +199,58 @@ class ToolRetriever:
         if token_budget is not None and (not isinstance(token_budget, int) or token_budget < 1):
             raise ValueError(f"token_budget={token_budget!r} must be None or an integer >= 1")
         reorder([], order)  # validates
-        self.tools = list(tools)
-        self.specs = [tool_spec(t) for t in self.tools]
-        names = [s["function"]["name"] for s in self.specs]
-        check_unique_tool_names(names)
-        self.by_name = dict(zip(names, self.tools))
-        self.spec_by_name = dict(zip(names, self.specs))
         self.k, self.token_budget, self.order, self.split = k, token_budget, order, split
         self.progress = progress
         self.count_tokens = token_counter(count_tokens)
         self.embeddings = embeddings or MiniLMEmbeddings()
         self.vectorstore = vectorstore if vectorstore is not None else InMemoryVectorStore(self.embeddings)
-        self._index(Path(cache_path) if cache_path else None)
+        self.cache_file = cache_file(cache_path, self.embeddings) if cache_path else None
+        self._vectors: dict[str, list[float]] = {}  # documentation hash -> vector, this catalog and earlier ones
+        self._ids: list[str] = []
+        self.stats = self.update(tools)
 
     # ---- indexing -------------------------------------------------------------------
 
-    def _index(self, cache_path: Path | None) -> None:
+    def update(self, tools: Sequence[Any]) -> IndexStats:
+        """Follow a changed catalog (a server added, removed, or restarted with changed tools).
+
+        Only tools whose documentation is new are embedded; tools gone from the catalog leave
+        the index. Returns (and keeps in ``stats``) what was embedded, reused and removed.
+        """
+        if not tools:
+            raise ValueError("tools is empty; give the catalog to retrieve from")
+        specs = [tool_spec(t) for t in tools]
+        names = [s["function"]["name"] for s in specs]
+        check_catalog_names(names, tools)
+        self.tools, self.specs = list(tools), specs
+        self.by_name = dict(zip(names, self.tools))
+        self.spec_by_name = dict(zip(names, self.specs))
+        old = set(self._ids)
+        embedded, cached = self._index()
+        gone = sorted(old - set(self._ids))
+        if gone:
+            self.vectorstore.delete(gone)
+        self.stats = IndexStats(embedded=embedded, cached=cached, removed=len(gone))
+        return self.stats
+
+    def _index(self) -> tuple[int, int]:
+        """Put the catalog in the vector store; (tools embedded now, tools whose vectors were kept)."""
         texts = [tool_document(s) for s in self.specs]
         keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
-        cached = _read_cache(cache_path)
+        if not self._vectors:
+            self._vectors = _read_cache(self.cache_file)
+        cached = self._vectors
         missing = [i for i, key in enumerate(keys) if key not in cached]
         if missing:
             vectors = _embed([texts[i] for i in missing], self.embeddings, self.progress)
             cached.update({keys[i]: v for i, v in zip(missing, vectors)})
-            if cache_path is not None:
-                cache_path.parent.mkdir(parents=True, exist_ok=True)
-                cache_path.write_text(json.dumps({k: cached[k] for k in keys}))
+            if self.cache_file is not None:
+                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+                self.cache_file.write_text(json.dumps(cached))
         names = [s["function"]["name"] for s in self.specs]
         docs = [Document(page_content=t, metadata={"tool": n}) for t, n in zip(texts, names)]
         ids = [f"tool:{n}" for n in names]
+        self._ids = ids
         if isinstance(self.vectorstore, InMemoryVectorStore):
             # the store takes the vectors as they are: nothing is embedded twice
             for doc_id, doc, key in zip(ids, docs, keys):
@@ -188,6 +261,7 @@ class ToolRetriever:
             self.vectorstore.add_embeddings(list(zip(texts, [cached[k] for k in keys])), [d.metadata for d in docs], ids=ids)
         else:
             self.vectorstore.add_documents(docs, ids=ids)
+        return len(missing), len(keys) - len(missing)
 
     # ---- selection ------------------------------------------------------------------
 

@@ -1,15 +1,20 @@
 """Tool choice: the forms a caller may write, in one normal form.
 
-Owns ``ToolChoice`` (what ``bind_tools`` accepts), ``Choice`` (the normal form)
-and ``normalize_tool_choice``. Imports nothing from this package: rendering,
+Owns ``ToolChoice`` (what ``bind_tools`` accepts), ``Choice`` (the normal form),
+``normalize_tool_choice`` and the one rule for tool names (``check_tool_name``). Imports nothing from this package: rendering,
 grammar selection and the call options all read a ``Choice``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+# Tool names as MCP servers and real catalogs write them: letters, digits, '_', '-' and '.'
+# (``orders.create``), 1-128 characters. OpenAI's API allows less (^[a-zA-Z0-9_-]{1,64}$).
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 ToolChoice = Literal["auto", "none", "any", "required"] | str | bool | dict | None
 
@@ -20,6 +25,15 @@ class Choice:
 
     kind: Literal["auto", "none", "required", "named"]
     name: str | None = None
+
+
+def check_tool_name(name: object) -> None:
+    """Raise ValueError if ``name`` is not a tool name the package accepts (``TOOL_NAME``)."""
+    if not isinstance(name, str) or not TOOL_NAME.match(name):
+        raise ValueError(
+            f"tool name {name!r} is not allowed; use 1-128 letters, digits, '_', '-' or '.' "
+            "(the pattern ^[A-Za-z0-9_.-]{1,128}$, as MCP tool names)"
+        )
 
 
 def normalize_tool_choice(tool_choice: ToolChoice, names: Sequence[str]) -> Choice:

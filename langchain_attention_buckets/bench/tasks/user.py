@@ -35,12 +35,13 @@ from typing import Annotated, Any, Literal, Sequence, Union
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from ...text.tool_choice import TOOL_NAME
 from .base import Item, Sample, check_settings, place, reply_text
 from .qa import QASample
 from .tools import SYSTEM, ToolSample
 
 SPLITS = ("dev", "test")
-_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # a tool name as OpenAI's API accepts it
+_NAME = TOOL_NAME.pattern  # a tool name as bind_tools accepts it (MCP's rule)
 _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 
 ALLOWED = {
@@ -48,7 +49,7 @@ ALLOWED = {
     "request": "a non-empty string",
     "tools": 'a non-empty list of OpenAI function schemas ({"type": "function", "function": {...}}) '
              'or {"name", "description", "parameters"} objects',
-    "name": "1-64 letters, digits, '_' or '-'",
+    "name": "1-128 letters, digits, '_', '-' or '.'",
     "description": "a string",
     "parameters": "a JSON schema object",
     "answer": "the name of one of the row's tools",
