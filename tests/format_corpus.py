@@ -40,11 +40,12 @@ def summary(msg) -> dict:
 
 def whole(family: str, case: dict):
     return formats.parse_message(case["text"], TOOLS, family, reasoning_opened=case.get("reasoning_opened"),
-                                 finish_reason=case.get("finish_reason"))
+                                 reasoning_format=case.get("reasoning_format"), finish_reason=case.get("finish_reason"))
 
 
 def streamed(family: str, case: dict, pieces: list[str]):
-    stream = formats.MessageStream(TOOLS, family, reasoning_opened=case.get("reasoning_opened"))
+    stream = formats.MessageStream(TOOLS, family, reasoning_opened=case.get("reasoning_opened"),
+                                   reasoning_format=case.get("reasoning_format"))
     chunks = [c for p in pieces for c in stream.feed(p)] + stream.finish(case.get("finish_reason"))
     out = chunks[0]
     for c in chunks[1:]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 from format_corpus import TOOLS, load, splits, streamed, summary, whole
@@ -81,7 +82,7 @@ def test_every_prefix_parses_and_never_as_another_valid_call(family, case):
     text = case["text"]
     for n in range(0, len(text) + 1, max(1, len(text) // 120)):
         msg = formats.parse_message(text[:n], TOOLS, family, reasoning_opened=case.get("reasoning_opened"),
-                                    finish_reason="length")
+                                    reasoning_format=case.get("reasoning_format"), finish_reason="length")
         for i, c in enumerate(msg.tool_calls):
             assert i < len(full) and (c["name"], c["args"]) == (full[i]["name"], full[i]["args"]), (n, c)
 
@@ -230,6 +231,55 @@ def test_detect_falls_back_to_the_package_format():
     assert formats.detect("{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}") == "hermes"
 
 
+def test_magistral_templates_read_think_tokens():
+    fmt = formats.for_template("[SYSTEM_PROMPT]{{ x }}[THINK][/THINK][TOOL_CALLS]{{ name }}[ARGS]{{ arguments }}")
+    assert fmt.reasoning == ("[THINK]", "[/THINK]") and fmt.style == "v11"
+    msg = formats.parse_message('[THINK]Paris.[/THINK][TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}', TOOLS, fmt)
+    assert msg.additional_kwargs["reasoning_content"] == "Paris." and msg.tool_calls[0]["args"] == {"city": "Paris"}
+    assert formats.get("mistral").reasoning is None  # the shared object is untouched
+
+
+def test_without_calls_a_format_reads_reasoning_and_text_only():
+    fmt = formats.get("qwen3").without_calls()
+    text = '<think>\nhm\n</think>\n\n<tool_call>{"name": "get_time", "arguments": {}}</tool_call><|im_end|>'
+    msg = formats.parse_message(text, TOOLS, fmt)
+    assert msg.additional_kwargs["reasoning_content"] == "hm"
+    assert msg.content == '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>' and not msg.tool_calls
+
+
+def test_a_template_that_knows_think_reads_reasoning_in_any_family():
+    llama = formats.for_template("<|start_header_id|>ipython<|end_header_id|>{{ '<think>' + r + '</think>' }}")
+    assert llama.name == "llama3" and llama.reasoning == ("<think>", "</think>")
+    assert formats.for_template("<|start_header_id|>ipython<|end_header_id|>").reasoning is None
+
+
+def test_no_format_name_is_the_package_format():
+    assert formats.get(None).name == "hermes"
+    assert formats.parse_message("<tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call>", TOOLS).tool_calls
+
+
+TEMPLATE_DIR = Path(__file__).parent / "data" / "templates"
+REAL_TEMPLATES = {  # file name -> (format, whether the generation prompt opens the reasoning)
+    "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja": ("hermes", False),
+    "Qwen-Qwen2.5-7B-Instruct.jinja": ("hermes", False),
+    "Qwen-Qwen3-0.6B.jinja": ("qwen3", False),
+    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": ("deepseek-r1", True),
+    "meta-llama-Llama-3.3-70B-Instruct.jinja": ("llama3", False),
+    "mistralai-Mistral-Nemo-Instruct-2407.jinja": ("mistral", False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_TEMPLATES))
+def test_detect_reads_the_real_templates(name):
+    path = TEMPLATE_DIR / name
+    if not path.exists():
+        pytest.skip(f"{path} is not in this checkout")
+    source = path.read_text(encoding="utf-8")
+    family, opens = REAL_TEMPLATES[name]
+    assert formats.detect(source) == family
+    assert formats.for_template(source).template_opens_reasoning(source) is opens
+
+
 def test_mistral_v11_templates_get_the_name_then_arguments_style():
     fmt = formats.for_template("[TOOL_CALLS]{{ name }}[ARGS]{{ arguments }}")
     assert isinstance(fmt, Mistral) and fmt.style == "v11"
@@ -290,6 +340,9 @@ def test_mistral_ids_are_nine_alphanumerics_matching_their_results():
     assert all(len(i) == 9 and i.isalnum() for i in ids) and len(set(ids)) == 2
     assert [m["tool_call_id"] for m in out[2:]] == ids
     assert mistral_id("a1b2c3d4e") == "a1b2c3d4e"  # already a Mistral id: kept
+    no_ids = [{**CONVERSATION[1], "tool_calls": [{**c, "id": None} for c in CONVERSATION[1]["tool_calls"]]}]
+    ids = [c["id"] for c in formats.get("mistral").chat_dicts(no_ids)[0]["tool_calls"]]
+    assert len(set(ids)) == 2 and all(len(i) == 9 for i in ids)  # distinct, even for the same tool
 
 
 def test_deepseek_gets_arguments_as_text_and_others_as_objects():
@@ -299,3 +352,53 @@ def test_deepseek_gets_arguments_as_text_and_others_as_objects():
     assert hermes[1]["tool_calls"][0] == {"type": "function", "id": "call_abc",
                                           "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
     assert hermes[2] == CONVERSATION[2] and CONVERSATION[1]["tool_calls"][0]["name"] == "get_weather"  # inputs untouched
+
+
+# ---- any text at all -----------------------------------------------------------------------------
+
+def _alphabet(family: str) -> list[str]:
+    fmt = formats.get(family)
+    pieces = [*fmt.markers, *fmt.end_markers, *fmt.openers, "<think>", "</think>", "[THINK]", "[/THINK]"]
+    pieces += ['{"name": "get_weather", ', '"arguments": ', '"parameters": ', '{"city": "Paris"}', '"', "{", "}",
+               "[", "]", ",", ";", " ", "\n", "\\", "```json\n", "```", "get_weather", '{"text": "a', "é", "x",
+               "<function=get_weather>", '<function name="echo">']
+    return pieces
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_text_parses_without_error_and_the_same_in_any_split(family, data):
+    text = "".join(data.draw(st.lists(st.sampled_from(_alphabet(family)), max_size=30)))
+    opened = data.draw(st.sampled_from([None, True, False]))
+    reason = data.draw(st.sampled_from([None, "stop", "length"]))
+    case = {"text": text, "reasoning_opened": opened, "finish_reason": reason}
+    want = whole(family, case)
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(text)), max_size=10)))
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    got = streamed(family, case, pieces)
+    assert summary(got) == summary(want), pieces
+    assert got.tool_calls == want.tool_calls
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='{}[]"\\ab,:é', max_size=40))
+def test_the_fast_json_reading_agrees_with_the_scanner(s):
+    from langchain_attention_buckets.formats.base import ends_inside_string, json_end
+    from langchain_attention_buckets.text.scan import JsonScanner
+
+    assert ends_inside_string(s) == JsonScanner(s).in_string
+    text = "{" + s
+    scan, end = JsonScanner(), None
+    for i, ch in enumerate(text):
+        scan.read(ch)
+        if scan.broken or not scan.stack:
+            end = i + 1
+            break
+    assert json_end(text, 0) == end
+    assert json_end(text, 0) == end  # and again, resumed from the last reading
+
+
+def test_an_id_the_model_wrote_is_the_call_id():
+    msg = formats.parse_message('[TOOL_CALLS]get_weather[CALL_ID]a1b2c3d4e[ARGS]{"city": "Paris"}', TOOLS, "mistral")
+    assert msg.tool_calls[0]["id"] == "a1b2c3d4e"

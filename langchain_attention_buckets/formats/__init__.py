@@ -11,7 +11,7 @@
 ``detect(chat_template)`` picks one from a template's text (as llama.cpp does); ``get(name)``
 returns the object; ``parse_message`` and ``MessageStream`` read a model's output into
 LangChain messages. ``base`` holds what they share (events, the streaming parser); adding a
-family is one module with one ``Format`` subclass, registered in ``FORMATS``. See
+family is one module with one ``Format`` subclass, registered in ``registry.FORMATS``. See
 docs/chat-model.md.
 """
 

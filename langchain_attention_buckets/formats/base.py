@@ -131,7 +131,8 @@ Json = JsonScanner
 a string is open, and ``spoiler()``, the text that makes a cut object certainly not JSON."""
 
 
-# A whole JSON string, or a structural character (a lone quote: a string open to the end).
+# The same reading as ``JsonScanner`` (tests/test_formats.py checks it), at the speed of a regular
+# expression: a whole JSON string, or a structural character (a lone quote: a string open to the end).
 _TOKEN = re.compile(r'"(?:[^"\\]++|\\.)*+"|[{}\[\]"]')  # possessive: an open string fails fast
 
 
@@ -145,7 +146,8 @@ def json_end(text: str, start: int) -> int | None:
     """
     stack: list[str] = []
     pos = start
-    seen = _resume.get(start)
+    key = (start, text[start : start + 32])  # streams read side by side keep apart
+    seen = _resume.get(key)
     if seen is not None and text.startswith(seen[0], start):
         pos, stack = start + len(seen[0]), list(seen[1])
     for m in _TOKEN.finditer(text, pos):
@@ -159,21 +161,18 @@ def json_end(text: str, start: int) -> int | None:
             stack.append("}" if tok == "{" else "]")
         elif not stack or stack.pop() != tok or not stack:
             return m.end()
-    if len(_resume) > 256:
+    if len(_resume) > 64:
         _resume.clear()
-    _resume[start] = (text[start:pos], tuple(stack))
+    _resume[key] = (text[start:pos], tuple(stack))
     return None
 
 
-_resume: dict[int, tuple[str, tuple[str, ...]]] = {}  # start -> (text read, brackets still open)
+_resume: dict[tuple[int, str], tuple[str, tuple[str, ...]]] = {}  # (start, its text) -> (text read, brackets open)
 
 
 def ends_inside_string(text: str) -> bool:
     """Whether ``text`` ends inside a JSON string (read from its start, brackets or not)."""
-    last = None
-    for last in _TOKEN.finditer(text):
-        pass
-    return last is not None and last.group() == '"'
+    return any(m.group() == '"' for m in _TOKEN.finditer(text))  # a lone quote: a string open to the end
 
 
 def find_outside_strings(text: str, marker: str, start: int = 0) -> int:
@@ -195,6 +194,45 @@ def partial_marker(text: str, markers: str | Sequence[str]) -> int:
                 best = n
                 break
     return best
+
+
+_SEPARATORS = re.compile(r"\s*[,;]?\s*")
+
+
+def split_objects(body: str, closed: bool, safe: int | None = None) -> list[Piece]:
+    """The calls of one block: usually one JSON object; several objects one after another
+    (separated by white space, ``,`` or ``;``) or a JSON list of them are several calls (Qwen2.5
+    sometimes writes its parallel calls in one ``<tool_call>`` block). A block is split only where
+    a next object starts, so what streamed of its first call stays that call's.
+
+    Args:
+        body: the block's text; closed: whether its end was seen; safe: how much of the body is
+            certainly the block's (for the last call).
+    """
+    lead = _SEPARATORS.match(body).end() if body[:1].isspace() else 0
+    first = _SEPARATORS.match(body, lead + 1).end()
+    listed = body.startswith("[", lead) and (first == len(body) or body.startswith("{", first))  # a list of objects
+    start = lead + 1 if listed else 0  # where the current call's text starts
+    pos = start
+    pieces: list[Piece] = []
+    while True:
+        i = _SEPARATORS.match(body, pos).end()
+        if not body.startswith("{", i):
+            break
+        end = json_end(body, i)
+        if end is None:
+            break
+        nxt = _SEPARATORS.match(body, end).end()
+        if body.startswith("{", nxt):
+            pieces.append(call(body[start:end]))
+            start = pos = nxt
+            continue
+        if listed and body[nxt:].strip() == "]":  # the list's end: its last call
+            pieces.append(call(body[start:end], closed=closed, safe=None if safe is None else max(0, safe - start)))
+            return pieces
+        break
+    pieces.append(call(body[start:], closed=closed, safe=None if safe is None else max(0, safe - start)))
+    return pieces
 
 
 # ---- values against schemas --------------------------------------------------------------------
@@ -263,9 +301,11 @@ def validation_error(args: dict, schema: dict) -> str | None:
 # ---- the format object ---------------------------------------------------------------------------
 
 THINK = ("<think>", "</think>")
-REASONING_FORMATS: dict[str, tuple[str, str] | None] = {"none": None, "think": THINK}
-"""Reasoning delimiters by name, for ``reasoning_format=``: "none" (no reasoning read) or
-"think" (``<think>`` ... ``</think>``, Qwen3 and the DeepSeek-R1 family)."""
+THINK_TOKENS = ("[THINK]", "[/THINK]")
+REASONING_FORMATS: dict[str, tuple[str, str] | None] = {"none": None, "think": THINK, "magistral": THINK_TOKENS}
+"""Reasoning delimiters by name, for ``reasoning_format=``: "none" (no reasoning read), "think"
+(``<think>`` ... ``</think>``, Qwen3 and the DeepSeek-R1 family) or "magistral" (``[THINK]`` ...
+``[/THINK]``, Mistral's reasoning models)."""
 
 
 class Format:
@@ -347,6 +387,11 @@ class Format:
         clone.reasoning = delims
         return clone
 
+    def without_calls(self) -> Format:
+        """This format reading reasoning and text only (no tools bound: a call written anyway is
+        text), with the same reasoning delimiters and end-of-turn markers."""
+        return TextOnly(self.reasoning, self.end_markers)
+
     def parser(self, schemas: Mapping[str, dict] | None, reasoning_opened: bool | None = None) -> FormatParser:
         """A streaming parser for one answer (see ``FormatParser``)."""
         return FormatParser(self, schemas, reasoning_opened)
@@ -364,7 +409,7 @@ class Format:
         """
         raise NotImplementedError
 
-    def split(self, text: str, final: bool, opened: bool | None = None) -> list[Piece]:
+    def split(self, text: str, final: bool, opened: bool | None = None, cut: bool = False) -> list[Piece]:
         """The whole answer cut into reasoning, text and call pieces.
 
         Args:
@@ -374,7 +419,8 @@ class Format:
                 precedes (read only once that delimiter or the end of the text is seen).
         """
         pieces = self._split_reasoning(text, final, opened)
-        return [self._clean(p, final and i == len(pieces) - 1 or i < len(pieces) - 1) for i, p in enumerate(pieces)]
+        last = len(pieces) - 1
+        return [self._clean(p, final or i < last, cut and i == last) for i, p in enumerate(pieces)]
 
     def _split_reasoning(self, text: str, final: bool, opened: bool | None) -> list[Piece]:
         if not self.reasoning:
@@ -403,17 +449,33 @@ class Format:
             return [reasoning(text[begin : len(text) - keep])]
         return [reasoning(text[begin:at]), *self.split_calls(text[at + len(end) :], final)]
 
-    def _clean(self, piece: Piece, final: bool) -> Piece:
-        """Text without end-of-turn markers (and, while open, without the start of one)."""
+    def _clean(self, piece: Piece, final: bool, cut: bool = False) -> Piece:
+        """Text without end-of-turn markers (and, while open, without the start of one); where
+        max_tokens cut the answer, without the start of a marker it ended in."""
         drop = self.end_markers + (self.reasoning or ())
-        if piece.kind != "text" or not drop:
+        if piece.kind != "text" or not drop and not cut:
             return piece
         s = piece.text
         for m in drop:
             s = s.replace(m, "")
         if not final:
             s = s[: len(s) - partial_marker(s, drop)]
+        if cut:
+            keep = partial_marker(s, (*self.openers, *self.markers, *drop))
+            s = s[: len(s) - keep] if keep >= 2 else s
         return Piece(piece.kind, s)
+
+
+class TextOnly(Format):
+    """Reasoning and text, no calls (``Format.without_calls``)."""
+
+    name = "text"
+
+    def __init__(self, reasoning: tuple[str, str] | None = None, end_markers: tuple[str, ...] = ()):
+        self.reasoning, self.end_markers = reasoning, tuple(end_markers)
+
+    def split_calls(self, s: str, final: bool) -> list[Piece]:
+        return [text(s)]
 
 
 def _structured(message: dict) -> dict:
@@ -497,7 +559,7 @@ class FormatParser:
     # ---- one step: the whole text read again, what is new sent ----------------------------------
 
     def _step(self, final: bool, ended: str = "") -> list[Event]:
-        pieces = self.format.split(self._text, final, self.opened)
+        pieces = self.format.split(self._text, final, self.opened, cut=final and self._cut)
         out: list[Event] = []
         started = {"text": False, "reasoning": False}
         n_call = 0

@@ -13,7 +13,8 @@ Magistral, Devstral): one ``[TOOL_CALLS]`` per call, the name, then the argument
     [TOOL_CALLS]get_weather[CALL_ID]a1b2c3d4e[ARGS]{"city": "Paris"}
 
 All of these are read; a list at the very start without ``[TOOL_CALLS]`` (a detokenizer that
-dropped the special token) too.
+dropped the special token) too. Magistral reasons in ``[THINK]`` ... ``[/THINK]`` first
+(``formats.for_template`` sets that reasoning where the template knows ``[THINK]``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Format, Piece, call, json_end, partial_marker, text
+from .base import THINK_TOKENS, Format, Piece, call, json_end, partial_marker, text
 
 TOOL_CALLS = "[TOOL_CALLS]"
 ARGS = "[ARGS]"
@@ -52,7 +53,8 @@ class Mistral(Format):
     name = "mistral"
     template_markers = (TOOL_CALLS,)
     openers = (TOOL_CALLS,)
-    markers = (TOOL_CALLS, ARGS, CALL_ID, "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]")
+    markers = (TOOL_CALLS, ARGS, CALL_ID, "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]",
+               *THINK_TOKENS)
     end_markers = ("</s>",)
 
     def __init__(self, style: str = "v3"):
@@ -86,9 +88,10 @@ class Mistral(Format):
         """Call ids and the results' ``tool_call_id`` as 9-character alphanumeric ids, the same
         id for a call and its result."""
         out = super().chat_dicts(messages)
-        for m in out:
-            if m.get("tool_calls"):
-                m["tool_calls"] = [{**c, "id": mistral_id(c.get("id") or f"{c['function']['name']}")} for c in m["tool_calls"]]
+        for i, m in enumerate(out):
+            if m.get("tool_calls"):  # a call without an id gets one from its place in the conversation
+                m["tool_calls"] = [{**c, "id": mistral_id(c.get("id") or f"{i}:{k}:{c['function']['name']}")}
+                                   for k, c in enumerate(m["tool_calls"])]
             if m.get("role") == "tool" and m.get("tool_call_id"):
                 m["tool_call_id"] = mistral_id(m["tool_call_id"])
         return out

@@ -24,9 +24,8 @@ from .hermes import Hermes
 class Qwen3(Hermes):
     name = "qwen3"
     template_markers = ("<tool_call>", "<think>")
-    end_markers = ("<|im_end|>", "<|endoftext|>")
     reasoning = THINK
-    markers = ("<tool_call>", "</tool_call>", *THINK)
+    markers = ("<tool_call>", "</tool_call>", "</function>", *THINK)
 
 
 QWEN3 = Qwen3()

@@ -32,13 +32,15 @@ def reasoning_names() -> list[str]:
     return [*REASONING_FORMATS, *FORMATS]
 
 
-def get(name: str | Format, reasoning_format: str | None = None) -> Format:
-    """The format called ``name`` (a ``Format`` passes through), reading ``reasoning_format``'s
-    reasoning where given ("none", "think", or a format's name).
+def get(name: str | Format | None, reasoning_format: str | None = None) -> Format:
+    """The format called ``name`` (a ``Format`` passes through; None: "hermes"), reading
+    ``reasoning_format``'s reasoning where given ("none", "think", "magistral", or a format's name).
 
     Raises:
         ValueError: an unknown name, naming the known ones.
     """
+    if name is None:
+        name = "hermes"
     if isinstance(name, Format):
         fmt = name
     elif name in FORMATS:
@@ -72,8 +74,14 @@ def detect(chat_template: str | None) -> str:
 
 def for_template(chat_template: str | None) -> Format:
     """The detected format, set up for this template (Mistral: the v11 call style where the
-    template writes ``[ARGS]`` or ``[CALL_ID]``)."""
-    fmt = get(detect(chat_template))
-    if isinstance(fmt, Mistral) and ("[ARGS]" in (chat_template or "") or "[CALL_ID]" in (chat_template or "")):
-        return Mistral("v11")
+    template writes ``[ARGS]`` or ``[CALL_ID]``, and ``[THINK]`` reasoning where it knows it; any
+    other family reads ``<think>`` reasoning where its template writes ``</think>``)."""
+    source = chat_template or ""
+    fmt = get(detect(source))
+    if isinstance(fmt, Mistral):
+        fmt = Mistral("v11" if "[ARGS]" in source or "[CALL_ID]" in source else "v3")
+        if "[THINK]" in source:  # Magistral
+            fmt = fmt.with_reasoning("magistral")
+    elif fmt.reasoning is None and "</think>" in source:  # a reasoning fine-tune of another family
+        fmt = fmt.with_reasoning("think")
     return fmt

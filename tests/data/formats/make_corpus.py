@@ -1,7 +1,7 @@
 """Writes the format corpora (``<family>.jsonl``) from the families' documented syntax.
 
-Each line: ``id``, ``text`` (a raw model output), optional ``reasoning_opened`` and
-``finish_reason``, and ``expect``: ``content``, ``reasoning``, ``calls`` ([name, args] in
+Each line: ``id``, ``text`` (a raw model output), optional ``reasoning_opened``,
+``reasoning_format`` and ``finish_reason``, and ``expect``: ``content``, ``reasoning``, ``calls`` ([name, args] in
 order) and ``invalid`` (the names, or null, of the calls that must come back invalid, in
 order). The expected values are written here from what the text means, never from the
 parser's output. Run ``python tests/data/formats/make_corpus.py`` to rewrite the files.
@@ -54,6 +54,8 @@ def common(w, join, closer_text, opener):
              calls=[("echo", {"text": "a } b ] c ; d { e ["})]),
         case("closer-in-string", one(("echo", {"text": f"x {closer_text} y"})),
              calls=[("echo", {"text": f"x {closer_text} y"})]),
+        case("closer-after-bracket-in-string", one(("echo", {"text": f"x [{{ {closer_text} y"})),
+             calls=[("echo", {"text": f"x [{{ {closer_text} y"})]),
         case("opener-in-string", one(("echo", {"text": f"see {opener} here"})),
              calls=[("echo", {"text": f"see {opener} here"})]),
         case("plain-text", "The weather in Paris is sunny today.", content="The weather in Paris is sunny today."),
@@ -107,16 +109,32 @@ def hermes_cases(think=False):
              invalid=["get_weather"]),
         case("not-json", "<tool_call>\nget_weather(city='Paris')\n</tool_call>", invalid=[None]),
         case("empty-call", "<tool_call></tool_call>", invalid=[None]),
-        case("end-marker-after", one(W) + "<|im_end|>", calls=[W]) if think else
+        case("end-marker-after", "Done: " + one(W) + "<|im_end|>", content="Done:", calls=[W]),
         case("parallel-no-newline", one(W) + one(W2), calls=[W, W2]),
         case("cut-after-opener", "<tool_call>", invalid=[None], finish_reason="length"),
         case("cut-in-name", '<tool_call>\n{"name": "get_wea', invalid=[None], finish_reason="length"),
         case("partial-opener-text", "The tag <tool_ is not a call.", content="The tag <tool_ is not a call."),
+        case("cut-in-opener", "Let me check. <tool_c", content="Let me check.", finish_reason="length"),
+        # the function-tag form some Hermes and Qwen checkpoints write (llama.cpp reads it too)
+        case("function-tag", "Checking.\n<function=get_weather>" + J(W[1]) + "</function>", content="Checking.", calls=[W]),
+        case("function-name-attribute", '<function name="search">\n' + J(S[1]) + "\n</function>", calls=[S]),
+        case("function-tag-then-block", "<function=get_weather>" + J(W[1]) + "</function>\n" + one(S), calls=[W, S]),
+        case("function-tag-cut", '<function=echo>{"text": "unfinished', invalid=["echo"], finish_reason="length"),
+        case("function-word-in-text", "A <function> tag and <function=x are text.",
+             content="A <function> tag and <function=x are text."),
+        case("partial-opener-at-stop", "The tag is <tool_c", content="The tag is <tool_c", finish_reason="stop"),
         # Hermes 2 Pro's own examples write the call as a Python dict
         case("python-dict", "<tool_call>\n{'arguments': {'city': 'Paris'}, 'name': 'get_weather'}\n</tool_call>", calls=[W]),
         # the model ended its turn right after the JSON: the call stands; cut by max_tokens there, it does not
         case("no-closer-at-stop", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n', calls=[W],
              finish_reason="stop"),
+        # Qwen2.5 sometimes writes parallel calls in one block, one object after another or as a list
+        case("two-objects-one-block", "<tool_call>\n" + J({"name": W[0], "arguments": W[1]}) + "\n"
+             + J({"name": S[0], "arguments": S[1]}) + "\n</tool_call>", calls=[W, S]),
+        case("list-in-block", "<tool_call>\n[" + J({"name": W[0], "arguments": W[1]}) + ", "
+             + J({"name": S[0], "arguments": S[1]}) + "]\n</tool_call>", calls=[W, S]),
+        case("extra-brace", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}}\n</tool_call>',
+             invalid=["get_weather"]),
         case("no-closer-at-length", '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n',
              invalid=["get_weather"], finish_reason="length"),
         # cut after a closing marker inside a string: the call ends at that marker, what follows is text
@@ -196,6 +214,17 @@ def llama3_cases():
         case("parameters-as-string", J({"name": "get_weather", "parameters": J({"city": "Paris"})}), calls=[W]),
         case("partial-tag-text", "A tag like <|python is not one.", content="A tag like <|python is not one."),
         case("code-block", "```json\n" + one(W) + "\n```", calls=[W]),
+        case("parameters-first", J({"parameters": {"city": "Paris"}, "name": "get_weather"}), calls=[W]),
+        case("json-list", "[" + one(W) + ", " + one(S) + "]", calls=[W, S]),
+        case("json-list-cut", "[" + one(W) + ', {"name": "search", "parameters": {"query": "lla',
+             calls=[W], invalid=["search"], finish_reason="length"),
+        case("brackets-not-a-list", "Pick from [1, 2] or [a].", content="Pick from [1, 2] or [a]."),
+        # Meta's documented alternative for custom tools: <function=NAME>{...}</function>
+        case("function-tag", "<function=get_weather>" + J(W[1]) + "</function>", calls=[W]),
+        case("function-tag-text-before", "I'll look it up.\n<function=search>" + J(S[1]) + "</function><|eom_id|>",
+             content="I'll look it up.", calls=[S]),
+        case("function-tag-cut", '<function=echo>{"text": "half', invalid=["echo"], finish_reason="length"),
+        case("cut-in-tag", "Searching now <|python_t", content="Searching now", finish_reason="length"),
         case("code-block-with-text", "I will call it:\n```\n" + one(W) + "\n```\nThat is all.",
              content="I will call it:\nThat is all.", calls=[W]),
         case("code-block-not-a-call", "```json\n{\"city\": \"Paris\"}\n```", content="```json\n{\"city\": \"Paris\"}\n```"),
@@ -250,10 +279,20 @@ def mistral_cases():
         case("v11-cut", '[TOOL_CALLS]echo{"text": "print(\\"hello', invalid=["echo"], finish_reason="length"),
         case("trailing-comma", '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris",}}]', invalid=["get_weather"]),
         case("not-json", "[TOOL_CALLS] not json at all", invalid=[None]),
+        case("cut-in-marker", "Calling it [TOOL_CA", content="Calling it", finish_reason="length"),
         case("cut-after-marker", "[TOOL_CALLS]", invalid=[None], finish_reason="length"),
         case("cut-between-calls", "[TOOL_CALLS][" + mistral_obj(*W) + ", ", calls=[W], finish_reason="length"),
         case("arguments-as-string", "[TOOL_CALLS][" + J({"name": "get_weather", "arguments": J(W[1])}) + "]", calls=[W]),
         case("partial-marker-text", "Text with [TOOL_ in it.", content="Text with [TOOL_ in it."),
+        # Magistral: [THINK] reasoning first
+        case("magistral-think-call", "[THINK]The user wants Paris.[/THINK]" + v11(*W), reasoning="The user wants Paris.",
+             calls=[W], reasoning_format="magistral"),
+        case("magistral-think-answer", "[THINK]Easy.[/THINK]It is 4.", reasoning="Easy.", content="It is 4.",
+             reasoning_format="magistral"),
+        case("magistral-call-in-think", "[THINK]Maybe " + v11(*S) + "?[/THINK]" + v11(*W),
+             reasoning="Maybe " + v11(*S) + "?", calls=[W], reasoning_format="magistral"),
+        case("magistral-cut-in-think", "[THINK]Still thinking about", reasoning="Still thinking about",
+             reasoning_format="magistral", finish_reason="length"),
     ]
     out += cuts("single", w(*W), "get_weather")
     out += cuts("nested", w(*EV), "create_event")
