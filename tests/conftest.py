@@ -156,6 +156,22 @@ def tiny_chat_dir(tmp_path_factory):
     return str(folder)
 
 
+@pytest.fixture(scope="session")
+def family_dir(tmp_path_factory):
+    """``family_dir(name)``: a folder holding a tiny random model of a tool-calling family with its
+    real chat template (tests/families.py), built once per session."""
+    from families import build_family
+
+    built: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name not in built:
+            built[name] = str(build_family(name, tmp_path_factory.mktemp(name.replace(".", "_"))))
+        return built[name]
+
+    return get
+
+
 TINY_BASES = [10000.0, 17500.0, 25000.0]
 
 # A random model rarely closes a JSON string; a bias on closing tokens (", }, ], "}, </ ...) makes

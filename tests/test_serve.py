@@ -483,3 +483,36 @@ def test_load_run_reports_failures(server):
     summary = summarize(records, wall, expected=4)
     assert summary["requests_ok"] == 0 and summary["requests_failed"] == 2  # each session stops at its failed turn
     assert all(r.status == 404 for r in records) and "not-served" in summary["errors"][0]
+
+
+def test_reasoning_content_in_answers_deltas_and_history():
+    from langchain_core.messages import AIMessage, AIMessageChunk
+
+    from langchain_attention_buckets.serve.convert import ChunkWriter, completion, to_messages
+
+    message = AIMessage(content="It is sunny.", additional_kwargs={"reasoning_content": "The user asks about Paris."})
+    body = completion(message, "m", "id", 0)["choices"][0]["message"]
+    assert body == {"role": "assistant", "content": "It is sunny.", "reasoning_content": "The user asks about Paris."}
+    writer = ChunkWriter("m", include_usage=False)
+    (delta,) = writer.delta(AIMessageChunk(content="", additional_kwargs={"reasoning_content": "The user"}))
+    assert delta["choices"][0]["delta"] == {"reasoning_content": "The user"}
+    assert "reasoning_content" not in completion(AIMessage(content="x"), "m", "id", 0)["choices"][0]["message"]
+    history = to_messages([
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello", "reasoning_content": "greet back"},
+        {"role": "assistant", "content": None, "reasoning_content": "call it",
+         "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+    ])
+    assert [m.additional_kwargs.get("reasoning_content") for m in history[1:]] == ["greet back", "call it"]
+
+
+def test_reasoning_switch_in_a_request():
+    from langchain_attention_buckets.serve.protocol import ChatCompletionRequest
+
+    msgs = [{"role": "user", "content": "hi"}]
+    assert ChatCompletionRequest(messages=msgs, reasoning=False).call_options()["reasoning"] is False
+    vllm_style = ChatCompletionRequest(messages=msgs, chat_template_kwargs={"enable_thinking": True})
+    assert vllm_style.call_options()["reasoning"] is True
+    assert "reasoning" not in ChatCompletionRequest(messages=msgs).call_options()
+    with pytest.raises(ValueError, match="'tools_in_user_message' is not read"):
+        ChatCompletionRequest(messages=msgs, chat_template_kwargs={"tools_in_user_message": False})

@@ -76,6 +76,7 @@ FIELD_TYPES = {
     "top_logprobs": {"integer"}, "bases": {"string", "number", "array"}, "n_buckets": {"integer"},
     "aggregation": {"string"}, "top_k": {"integer"}, "repetition_penalty": {"number"},
     "tool_call_bias": {"string", "number", "array"}, "loop_detection": {"boolean"}, "deterministic": {"boolean"},
+    "reasoning": {"boolean"}, "chat_template_kwargs": {"object"},
 }
 POOL = [True, False, 0, 3, 2.5, -1, "8", "yes", "", [], ["a"], [1], {}, {"a": 1}]
 
@@ -404,6 +405,8 @@ FIELDS = {name: valid | valid | json_values for name, valid in {
     "tool_call_bias": st.sampled_from(["auto", 1.0, [0.0, -1.0]]),
     "loop_detection": st.booleans(),
     "deterministic": st.booleans(),
+    "reasoning": st.booleans(),
+    "chat_template_kwargs": st.fixed_dictionaries({"enable_thinking": st.booleans()}),
     "foo": st.nothing(),
 }.items()}
 # a few fields per request, so that many requests are valid and each field is tried often

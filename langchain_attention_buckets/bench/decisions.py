@@ -71,15 +71,17 @@ def margins(rows: list[dict], llm, cache: Path | None, label: str, progress: boo
     from ..engine.forward import forward_buckets
     from ..engine.merge import merge
     from ..text.messages import to_chat_dicts
+    from ..text.render import call_format
 
     done = _read_cache(cache, label)
     loaded = llm.load()
-    bases, opener = llm.resolved_bases(), opener_ids(loaded.tokenizer)[0]
+    fmt = call_format(loaded.tokenizer, llm.tool_format, llm.reasoning_format)  # the model family's own opener
+    bases, opener = llm.resolved_bases(), opener_ids(loaded.tokenizer, fmt.openers[0])[0]
     todo = [r for r in rows if r["id"] not in done]
     with progress_bar(len(todo), desc=f"margins ({label})", unit="conv", progress=progress) as bar:
         for row in todo:
             dicts = to_chat_dicts(convert_to_messages(row["messages"]))
-            ids = prompt_ids(loaded.tokenizer, dicts, llm.call_options(tools=row["tools"]))
+            ids = prompt_ids(loaded.tokenizer, dicts, llm.call_options(tools=row["tools"]), fmt=fmt)
             logits = forward_buckets(loaded.model, ids, bases, logits_to_keep=1)[:, -1]  # (n, V)
             merged = merge(logits[None], llm.aggregation)[0].float()
             other = merged.clone()

@@ -1,13 +1,17 @@
 """One chat-model call, outside the LangChain class: built from resolved inputs, then its chunks.
 
     prepare_call(loaded, engine, options, dicts, bases, ...)
+      format:       render.call_format (the family's tool-call and reasoning format: detected from
+                    the chat template, the Hermes fallback where it renders no tools, or named)
       prompt_ids:   chat dicts -> prompt text (render.render_call, with every instruction) -> token ids
-      grammar:      grammar_select.call_constraint (forced tool choice, structured output, auto)
-      decision:     in tool_choice="auto", decision.DecisionConstraint around the grammar
+      grammar:      grammar_select.call_constraint in the format's syntax (forced tool choice,
+                    structured output, auto), reasoning first where the format has it
+      decision:     in tool_choice="auto", decision.DecisionConstraint around the grammar (the
+                    format's own opener, after the reasoning)
       request:      engine.Request (bases, merge rule, sampling, budget, stops, caches)
-      parser:       parse.ToolCallParser when tools are bound
+      parser:       the format's parser when tools are bound or the model reasons
       guard:        guard.answer_guard (a loop or a fallback marker ends the answer)
-    Call.chunk(TokenEvent) -> ChatGenerationChunk   text / tool_call_chunks, per token
+    Call.chunk(TokenEvent) -> ChatGenerationChunk   text / reasoning / tool_call_chunks, per token
     Call.last(Result)      -> ChatGenerationChunk   usage and response metadata
     collect(chunks)        -> ChatResult            each invalid call gets its reason
 
@@ -25,14 +29,17 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
+from ..constrain.grammar import syntax_of
 from ..engine import Engine, Request, Result, TokenEvent
 from ..engine.headscale import model_mspoe_scales
 from ..engine.loading import LoadedModel
+from ..formats.base import Format, FormatParser
+from ..formats.base import text as text_piece
 from ..text.guard import AnswerGuard, answer_guard
 from ..text.messages import to_chat_dicts
-from ..text.parse import ArgsDelta, CallStart, ParsedCall, TextPiece, ToolCallParser
-from ..text.render import render_call
-from .decision import DecisionConstraint, ToolDecision, conversation_state, opener_ids
+from ..text.parse import ArgsDelta, CallStart, ParsedCall, ReasoningPiece, TextPiece
+from ..text.render import call_format, render_call
+from .decision import DecisionConstraint, ToolDecision, conversation_state, opener_ids, reasoning_ids
 from .grammar_select import call_constraint
 from .options import CallOptions
 
@@ -40,13 +47,22 @@ __all__ = ["Call", "CallSettings", "collect", "prepare_call", "prompt_ids"]
 
 
 def prompt_ids(tokenizer, messages: Sequence[BaseMessage] | Sequence[dict], options: CallOptions,
-               check_tool_call_ids: bool = True) -> list[int]:
+               check_tool_call_ids: bool = True, fmt: Format | None = None) -> list[int]:
     """The prompt's token ids for LangChain messages (or chat dicts): the same chat template, tool
-    descriptions and instructions as a call with ``options``."""
+    descriptions and instructions as a call with ``options`` (calls written in ``fmt`` where the
+    template renders no tools; None: the package's own format)."""
+    text = prompt_text(tokenizer, messages, options, check_tool_call_ids, fmt)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def prompt_text(tokenizer, messages: Sequence[BaseMessage] | Sequence[dict], options: CallOptions,
+                check_tool_call_ids: bool = True, fmt: Format | None = None) -> str:
+    """The prompt's text (see ``prompt_ids``)."""
     dicts = messages if messages and isinstance(messages[0], dict) else to_chat_dicts(
         messages, check_tool_call_ids=check_tool_call_ids)
-    prompt = render_call(tokenizer, list(dicts), options.tools, options.choice, options.response_format)
-    return tokenizer.encode(prompt, add_special_tokens=False)
+    reasoning = options.values.get("reasoning")
+    return render_call(tokenizer, list(dicts), options.tools, options.choice, options.response_format,
+                       reasoning=reasoning, call_format=fmt)
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,8 @@ class CallSettings:
     speculative_tokens: int = 8
     prefix_cache: bool = True
     deterministic: bool = False
+    tool_format: str = "auto"
+    reasoning_format: str | None = None
 
 
 def prepare_call(
@@ -84,15 +102,21 @@ def prepare_call(
         settings: the chat model's settings that shape a call.
     """
     tools, choice = options.tools, options.choice
+    fmt = call_format(loaded.tokenizer, settings.tool_format, settings.reasoning_format)
+    prompt = prompt_text(loaded.tokenizer, dicts, options, fmt=fmt)
+    syntax = syntax_of(fmt).for_prompt(prompt)
+    opened = syntax.reasoning_start == "inside"  # the prompt opened the reasoning: the answer starts in it
     constraint = call_constraint(loaded, tools, choice, options.parallel_tool_calls, options.response_format,
-                                 settings.constrained_decoding, options.max_tokens)
+                                 settings.constrained_decoding, options.max_tokens, syntax)
     state = None
     if tools and choice.kind == "auto" and not decision.off:
         conversation = conversation_state(dicts)
         state = {"state": conversation, "bias": decision.bias(conversation)}
-        constraint = DecisionConstraint(constraint, opener_ids(loaded.tokenizer), state["bias"])
+        reasoning = reasoning_ids(loaded.tokenizer, syntax.reasoning if syntax.reasoning_start != "none" else None, opened)
+        opener = opener_ids(loaded.tokenizer, fmt.openers[0])
+        constraint = DecisionConstraint(constraint, opener, state["bias"], reasoning)
     request = Request(
-        prompt=tuple(prompt_ids(loaded.tokenizer, dicts, options)),
+        prompt=tuple(loaded.tokenizer.encode(prompt, add_special_tokens=False)),
         bases=bases,
         aggregation=options.aggregation,
         sampling=options.sampling,
@@ -108,9 +132,26 @@ def prepare_call(
     )
     with_tools = bool(tools) and choice.kind != "none"
     schemas = {t["function"]["name"]: t["function"].get("parameters") or {} for t in tools}
-    parser = ToolCallParser(schemas) if with_tools else None
+    parser = None
+    if with_tools:
+        parser = fmt.parser(schemas, reasoning_opened=opened)
+    elif fmt.reasoning:  # no calls to read, but reasoning to keep out of the content
+        parser = _TextAndReasoning(fmt.reasoning, fmt.end_markers).parser({}, reasoning_opened=opened)
     guard = answer_guard(loaded.tokenizer, tools, dicts, options.response_format, options.loop_chars)
-    return Call(engine, request, parser, options.model or settings.model_name, bases, state, guard, bucket_choice)
+    name = options.model or settings.model_name
+    return Call(engine, request, parser, name, bases, state, guard, bucket_choice, tool_format=fmt.name)
+
+
+class _TextAndReasoning(Format):
+    """A format that reads reasoning and text only: a call written with no tools bound is text."""
+
+    name = "text"
+
+    def __init__(self, reasoning: tuple[str, str], end_markers: tuple[str, ...] = ()) -> None:
+        self.reasoning, self.end_markers = reasoning, end_markers
+
+    def split_calls(self, s: str, final: bool):
+        return [text_piece(s)]
 
 
 def _bucket_layers(fraction: float, loaded: LoadedModel, n_buckets: int) -> int | None:
@@ -142,7 +183,7 @@ class Call:
 
     engine: Engine
     request: Request
-    parser: ToolCallParser | None
+    parser: FormatParser | None
     model_name: str
     bases: tuple[float, ...]
     decision: dict | None = None  # the tool decision's state and bias, when one applied
@@ -150,6 +191,7 @@ class Call:
     bucket_choice: str = ""  # what the ``bases`` setting chose for this call, in words
     ids: dict[int, str] = field(default_factory=dict)  # call index -> id
     errors: dict[str, str] = field(default_factory=dict)  # id of an invalid call -> reason
+    tool_format: str = "hermes"  # the format the answer is read in (response metadata)
 
     @property
     def stopped(self) -> bool:
@@ -167,16 +209,17 @@ class Call:
 
     def last(self, result: Result) -> ChatGenerationChunk:
         ended = _ENDED.get(result.finish_reason, f"the answer ended ({result.finish_reason})")
-        text, calls = "", []
+        text, calls, extra = "", [], {}
         if self.parser and not self.stopped:
             tail = self._parsed(self._guarded(self.parser.finish(ended))).message
-            text, calls = tail.content, tail.tool_call_chunks
+            text, calls, extra = tail.content, tail.tool_call_chunks, tail.additional_kwargs
         if self.guard and not self.stopped:  # text held back as a possible marker's start
             text += self.guard.finish()
         truncated = not self.stopped and self.truncated(result)
         finish_reason = "stop" if self.stopped else "length" if truncated else result.finish_reason
         message = AIMessageChunk(
             content=text,
+            additional_kwargs=extra,
             tool_call_chunks=calls,
             usage_metadata={
                 "input_tokens": result.prompt_tokens,
@@ -205,6 +248,7 @@ class Call:
             "aggregation": self.request.aggregation,
             "strategy": "ms-poe" if self.request.head_scales else "buckets",
             "time_to_first_token": result.time_to_first_token,
+            "tool_format": self.tool_format,
         }
         if truncated:
             metadata["max_tokens"] = self.request.max_tokens  # the budget that cut it (None: the context window)
@@ -233,17 +277,21 @@ class Call:
 
     def _parsed(self, events: list) -> ChatGenerationChunk:
         text = "".join(e.text for e in events if isinstance(e, TextPiece))
+        reasoning = "".join(e.text for e in events if isinstance(e, ReasoningPiece))
+        # reasoning as langchain-ollama and langchain-deepseek send it (content_blocks shows a "reasoning" block)
+        extra = {"reasoning_content": reasoning} if reasoning else {}
         # One tool_call_chunk per call in a chunk: langchain-core merges by index only across chunks.
         calls: dict[int, dict] = {}
         for e in events:
             if isinstance(e, CallStart):
-                self.ids[e.index] = f"call_{uuid.uuid4().hex[:24]}"
+                self.ids[e.index] = e.id or f"call_{uuid.uuid4().hex[:24]}"
                 calls[e.index] = tool_call_chunk(name=e.name, args="", id=self.ids[e.index], index=e.index)
             elif isinstance(e, ArgsDelta):
                 calls.setdefault(e.index, tool_call_chunk(name=None, args="", id=None, index=e.index))["args"] += e.text
             elif isinstance(e, ParsedCall) and not e.valid:
                 self.errors[self.ids[e.index]] = e.error
-        return ChatGenerationChunk(message=AIMessageChunk(content=text, tool_call_chunks=list(calls.values())))
+        message = AIMessageChunk(content=text, additional_kwargs=extra, tool_call_chunks=list(calls.values()))
+        return ChatGenerationChunk(message=message)
 
 
 def collect(chunks: list[ChatGenerationChunk]) -> ChatResult:
@@ -256,6 +304,7 @@ def collect(chunks: list[ChatGenerationChunk]) -> ChatResult:
     invalid = [{**c, "error": c.get("error") or errors.get(c["id"])} for c in msg.invalid_tool_calls]
     message = AIMessage(
         content=msg.content,
+        additional_kwargs=msg.additional_kwargs,
         tool_calls=msg.tool_calls,
         invalid_tool_calls=invalid,
         usage_metadata=msg.usage_metadata,

@@ -106,32 +106,67 @@ def conversation_state(messages: Sequence[dict]) -> State:
     return "before"
 
 
-def opener_ids(tokenizer) -> tuple[int, ...]:
-    """The call opener's token ids under ``tokenizer`` (one id where it is a token of its own)."""
-    return tuple(tokenizer.encode(TOOL_CALL_OPEN, add_special_tokens=False))
+def opener_ids(tokenizer, opener: str = TOOL_CALL_OPEN) -> tuple[int, ...]:
+    """A call opener's token ids under ``tokenizer`` (one id where it is a token of its own);
+    default: the package's own ``<tool_call>``."""
+    return tuple(tokenizer.encode(opener, add_special_tokens=False))
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """Where the answer's reasoning runs, in tokens: the decision waits until it has ended.
+
+    Attributes:
+        start, end: the token ids of the reasoning's delimiters (``<think>``, ``</think>``).
+        opened: the prompt opened it (the answer starts inside the reasoning).
+        gap: tokens skipped after it ends (the newlines before the answer).
+    """
+
+    start: tuple[int, ...]
+    end: tuple[int, ...]
+    opened: bool = False
+    gap: frozenset[int] = frozenset()
+
+
+def reasoning_ids(tokenizer, delimiters: tuple[str, str] | None, opened: bool) -> Reasoning | None:
+    """The ``Reasoning`` of a format's delimiters under ``tokenizer`` (None: the format has none)."""
+    if not delimiters:
+        return None
+    start, end = (tuple(tokenizer.encode(d, add_special_tokens=False)) for d in delimiters)
+    gap = frozenset(i for ws in ("\n", "\n\n", " ") for i in tokenizer.encode(ws, add_special_tokens=False))
+    return Reasoning(start, end, opened, gap)
 
 
 class DecisionConstraint(Constraint):
     """A ``sampling.TokenConstraint`` around a grammar (or none): ``apply_bias`` biases the opener
-    at the first step (a negative bias: at every step until a call opens); after the opener's
-    first token at the first step, ``apply_steering`` forces the rest of it. The grammar's own
-    mask and steering pass through. Not thread-safe; one per call."""
+    at the first step of the answer (a negative bias: at every step until a call opens); after the
+    opener's first token at that step, ``apply_steering`` forces the rest of it. The grammar's own
+    mask and steering pass through. Not thread-safe; one per call.
 
-    def __init__(self, inner: Any | None, opener: Sequence[int], bias: float) -> None:
+    With ``reasoning``, the answer's first step is the first after the reasoning (and the newlines
+    after it): the reasoning itself is never biased.
+    """
+
+    def __init__(self, inner: Any | None, opener: Sequence[int], bias: float, reasoning: Reasoning | None = None) -> None:
         if not opener:
             raise ValueError("the call opener has no tokens")
         self.inner = inner
         self.opener = tuple(opener)
         self.bias = float(bias)
+        self.reasoning = reasoning
         self._step = 0
+        self._first = 0  # the answer's first step (after any reasoning)
+        self._thinking = bool(reasoning and reasoning.opened)
         self._forcing = False  # inside the opener, after its first token
-        self._recent: list[int] = []  # the last len(opener) tokens
+        self._recent: list[int] = []  # the last tokens (enough for the opener and the reasoning's end)
         self._call_started = False
 
     def apply_bias(self, logits) -> None:
         if self.inner is not None and hasattr(self.inner, "apply_bias"):
             self.inner.apply_bias(logits)
-        if not self._forcing and (self._step == 0 or (self.bias < 0 and not self._call_started)):
+        if self._forcing or self._thinking:
+            return
+        if self._step == self._first or (self.bias < 0 and not self._call_started):
             logits[self.opener[0]] += self.bias
 
     def apply_mask(self, logits) -> bool:
@@ -139,20 +174,29 @@ class DecisionConstraint(Constraint):
 
     def apply_steering(self, logits) -> None:
         if self._forcing:  # inside the opener: its next token, even one the model ruled out
-            keep_only(logits, [self.opener[self._step]])
+            keep_only(logits, [self.opener[self._step - self._first]])
         elif self.inner is not None and hasattr(self.inner, "apply_steering"):
             self.inner.apply_steering(logits)
 
     def accept(self, token_id: int) -> None:
         if self.inner is not None:
             self.inner.accept(token_id)
-        if self._step == 0:
+        r = self.reasoning
+        keep = max(len(self.opener), len(r.end) if r else 0)
+        self._recent = [*self._recent, int(token_id)][-keep:]
+        if self._thinking:
+            if tuple(self._recent[-len(r.end) :]) == r.end:
+                self._thinking, self._first = False, self._step + 1
+        elif self._step == self._first and r and token_id in r.gap and self._first > 0:
+            self._first += 1  # the newlines between the reasoning and the answer
+        elif self._step == self._first and r and r.start and token_id == r.start[0] != self.opener[0]:
+            self._thinking = True  # the model opens its reasoning: the decision comes after it
+        elif self._step == self._first:
             self._forcing = token_id == self.opener[0] and len(self.opener) > 1
         self._step += 1
-        if self._forcing and self._step >= len(self.opener):
+        if self._forcing and self._step - self._first >= len(self.opener):
             self._forcing = False
-        self._recent = [*self._recent, int(token_id)][-len(self.opener) :]
-        if tuple(self._recent) == self.opener:
+        if tuple(self._recent[-len(self.opener) :]) == self.opener:
             self._call_started = True
 
     def is_terminated(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..constrain import compiler_for
+from ..constrain.grammar import HERMES, CallSyntax
 from ..text.tool_choice import Choice
 from .errors import OptionError, kind, shown
 
@@ -76,36 +77,49 @@ def call_constraint(
     response_format: dict | None,
     constrained: bool,
     max_tokens: int | None = None,
+    syntax: CallSyntax = HERMES,
 ) -> TokenConstraint | None:
     """The grammar of this call, or None when the output is free.
 
     Forced tool choice: calls only. Otherwise a response format makes the answer JSON (or, with
     tools and "auto", calls or JSON). "none" never lets a call through, even without constrained
-    decoding. "auto" constrains a call once it opens. The grammar keeps its output complete
-    within ``max_tokens`` (see ``constrain.closing``).
+    decoding. "auto" constrains a call once it opens. Calls are written in ``syntax`` (the model
+    family's own; reasoning first where it has some). The grammar keeps its output complete
+    within ``max_tokens`` (see ``constrain.steering``).
 
     Raises:
         ValueError: ``max_tokens`` is below the fewest tokens of a complete output (forced
             calls, structured output); the message names the minimum.
     """
-    constraint = _grammar(loaded, tools, choice, parallel, response_format, constrained)
+    constraint = _grammar(loaded, tools, choice, parallel, response_format, constrained, syntax)
     return None if constraint is None else constraint.limit(max_tokens)
 
 
-def _grammar(loaded: LoadedModel, tools, choice: Choice, parallel: bool, response_format: dict | None, constrained: bool):
-    compiler = compiler_for(loaded.tokenizer, vocab_size=loaded.vocab_size, stop_token_ids=sorted(loaded.eos_token_ids))
+def _grammar(
+    loaded: LoadedModel,
+    tools,
+    choice: Choice,
+    parallel: bool,
+    response_format: dict | None,
+    constrained: bool,
+    syntax: CallSyntax,
+):
+    stops = sorted(loaded.eos_token_ids)
+    # the format's markers that are special tokens of their own (Hermes 3's <tool_call>) stay allowed
+    compiler = compiler_for(loaded.tokenizer, vocab_size=loaded.vocab_size, stop_token_ids=stops, markers=syntax.markers)
     forced = tools and choice.kind in ("required", "named")
     if forced and constrained:
         allowed = [choice.name] if choice.kind == "named" else None
-        return compiler.tool_calls(tools, mode="forced", allowed=allowed, parallel=parallel and choice.kind != "named")
+        single = not parallel or choice.kind == "named"
+        return compiler.tool_calls(tools, mode="forced", allowed=allowed, parallel=not single, syntax=syntax)
     if response_format is not None and constrained and not forced:
         if tools and choice.kind == "auto":
-            return compiler.tool_calls_or_json(tools, response_schema(response_format), parallel=parallel)
+            return compiler.tool_calls_or_json(tools, response_schema(response_format), parallel=parallel, syntax=syntax)
         if response_format["type"] == "json_object":
-            return compiler.json_object()
-        return compiler.json_schema(response_format["json_schema"]["schema"])
+            return compiler.json_object(syntax=syntax)
+        return compiler.json_schema(response_format["json_schema"]["schema"], syntax=syntax)
     if tools and choice.kind == "none":
-        return compiler.tool_calls(tools, mode="none")
+        return compiler.tool_calls(tools, mode="none", syntax=syntax)
     if tools and choice.kind == "auto" and constrained:
-        return compiler.tool_calls(tools, mode="auto", parallel=parallel)
+        return compiler.tool_calls(tools, mode="auto", parallel=parallel, syntax=syntax)
     return None

@@ -54,6 +54,7 @@ from ..engine.loading import (
 )
 from ..engine.merge import ANCHORED_RULES
 from ..text.messages import to_chat_dicts
+from ..text.render import call_format
 from ..text.tool_choice import Choice, ToolChoice, normalize_tool_choice
 from .call import Call, CallSettings, collect, prepare_call, prompt_ids
 from .decision import resolve_decision
@@ -419,7 +420,9 @@ class ChatAttentionBuckets(_Fields):
         options = self._defaults
         if tools:
             options = options.merged({"tools": [convert_to_openai_tool(t) for t in tools]})
-        return len(prompt_ids(self.tokenizer(), messages, options, check_tool_call_ids=False))
+        tokenizer = self.tokenizer()
+        fmt = call_format(tokenizer, self.tool_format, self.reasoning_format)
+        return len(prompt_ids(tokenizer, messages, options, check_tool_call_ids=False, fmt=fmt))
 
     # ---- generation -----------------------------------------------------------------
 
@@ -444,7 +447,8 @@ class ChatAttentionBuckets(_Fields):
             self.bucket_choice(with_tools),
             resolve_decision(options.tool_call_bias, loaded.name == EMBEDDED_MODEL_NAME),
             CallSettings(self.model_name, self.strategy, self.bucket_layers, self.constrained_decoding,
-                         self.speculative_tokens, self.prefix_cache, self.deterministic),
+                         self.speculative_tokens, self.prefix_cache, self.deterministic, self.tool_format,
+                         self.reasoning_format),
         )
 
     def _stream(

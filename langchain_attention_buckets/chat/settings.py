@@ -129,6 +129,35 @@ def choice(name: str, allowed: tuple[str, ...]) -> Callable[[Any], str]:
     return check
 
 
+def optional_boolean(name: str) -> Callable[[Any], bool | None]:
+    """A check of a True/False/None setting."""
+
+    def check(value: Any) -> bool | None:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} must be True, False or None")
+        return value
+
+    return check
+
+
+def check_tool_format(value: Any) -> str:
+    from ..formats import names
+
+    allowed = ("auto", *names())
+    if value not in allowed:
+        raise ValueError(f"tool_format={value!r} is not allowed; use one of {', '.join(map(repr, allowed))}")
+    return value
+
+
+def check_reasoning_format(value: Any) -> str | None:
+    from ..formats import reasoning_names
+
+    if value is not None and value not in reasoning_names():
+        allowed = ", ".join(map(repr, reasoning_names()))
+        raise ValueError(f"reasoning_format={value!r} is not allowed; use None or one of {allowed}")
+    return value
+
+
 def optional_text(name: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -282,6 +311,19 @@ SETTINGS: tuple[Setting, ...] = (
     Default True.""", boolean("loop_detection"), call=True),
     Setting("loop_min_chars", int, 48, """The shortest repeated span (characters) that counts as a loop (>= 1).
     Default 48.""", number("loop_min_chars", low=1, integer=True, what=" (characters)"), call=True),
+    Setting("tool_format", str, "auto", """How the model writes tool calls: "auto" (default) detects the
+    format from the chat template's text (its markers: ``<tool_call>``, ``<|python_tag|>`` / ``ipython``,
+    ``[TOOL_CALLS]``, DeepSeek's call tokens), and where the template renders no tools (the embedded model)
+    uses the package's own Hermes format; or a name from ``formats.names()`` ("hermes", "qwen3", "llama3",
+    "mistral", "deepseek-r1"). Rendering, the grammar of forced and automatic calls and the parser all follow
+    it (docs/chat-model.md, "Tool-call formats").""", check_tool_format, identifying=True),
+    Setting("reasoning_format", str | None, None, """How the model's reasoning is delimited: None (default)
+    as its tool format says (``<think>`` ... ``</think>`` for qwen3 and deepseek-r1), "none" (no reasoning
+    read), "think", or a format's name. Reasoning goes to ``additional_kwargs["reasoning_content"]`` (a
+    ``reasoning`` block in ``content_blocks``), never to ``content``.""", check_reasoning_format, identifying=True),
+    Setting("reasoning", bool | None, None, """Switch the model's reasoning on (True) or off (False) where its
+    chat template supports it (``enable_thinking``, Qwen3). Default None: the template's default.""",
+            optional_boolean("reasoning"), call=True, identifying=True),
     Setting("streaming", bool, False, """Whether ``invoke`` reports each token to callbacks
     (``on_llm_new_token``) as it is generated. Default False: ``invoke`` calls back once, at the end; ``stream``
     and ``astream_events`` stream either way. Set explicitly to False, LangChain turns streaming off altogether:

@@ -19,15 +19,19 @@ import math
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
 from ..engine.sampling import Constraint, keep_only
 from .grammar import (
+    HERMES,
     JSON_STYLE,
+    CallSyntax,
     ToolChoiceMode,
+    answer_format,
+    json_grammar,
     plan_tool_calls,
     select_tools,
     tool_calls_format,
@@ -83,7 +87,12 @@ class GrammarConstraint(Constraint):
     """
 
     def __init__(
-        self, compiled: xgrammar.CompiledGrammar, vocab_size: int, table: TokenTable | None = None, label: str = "output"
+        self,
+        compiled: xgrammar.CompiledGrammar,
+        vocab_size: int,
+        table: TokenTable | None = None,
+        label: str = "output",
+        syntax: CallSyntax = HERMES,
     ) -> None:
         xgr = _xgr()
         self._matcher = xgr.GrammarMatcher(compiled)
@@ -91,7 +100,15 @@ class GrammarConstraint(Constraint):
         self._set_bitmask(xgr.allocate_token_bitmask(1, vocab_size))  # (1, ceil(V/32)) int32, CPU
         self._device_bitmask: torch.Tensor | None = None
         self.label = label
-        self._steer = None if table is None else Steering(self._matcher, table, self._bitmask, None)
+        self._steer = None
+        if table is not None:
+            # a bare-JSON opener (Llama's '{"name"') is the call's own JSON: no fresh start there
+            openers = tuple(m for m in syntax.openers if not m.startswith("{"))
+            ends = syntax.reasoning[1:] if syntax.reasoning else ()
+            json_openers = tuple(m for m in syntax.openers if m.startswith("{"))
+            self._steer = Steering(
+                self._matcher, table, self._bitmask, None, markers=openers, ends=ends, json_openers=json_openers
+            )
 
     def limit(self, max_tokens: int | None) -> GrammarConstraint:
         """Keep the output complete and valid within `max_tokens` tokens; returns self.
@@ -248,6 +265,7 @@ class ConstraintCompiler:
         vocab_size: int | None = None,
         stop_token_ids: int | list[int] | None = None,
         cache_size: int = 64,
+        markers: tuple[str, ...] = (),
     ) -> ConstraintCompiler:
         """Build from a Hugging Face tokenizer.
 
@@ -258,19 +276,24 @@ class ConstraintCompiler:
             stop_token_ids: ids that end the output. Default: the tokenizer's eos id.
             cache_size: see the class docstring.
 
-        Special added tokens other than the stop tokens (e.g. `<|im_start|>`) are never
-        allowed: constrained output is plain text followed by a stop token.
+            markers: special tokens that are a format's markers (``[TOOL_CALLS]``,
+                ``<|python_tag|>``), allowed where the grammar writes them.
+
+        Special added tokens other than the stop tokens and ``markers`` (e.g. `<|im_start|>`)
+        are never allowed: constrained output is text and markers followed by a stop token.
         """
         xgr = _xgr()
         stops = _stop_ids(tokenizer, stop_token_ids)
         info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=stops)
-        special = _special_ids(tokenizer) - set(stops)
+        vocab_ids = tokenizer.get_vocab()
+        kept = {vocab_ids[m] for m in markers if m in vocab_ids}
+        special = _special_ids(tokenizer) - set(stops) - kept
         if special:
             # xgrammar treats a token whose text is empty as special: never allowed.
             vocab = [""] * info.vocab_size
-            for text, i in tokenizer.get_vocab().items():
+            for text, i in vocab_ids.items():
                 if i < info.vocab_size and i not in special:
-                    vocab[i] = text
+                    vocab[i] = _encoded(text, info.vocab_type) if i in kept else text
             info = xgr.TokenizerInfo.from_vocab_and_metadata(vocab, info.dump_metadata())
         return cls(info, cache_size=cache_size)
 
@@ -281,6 +304,7 @@ class ConstraintCompiler:
         mode: ToolChoiceMode,
         allowed: list[str] | None = None,
         parallel: bool = True,
+        syntax: CallSyntax = HERMES,
     ) -> GrammarConstraint:
         """A constraint for a turn with tools bound.
 
@@ -291,7 +315,9 @@ class ConstraintCompiler:
                 call is constrained and only calls (or the end) may follow. "none": free
                 text that never contains `<tool_call>`.
             allowed: names the calls may use (default: all tools).
-            parallel: allow several calls, separated by a newline.
+            parallel: allow several calls (in the syntax's own way: a newline between Hermes
+                blocks, ``; `` between Llama objects, ``, `` in Mistral's list).
+            syntax: the family's call syntax (default: the package's own, Hermes).
 
         Raises:
             ValueError: bad tools, unknown `allowed` names, no tool to force, or a schema
@@ -299,9 +325,10 @@ class ConstraintCompiler:
         """
         specs, mode, parallel = plan_tool_calls(tools, mode, allowed, parallel)
         # Only what shapes the grammar goes in the key (no descriptions).
-        spec = {"kind": "tool_calls", "mode": mode, "parallel": parallel, "tools": specs}
+        spec = {"kind": "tool_calls", "mode": mode, "parallel": parallel, "tools": specs, **_syntax_key(syntax)}
         label = "the output" if mode != "forced" else f"a call of {specs[0][0]}" if len(specs) == 1 else "a tool call"
-        return self._constraint(spec, lambda: self._compile_structural(tool_calls_format(specs, mode, parallel)), label)
+        build = lambda: self._compile_structural(tool_calls_format(specs, mode, parallel, syntax))  # noqa: E731
+        return self._constraint(spec, build, label, syntax)
 
     def tool_calls_or_json(
         self,
@@ -310,6 +337,7 @@ class ConstraintCompiler:
         *,
         allowed: list[str] | None = None,
         parallel: bool = True,
+        syntax: CallSyntax = HERMES,
     ) -> GrammarConstraint:
         """A constraint for tools plus a structured final answer: the output is either
         calls (as in mode "forced") or one JSON value valid under `schema` (as in
@@ -320,21 +348,21 @@ class ConstraintCompiler:
         """
         specs = select_tools(tools, allowed)
         if not specs:
-            return self.json_schema(schema)
+            return self.json_schema(schema, syntax=syntax)
         owner = schema_owner(schema)
         schema = prepare_schema(schema, owner)
-        spec = {"kind": "tool_calls_or_json", "parallel": bool(parallel), "tools": specs, "schema": schema}
+        spec = {"kind": "tool_calls_or_json", "parallel": bool(parallel), "tools": specs, "schema": schema, **_syntax_key(syntax)}
 
         def build():
-            return self._compile_structural(tool_calls_or_json_format(specs, schema, owner, parallel))
+            return self._compile_structural(tool_calls_or_json_format(specs, schema, owner, parallel, syntax))
 
-        return self._constraint(spec, build, "a tool call or an answer")
+        return self._constraint(spec, build, "a tool call or an answer", syntax)
 
-    def json_schema(self, schema: dict | bool) -> GrammarConstraint:
+    def json_schema(self, schema: dict | bool, syntax: CallSyntax = HERMES) -> GrammarConstraint:
         """A constraint whose output is one JSON value valid under `schema` (compact form).
 
         Objects admit only their declared properties unless `additionalProperties` says
-        otherwise (xgrammar's strict mode).
+        otherwise (xgrammar's strict mode). A `syntax` with reasoning lets the reasoning come first.
 
         Raises:
             ValueError: a schema the grammar cannot enforce (names the title and keyword).
@@ -343,18 +371,28 @@ class ConstraintCompiler:
         schema = prepare_schema(schema, owner)
 
         def build():
+            if _reasons(syntax):
+                return self._compile_structural(answer_format(json_grammar(schema, owner), syntax))
             try:
                 return self._xgc.compile_json_schema(schema, **JSON_STYLE, strict_mode=True)
             except (RuntimeError, ValueError) as err:
                 raise compile_error(owner, err) from None
 
-        return self._constraint({"kind": "json_schema", "schema": schema}, build, f"a value of {owner}")
+        spec = {"kind": "json_schema", "schema": schema, **(_syntax_key(syntax) if _reasons(syntax) else {})}
+        return self._constraint(spec, build, f"a value of {owner}", syntax)
 
-    def json_object(self) -> GrammarConstraint:
-        """A constraint whose output is any JSON object (JSON mode)."""
+    def json_object(self, syntax: CallSyntax = HERMES) -> GrammarConstraint:
+        """A constraint whose output is any JSON object (JSON mode), after any reasoning of `syntax`."""
         schema = {"type": "object"}
-        build = lambda: self._xgc.compile_json_schema(schema, **JSON_STYLE)
-        return self._constraint({"kind": "json_object"}, build, "a JSON object")
+
+        def build():
+            if _reasons(syntax):
+                grammar = _xgr().Grammar.from_json_schema(schema, **JSON_STYLE)
+                return self._compile_structural(answer_format(grammar, syntax))
+            return self._xgc.compile_json_schema(schema, **JSON_STYLE)
+
+        spec = {"kind": "json_object", **(_syntax_key(syntax) if _reasons(syntax) else {})}
+        return self._constraint(spec, build, "a JSON object", syntax)
 
     def cache_info(self) -> CacheInfo:
         """Hits, misses and size of the compiled-grammar cache."""
@@ -374,7 +412,7 @@ class ConstraintCompiler:
                 self._table = TokenTable(self.tokenizer_info.decoded_vocab, self.stop_token_ids)
             return self._table
 
-    def _constraint(self, spec: dict, build: Callable[[], Any], label: str) -> GrammarConstraint:
+    def _constraint(self, spec: dict, build: Callable[[], Any], label: str, syntax: CallSyntax = HERMES) -> GrammarConstraint:
         key = json.dumps(spec, separators=(",", ":"))
         with self._lock:
             compiled = self._cache.get(key)
@@ -390,7 +428,16 @@ class ConstraintCompiler:
                 self._cache.move_to_end(key)
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        return GrammarConstraint(compiled, self.vocab_size, self.token_table(), label)
+        return GrammarConstraint(compiled, self.vocab_size, self.token_table(), label, syntax)
+
+
+def _syntax_key(syntax: CallSyntax) -> dict:
+    """The syntax in a cache key; nothing for the default (the keys of Hermes grammars stay as they were)."""
+    return {} if syntax == HERMES else {"syntax": syntax.key()}
+
+
+def _reasons(syntax: CallSyntax) -> bool:
+    return syntax.reasoning is not None and syntax.reasoning_start != "none"
 
 
 def _stop_ids(tokenizer: Any, stop_token_ids: int | list[int] | None) -> list[int]:
@@ -401,6 +448,27 @@ def _stop_ids(tokenizer: Any, stop_token_ids: int | list[int] | None) -> list[in
     if not stop_token_ids:
         raise ValueError("stop_token_ids is required: the tokenizer has no eos_token_id")
     return [int(i) for i in stop_token_ids]
+
+
+def _encoded(marker: str, vocab_type: Any) -> str:
+    """A special token's text as the vocabulary spells tokens (byte-level: each byte as its
+    printable stand-in), so that it decodes back to ``marker`` (DeepSeek's markers are not ASCII)."""
+    if vocab_type != _xgr().VocabType.BYTE_LEVEL:
+        return marker
+    return "".join(_BYTE_CHARS[b] for b in marker.encode("utf-8"))
+
+
+def _byte_chars() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (byte-level BPE vocabularies)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {b: chr(b) for b in printable}, 0
+    for b in range(256):
+        if b not in table:
+            table[b], extra = chr(256 + extra), extra + 1
+    return table
+
+
+_BYTE_CHARS = _byte_chars()
 
 
 def _special_ids(tokenizer: Any) -> set[int]:
@@ -420,6 +488,7 @@ def compiler_for(
     *,
     vocab_size: int | None = None,
     stop_token_ids: int | list[int] | None = None,
+    markers: Sequence[str] = (),
 ) -> ConstraintCompiler:
     """The `ConstraintCompiler` for this tokenizer object, built once and then reused.
 
@@ -427,12 +496,13 @@ def compiler_for(
     and the arguments. See `ConstraintCompiler.from_tokenizer` for the arguments.
     """
     stops = tuple(_stop_ids(tokenizer, stop_token_ids))
-    key = (id(tokenizer), vocab_size, stops)
+    markers = tuple(sorted(set(markers)))
+    key = (id(tokenizer), vocab_size, stops, markers)
     with _COMPILERS_LOCK:
         entry = _COMPILERS.get(key)
         if entry is not None and entry[0]() is tokenizer:
             return entry[1]
-    compiler = ConstraintCompiler.from_tokenizer(tokenizer, vocab_size=vocab_size, stop_token_ids=list(stops))
+    compiler = ConstraintCompiler.from_tokenizer(tokenizer, vocab_size=vocab_size, stop_token_ids=list(stops), markers=markers)
     try:
         ref = weakref.ref(tokenizer)
     except TypeError:  # not weakly referenceable: do not cache rather than keep it alive

@@ -6,6 +6,15 @@ plus a response schema (`tool_calls_or_json_format`), and the compact JSON style
 with JSON-schema and JSON-mode grammars (`JSON_STYLE`). Tools are validated here
 (`select_tools`); schemas by `schema`.
 
+Each model family writes calls in its own syntax (`CallSyntax`, from a format's name with
+`call_syntax`): Hermes / Qwen ``<tool_call>{"name": N, "arguments": A}</tool_call>`` blocks
+(the package's own fallback too), Llama 3.x ``{"name": N, "parameters": A}`` objects joined by
+``; `` (optionally after ``<|python_tag|>``), Mistral ``[TOOL_CALLS][{"name": N, "arguments": A},
+...]``. In "auto" the grammar is lazy: free text that never holds an opener, and from an opener
+on the calls, constrained. Where the format reasons (``<think>`` ... ``</think>``), the reasoning
+comes first, free: optional where the model may open it, required where the prompt already
+opened it (thinking-only templates), absent where the prompt closed it (thinking switched off).
+
 May import `schema` and `tool_format`; xgrammar only lazily (inside `json_grammar`),
 so tool validation (`check_unique_tool_names`, `select_tools`) works without it.
 """
@@ -15,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..formats.hermes import CALL_SEPARATOR, TOOL_CALL_CLOSE, TOOL_CALL_OPEN
@@ -24,7 +34,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import xgrammar
 
 __all__ = [
+    "HERMES",
     "JSON_STYLE",
+    "CallSyntax",
+    "call_syntax",
+    "syntax_of",
+    "answer_format",
     "ToolChoiceMode",
     "check_unique_tool_names",
     "json_grammar",
@@ -40,6 +55,105 @@ ToolSpec = tuple[str, dict]  # (name, prepared parameters schema): all that shap
 # Compact JSON on one line, as `tool_format.format_tool_call` writes it (json.dumps defaults).
 _SEPARATORS = (", ", ": ")
 JSON_STYLE: dict[str, Any] = {"any_whitespace": False, "separators": _SEPARATORS}
+
+
+# ---------------------------------------------------------------------------
+# Call syntax per family
+# ---------------------------------------------------------------------------
+
+CallStyle = Literal["hermes", "llama3", "mistral", "mistral-v11", "deepseek"]
+ReasoningStart = Literal["none", "optional", "inside"]
+
+
+@dataclass(frozen=True)
+class CallSyntax:
+    """How a family writes calls, as far as its grammars need it.
+
+    Attributes:
+        style: "hermes" (``<tool_call>`` blocks), "llama3" (bare JSON objects joined by ``; ``),
+            "mistral" (one ``[TOOL_CALLS]`` list), "mistral-v11" (``[TOOL_CALLS]name[ARGS]{...}``
+            per call) or "deepseek" (DeepSeek's call tokens, arguments in a ```json fence).
+        openers: the strings that start calls: free text never holds them in "auto" and "none".
+        reasoning: the reasoning delimiters (start, end), or None.
+        reasoning_start: how the output starts: "inside" the reasoning (the prompt opened it),
+            "optional" (the model may open it) or "none" (no reasoning: switched off or none).
+    """
+
+    style: CallStyle = "hermes"
+    openers: tuple[str, ...] = (TOOL_CALL_OPEN,)
+    reasoning: tuple[str, str] | None = None
+    reasoning_start: ReasoningStart = "none"
+
+    def for_prompt(self, prompt: str) -> CallSyntax:
+        """This syntax with ``reasoning_start`` read from the end of the rendered prompt: a prompt
+        that opened the reasoning (``<think>\\n``) starts the output inside it; one that closed it
+        (thinking switched off) starts it without; otherwise the model may reason first."""
+        if not self.reasoning:
+            return self
+        start, end = self.reasoning
+        opened, closed = prompt.rfind(start), prompt.rfind(end)
+        tail = prompt[max(opened, closed) :].strip() if max(opened, closed) >= 0 else None
+        if opened > closed and tail == start:
+            mode: ReasoningStart = "inside"
+        elif closed > opened and tail == end:
+            mode = "none"
+        else:
+            mode = "optional"
+        return CallSyntax(self.style, self.openers, self.reasoning, mode)
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Every marker the output may hold (special tokens the grammar must allow)."""
+        return tuple(dict.fromkeys((*self.openers, *(self.reasoning or ()), *_STYLE_MARKERS[self.style])))
+
+    def key(self) -> dict:
+        return {"style": self.style, "openers": list(self.openers), "reasoning": self.reasoning, "start": self.reasoning_start}
+
+
+LLAMA_TAG = "<|python_tag|>"
+MISTRAL_CALLS, MISTRAL_ARGS, MISTRAL_CALL_ID = "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"
+DS_CALLS_BEGIN, DS_CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
+DS_CALL_BEGIN, DS_CALL_END, DS_SEP = "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>"
+HERMES = CallSyntax()
+"""The package's own format (and Hermes / Qwen2.5 models')."""
+_STYLE_MARKERS: dict[str, tuple[str, ...]] = {
+    "hermes": (TOOL_CALL_CLOSE,),
+    "llama3": (LLAMA_TAG,),
+    "mistral": (MISTRAL_CALLS,),
+    "mistral-v11": (MISTRAL_CALLS, MISTRAL_ARGS, MISTRAL_CALL_ID),
+    "deepseek": (DS_CALLS_BEGIN, DS_CALLS_END, DS_CALL_BEGIN, DS_CALL_END, DS_SEP),
+}
+# The grammar style of each format (formats.names()); a new family names its style here.
+_STYLES: dict[str, CallStyle] = {
+    "hermes": "hermes",
+    "qwen3": "hermes",
+    "llama3": "llama3",
+    "mistral": "mistral",
+    "deepseek-r1": "deepseek",
+}
+
+
+def syntax_of(fmt: Any) -> CallSyntax:
+    """The call syntax of a format object (``formats.get(name)``): its style, openers and reasoning.
+
+    Raises:
+        ValueError: a format with no grammar here (the message lists those there are).
+    """
+    if fmt.name not in _STYLES:
+        raise ValueError(f"no call grammar for the format {fmt.name!r}; there are grammars for: {', '.join(_STYLES)}")
+    style = _STYLES[fmt.name]
+    if style == "mistral" and getattr(fmt, "style", "v3") == "v11":
+        style = "mistral-v11"
+    openers = tuple(fmt.openers) or HERMES.openers
+    reasoning = tuple(fmt.reasoning) if fmt.reasoning else None
+    return CallSyntax(style, openers, reasoning, "optional" if reasoning else "none")
+
+
+def call_syntax(format_name: str, reasoning_format: str | None = None) -> CallSyntax:
+    """The call syntax of the format called ``format_name`` (with ``reasoning_format``'s reasoning)."""
+    from ..formats import get
+
+    return syntax_of(get(format_name, reasoning_format))
 
 
 # ---------------------------------------------------------------------------
@@ -116,25 +230,90 @@ def _tool_name_and_parameters(tool: Any) -> ToolSpec:
 # ---------------------------------------------------------------------------
 
 
-def tool_calls_format(specs: list[ToolSpec], mode: ToolChoiceMode, parallel: bool) -> dict:
-    """The tool-call format for `mode`.
+def tool_calls_format(specs: list[ToolSpec], mode: ToolChoiceMode, parallel: bool, syntax: CallSyntax = HERMES) -> dict:
+    """The tool-call format for `mode`, in `syntax`.
 
     "forced": calls only; "auto": free text, then optionally calls; "none": free text
-    that never contains the call marker.
+    that never contains a call opener. Reasoning, where the syntax has it, comes first.
     """
-    free_text = {"type": "any_text", "excludes": [TOOL_CALL_OPEN]}
+    free_text = {"type": "any_text", "excludes": list(syntax.openers)}
     if mode == "none":
-        return free_text
-    calls = _calls(_call_tag(specs), parallel)
+        return _reasoned(syntax, free_text)
+    calls = _calls_in(syntax, specs, parallel)
     if mode == "forced":
-        return calls
-    return _seq(free_text, {"type": "optional", "content": calls})
+        return _reasoned(syntax, calls)
+    return _reasoned(syntax, _seq(free_text, {"type": "optional", "content": calls}))
 
 
-def tool_calls_or_json_format(specs: list[ToolSpec], schema: dict, owner: str, parallel: bool) -> dict:
+def tool_calls_or_json_format(
+    specs: list[ToolSpec], schema: dict, owner: str, parallel: bool, syntax: CallSyntax = HERMES
+) -> dict:
     """Either calls (as in "forced") or one JSON value valid under `schema`."""
     answer = {"type": "grammar", "grammar": _ebnf(json_grammar(schema, owner))}
-    return {"type": "or", "elements": [_calls(_call_tag(specs), parallel), answer]}
+    return _reasoned(syntax, {"type": "or", "elements": [_calls_in(syntax, specs, parallel), answer]})
+
+
+def answer_format(grammar: xgrammar.Grammar, syntax: CallSyntax) -> dict:
+    """A JSON answer (structured output) after the syntax's reasoning."""
+    return _reasoned(syntax, {"type": "grammar", "grammar": _ebnf(grammar)})
+
+
+def _reasoned(syntax: CallSyntax, body: dict) -> dict:
+    """``body`` after the reasoning: required where the prompt opened it, optional where the
+    model may open it; a blank line or newline may follow its end."""
+    if syntax.reasoning is None or syntax.reasoning_start == "none":
+        return body
+    start, end = syntax.reasoning
+    gap = {"type": "optional", "content": {"type": "or", "elements": [_const("\n\n"), _const("\n")]}}
+    begin = "" if syntax.reasoning_start == "inside" else start
+    thought = _seq({"type": "tag", "begin": begin, "content": {"type": "any_text", "excludes": [end]}, "end": end}, gap)
+    if syntax.reasoning_start == "optional":
+        thought = {"type": "optional", "content": thought}
+    return _seq(thought, body)
+
+
+def _calls_in(syntax: CallSyntax, specs: list[ToolSpec], parallel: bool) -> dict:
+    if syntax.style == "hermes":
+        return _calls(_call_tag(specs), parallel)
+    if syntax.style == "llama3":
+        call = _json_call(specs, "parameters")
+        calls = _seq(call, {"type": "star", "content": _seq(_const("; "), call)}) if parallel else call
+        if LLAMA_TAG in syntax.openers:
+            return _seq({"type": "optional", "content": _const(LLAMA_TAG)}, calls)
+        return calls
+    if syntax.style == "mistral":
+        call = _json_call(specs, "arguments")
+        calls = _seq(call, {"type": "star", "content": _seq(_const(", "), call)}) if parallel else call
+        return _seq(_const(MISTRAL_CALLS + "["), calls, _const("]"))
+    if syntax.style == "mistral-v11":  # [TOOL_CALLS]N, an optional [CALL_ID] of 9 alphanumerics, [ARGS]A
+        call_id = {"type": "optional", "content": _seq(_const(MISTRAL_CALL_ID), {"type": "regex", "pattern": "[A-Za-z0-9]{9}"})}
+        call = _named_call(specs, lambda name: MISTRAL_CALLS + name, "", between=[call_id, _const(MISTRAL_ARGS)])
+        return _seq(call, {"type": "star", "content": call}) if parallel else call
+    if syntax.style == "deepseek":
+        call = _named_call(specs, lambda name: f"{DS_CALL_BEGIN}function{DS_SEP}{name}\n```json\n", f"\n```{DS_CALL_END}")
+        calls = _seq(call, {"type": "star", "content": _seq(_const("\n"), call)}) if parallel else call
+        return _seq(_const(DS_CALLS_BEGIN), calls, _const(DS_CALLS_END))
+    raise ValueError(f"unknown call style {syntax.style!r}")
+
+
+def _named_call(specs: list[ToolSpec], head, tail: str, between: list[dict] = ()) -> dict:
+    """``head(N) [between] A tail``: the name outside the arguments object, N among specs, A per N's schema."""
+    bodies = []
+    for name, params in specs:
+        args = {"type": "grammar", "grammar": _ebnf(json_grammar(params, f"tool '{name}'"))}
+        body = [_const(head(name)), *between, args]
+        bodies.append(_seq(*body, *([_const(tail)] if tail else [])))
+    return bodies[0] if len(bodies) == 1 else {"type": "or", "elements": bodies}
+
+
+def _json_call(specs: list[ToolSpec], key: str) -> dict:
+    """``{"name": N, "<key>": A}``, N among specs, A per N's schema."""
+    bodies = []
+    for name, params in specs:
+        head = '{"name": ' + json.dumps(name, ensure_ascii=False) + f', "{key}": '
+        grammar = json_grammar(params, f"tool '{name}'")
+        bodies.append(_seq(_const(head), {"type": "grammar", "grammar": _ebnf(grammar)}, _const("}")))
+    return bodies[0] if len(bodies) == 1 else {"type": "or", "elements": bodies}
 
 
 def json_grammar(schema: dict, owner: str) -> xgrammar.Grammar:

@@ -164,10 +164,11 @@ def repetition_closer(scan: JsonScanner) -> int | None:
 class _Walk:
     """One walk: accepts bytes on the matcher and rolls them all back at the end."""
 
-    def __init__(self, matcher: Any, table: TokenTable, bitmask: torch.Tensor) -> None:
+    def __init__(self, matcher: Any, table: TokenTable, bitmask: torch.Tensor, ends: tuple[bytes, ...] = ()) -> None:
         self.m, self.table, self.bitmask = matcher, table, bitmask
         self.words = bitmask.numpy()[0]  # (ceil(V/32),) int32, same memory
         self.steps = 0
+        self.ends = ends  # strings that end free text (the reasoning's end), tried first there
 
     def push(self, data: bytes) -> bool:
         if self.m.accept_string(data):
@@ -188,13 +189,16 @@ class _Walk:
         return [b for b in order if b in allowed]
 
 
-def shortest_completion(matcher: Any, table: TokenTable, bitmask: torch.Tensor, in_string: bool, escape: bool) -> bytes | None:
+def shortest_completion(
+    matcher: Any, table: TokenTable, bitmask: torch.Tensor, in_string: bool, escape: bool, ends: tuple[bytes, ...] = ()
+) -> bytes | None:
     """The bytes that complete the output from the matcher's state by a short path, or None.
 
     The matcher is left as it was. `in_string`/`escape` say whether the text so far ends
-    inside a JSON string (and after a backslash there).
+    inside a JSON string (and after a backslash there). `ends`: strings that end a stretch of
+    free text (the reasoning's end), written as soon as the grammar takes them outside strings.
     """
-    walk = _Walk(matcher, table, bitmask)
+    walk = _Walk(matcher, table, bitmask, ends)
     try:
         return _complete(walk, in_string, escape, _BRANCH_DEPTH, _WALK_LIMIT)
     finally:
@@ -215,6 +219,10 @@ def _complete(walk: _Walk, in_string: bool, escape: bool, branches: int, limit: 
             if forced and walk.push(forced):
                 in_string, escape = _scan_string_state(forced, in_string, escape)
                 out += forced
+                continue
+            end = next((e for e in walk.ends if not in_string and walk.push(e)), None)
+            if end is not None:  # free text that a marker ends (the reasoning): end it
+                out += end
                 continue
             allowed = walk.allowed_bytes(STRING_ORDER if in_string else STRUCT_ORDER)
             if not allowed:
@@ -259,6 +267,14 @@ def _scan_string_state(data: bytes, in_string: bool, escape: bool) -> tuple[bool
     return in_string, escape
 
 
+def _opener_start(tail: bytes, openers: tuple[bytes, ...]) -> bytes:
+    """The longest end of ``tail`` that is the start of one of ``openers`` (b"" if none)."""
+    for n in range(len(tail), 0, -1):
+        if any(o.startswith(tail[-n:]) for o in openers):
+            return tail[-n:]
+    return b""
+
+
 # ---------------------------------------------------------------------------
 # Steering: one request's budget and repetition control
 # ---------------------------------------------------------------------------
@@ -274,14 +290,28 @@ class Steering:
         table: the tokenizer's `TokenTable`.
         max_tokens: the request's token budget (the stop token counts), or None.
         repetition: stop degenerate repetition inside strings and arrays.
+        markers: the format's call openers that stand before a call's JSON (default ``<tool_call>``).
+        ends: the reasoning's end delimiter, after which JSON starts afresh.
+        json_openers: openers that are the start of the call's own JSON (Llama's '{"name"').
     """
 
     def __init__(
-        self, matcher: Any, table: TokenTable, bitmask: torch.Tensor, max_tokens: int | None, repetition: bool = True
+        self,
+        matcher: Any,
+        table: TokenTable,
+        bitmask: torch.Tensor,
+        max_tokens: int | None,
+        repetition: bool = True,
+        markers: tuple[str, ...] = (),
+        ends: tuple[str, ...] = (),
+        json_openers: tuple[str, ...] = (),
     ) -> None:
         self.m, self.table, self.max_tokens, self.repetition = matcher, table, max_tokens, repetition
+        self.json_openers = tuple(o.encode() for o in json_openers)
+        self._text_tail = b""
         self._bitmask = bitmask.clone()  # the walks' own scratch bitmask
-        self.scan = JsonScanner(reset_at=_OPEN_MARKER)  # a call's body starts afresh
+        opens = tuple(m.encode() for m in markers) or (_OPEN_MARKER,)
+        self.scan = JsonScanner(reset_at=opens, reset_after=tuple(m.encode() for m in ends))  # a call's body starts afresh
         self.used = 0
         self._plan: list[int] | None = None  # tokens that complete the output from here
         self._plan_at = -1  # `used` when the plan was measured
@@ -300,7 +330,7 @@ class Steering:
     def _measure(self, in_string: bool, escape: bool) -> list[int] | None:
         if self.m.is_completed():
             return []
-        text = shortest_completion(self.m, self.table, self._bitmask, in_string, escape)
+        text = shortest_completion(self.m, self.table, self._bitmask, in_string, escape, self.scan.reset_after)
         if text is None:
             return None
         tokens = self.table.tokenize(text)
@@ -342,6 +372,11 @@ class Steering:
             self._plan, self._plan_at = self._plan[1:], self.used  # still the shortest from here
         if self.m.is_completed():
             self.scan.reset()  # free text, or a finished value: nothing is open
+            if self.json_openers and token not in self.table.stop_ids:
+                # free text so far, but its end may be the start of a bare-JSON call (Llama's
+                # '{"name"'): that start is the call's JSON, so the scanner keeps it
+                self._text_tail = (self._text_tail + self.table.bytes[token])[-max(map(len, self.json_openers)) :]
+                self.scan.feed(_opener_start(self._text_tail, self.json_openers))
         elif token not in self.table.stop_ids:
             self.scan.feed(self.table.bytes[token])
 

@@ -2,9 +2,11 @@
 
 Owns ``to_messages`` (each message converted by langchain-core, a bad one named by its index),
 ``completion`` (a whole answer as a ``chat.completion``) and ``ChunkWriter`` (a stream of message
-chunks as ``chat.completion.chunk`` objects: the role first, text deltas, ``delta.tool_calls``
-with id, type and name in a call's first delta and argument text after, the finish reason, and
-the usage chunk when asked). Imports langchain-core and ``protocol``.
+chunks as ``chat.completion.chunk`` objects: the role first, ``delta.reasoning_content`` and text
+deltas, ``delta.tool_calls`` with id, type and name in a call's first delta and argument text
+after, the finish reason, and the usage chunk when asked). The model's reasoning travels as
+``reasoning_content`` (beside ``content``, as vLLM and DeepSeek's API send it), in and out.
+Imports langchain-core and ``protocol``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ _FIELDS = {
     "system": {"role", "content", "name"},
     "developer": {"role", "content", "name"},
     "user": {"role", "content", "name"},
-    "assistant": {"role", "content", "name", "tool_calls", "refusal", "function_call", "audio"},
+    "assistant": {"role", "content", "name", "tool_calls", "refusal", "function_call", "audio", "reasoning_content"},
     "tool": {"role", "content", "tool_call_id", "name"},
     "function": {"role", "content", "name"},
 }
@@ -49,7 +51,10 @@ def to_messages(raw: list[dict[str, Any]]) -> list[BaseMessage]:
             if role == "assistant" and message.get("tool_calls"):
                 out.append(_assistant(message))
                 continue
-            out.extend(convert_to_messages([message]))
+            converted = convert_to_messages([message])
+            if role == "assistant" and isinstance(message.get("reasoning_content"), str):
+                converted[0].additional_kwargs["reasoning_content"] = message["reasoning_content"]
+            out.extend(converted)
         except Exception as exc:  # langchain-core raises several types for malformed messages
             raise APIError(400, f"messages[{i}] is not a valid {role} message ({type(exc).__name__})",
                            param=f"messages[{i}]") from exc
@@ -66,7 +71,7 @@ def check_message(message: dict[str, Any], where: str) -> None:
     if extra:
         raise APIError(400, f"{where}.{extra[0]} is not a field of a {role} message; its fields: "
                        f"{', '.join(sorted(_FIELDS[role]))}", param=f"{where}.{extra[0]}")
-    for key in ("name", "tool_call_id", "refusal"):
+    for key in ("name", "tool_call_id", "refusal", "reasoning_content"):
         if message.get(key) is not None and not isinstance(message[key], str):
             raise APIError(400, f"{where}.{key} must be a string, not {kind(message[key])}", param=f"{where}.{key}")
     content = message.get("content")
@@ -140,7 +145,11 @@ def _assistant(message: dict[str, Any]) -> AIMessage:
         else:
             invalid.append(invalid_tool_call(name=name, args=arguments, id=call_id, error="not a JSON object"))
     content = message.get("content") or ""
-    return AIMessage(content=content, tool_calls=valid, invalid_tool_calls=invalid, name=message.get("name"))
+    reasoning = message.get("reasoning_content")
+    kwargs = {"reasoning_content": reasoning} if isinstance(reasoning, str) else {}
+    return AIMessage(
+        content=content, tool_calls=valid, invalid_tool_calls=invalid, name=message.get("name"), additional_kwargs=kwargs
+    )
 
 
 def new_id() -> str:
@@ -194,6 +203,9 @@ def completion(message: AIMessage, model: str, request_id: str, created: int) ->
     calls = _tool_calls(message)
     text = message.content if isinstance(message.content, str) else message.text
     body: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
+    reasoning = message.additional_kwargs.get("reasoning_content")
+    if reasoning:
+        body["reasoning_content"] = reasoning
     if calls:
         body["tool_calls"] = calls
     return {
@@ -235,6 +247,9 @@ class ChunkWriter:
         if chunk.usage_metadata or chunk.response_metadata:
             self.last_chunk = chunk
         delta: dict[str, Any] = {}
+        reasoning = chunk.additional_kwargs.get("reasoning_content")
+        if reasoning:
+            delta["reasoning_content"] = reasoning
         if chunk.content:
             delta["content"] = chunk.content if isinstance(chunk.content, str) else chunk.text
         calls = []

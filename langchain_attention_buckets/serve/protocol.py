@@ -234,6 +234,19 @@ def _flag(name: str) -> Callable[[Any], Any]:
 _PENALTY = "; repetition_penalty is this server's penalty"
 
 
+def _template_kwargs(value):
+    """vLLM's ``chat_template_kwargs``: only ``enable_thinking`` (a boolean) is read."""
+    if not isinstance(value, dict):
+        raise OptionError(f"chat_template_kwargs must be an object, not {kind(value)}", "chat_template_kwargs")
+    unknown = sorted(set(value) - {"enable_thinking"})
+    if unknown:
+        raise OptionError(f"chat_template_kwargs {unknown[0]!r} is not read; only 'enable_thinking' is",
+                          f"chat_template_kwargs.{unknown[0]}")
+    if "enable_thinking" in value:
+        _flag("chat_template_kwargs.enable_thinking")(value["enable_thinking"])
+    return value
+
+
 class ChatCompletionRequest(BaseModel):
     """The body of ``POST /v1/chat/completions``.
 
@@ -242,8 +255,10 @@ class ChatCompletionRequest(BaseModel):
     neutral values; ``parallel_tool_calls`` defaults to the served model's setting (one call per
     answer unless the server was started otherwise). Extra fields (this package's settings):
     ``bases``, ``n_buckets``, ``aggregation``, ``top_k``, ``repetition_penalty``,
-    ``tool_call_bias``, ``loop_detection``, ``deterministic``. Unknown fields are a 400.
-    Types are strict: ``max_tokens: true`` or ``"8"``, ``stream: "yes"`` are 400s.
+    ``tool_call_bias``, ``loop_detection``, ``deterministic``, ``reasoning`` (switch thinking on or
+    off where the template supports it; vLLM's ``chat_template_kwargs: {"enable_thinking": ...}``
+    is read the same way). Unknown fields are a 400. Types are strict: ``max_tokens: true`` or
+    ``"8"``, ``stream: "yes"`` are 400s.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -284,6 +299,8 @@ class ChatCompletionRequest(BaseModel):
     tool_call_bias: Annotated[Literal["auto"] | float | list[float] | None, _checked(_setting("tool_call_bias"))] = "auto"
     loop_detection: Annotated[bool | None, _checked(_setting("loop_detection"))] = None
     deterministic: Annotated[bool | None, _checked(_setting("deterministic"))] = None
+    reasoning: Annotated[bool | None, _checked(_setting("reasoning"))] = None
+    chat_template_kwargs: Annotated[dict[str, bool] | None, _checked(_template_kwargs)] = None
 
     @model_validator(mode="after")
     def _together(self):
@@ -311,6 +328,9 @@ class ChatCompletionRequest(BaseModel):
             del out["response_format"]
         if self.completion_limit is not None:
             out["max_tokens"] = self.completion_limit
+        thinking = (self.chat_template_kwargs or {}).get("enable_thinking")
+        if self.reasoning is not None or thinking is not None:
+            out["reasoning"] = self.reasoning if self.reasoning is not None else thinking
         if self.stop:
             out["stop"] = [self.stop] if isinstance(self.stop, str) else list(self.stop)  # one string: one stop
         if self.logit_bias:

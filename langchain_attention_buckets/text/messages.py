@@ -1,7 +1,7 @@
 """LangChain messages -> Hugging Face chat dicts, the input of ``render``.
 
 Owns ``to_chat_dicts``: every LangChain message type in order, nothing dropped;
-tool calls (valid and invalid) on assistant turns, tool results as ``tool`` turns
+tool calls (valid and invalid) and reasoning (``reasoning_content``) on assistant turns, tool results as ``tool`` turns
 (each must answer an earlier call), names written into the content; text that
 cannot be tokenized (lone surrogates) is refused naming the message. Text only: media blocks raise ValueError. This is
 part of the LangChain edge: it imports langchain_core and nothing from this package.
@@ -108,6 +108,9 @@ def _chat_dict(m: BaseMessage, where: str) -> dict:
         calls += [_invalid_as_call(c) for c in m.invalid_tool_calls]
         if calls:
             d["tool_calls"] = calls
+        reasoning = m.additional_kwargs.get("reasoning_content")
+        if isinstance(reasoning, str) and reasoning:  # templates that keep reasoning (Qwen3's) read it
+            d["reasoning_content"] = reasoning
     elif isinstance(m, ToolMessage):
         d = {"role": "tool", "content": _text(m.content, where), "tool_call_id": m.tool_call_id}
         if m.name:

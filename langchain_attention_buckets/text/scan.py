@@ -35,12 +35,17 @@ class JsonScanner:
 
     Args:
         text: read at once (str or bytes).
-        reset_at: when this marker has just been read outside a string, start afresh (a call's
-            body starts there; free text before it may hold stray quotes or brackets).
+        reset_at: when this marker (or one of these) has just been read outside a string, start
+            afresh (a call's body starts there; free text before it may hold stray quotes or brackets).
+        reset_after: markers after which to start afresh even inside a string (the reasoning's
+            end: free reasoning text need not pair its quotes).
     """
 
-    def __init__(self, text: str | bytes = b"", *, reset_at: bytes | None = None) -> None:
-        self.reset_at = reset_at
+    def __init__(
+        self, text: str | bytes = b"", *, reset_at: bytes | tuple[bytes, ...] | None = None, reset_after: tuple[bytes, ...] = ()
+    ) -> None:
+        self.reset_at = (reset_at,) if isinstance(reset_at, bytes) else tuple(reset_at or ())
+        self.reset_after = reset_after
         self.reset()
         if text:
             self.feed(text)
@@ -58,7 +63,9 @@ class JsonScanner:
     def feed(self, data: str | bytes) -> None:
         for c in data.encode() if isinstance(data, str) else data:
             self._read(c)
-        if self.reset_at and not self.in_string and self.buf.endswith(self.reset_at):
+        if not self.in_string and any(self.buf.endswith(m) for m in self.reset_at):
+            self.reset()
+        elif any(self.buf.endswith(m) for m in self.reset_after):
             self.reset()
 
     def read(self, ch: str) -> None:
