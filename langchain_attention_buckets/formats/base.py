@@ -339,15 +339,6 @@ class Format:
         """The text of an assistant turn's calls (dicts with ``name``, ``arguments``, optional ``id``)."""
         return "\n".join(self.format_call(c["name"], c["arguments"], c.get("id")) for c in calls)
 
-    def chat_dicts(self, messages: Sequence[dict]) -> list[dict]:
-        """Chat dicts with calls and results as this family's chat template reads them.
-
-        Assistant ``tool_calls`` (``{"id", "name", "arguments"}``) become
-        ``{"type": "function", "id", "function": {"name", "arguments"}}``; subclasses add their
-        family's needs (ids, roles). Nothing is dropped or reordered.
-        """
-        return [_structured(m) for m in messages]
-
     def call_id(self, seed: str) -> str:
         """An id for a call the model wrote without one, derived from ``seed`` (stable: the same
         text gives the same id, streamed or whole)."""
@@ -476,16 +467,6 @@ class TextOnly(Format):
 
     def split_calls(self, s: str, final: bool) -> list[Piece]:
         return [text(s)]
-
-
-def _structured(message: dict) -> dict:
-    if not message.get("tool_calls"):
-        return dict(message)
-    calls = [
-        {"type": "function", "id": c.get("id"), "function": {"name": c["name"], "arguments": c["arguments"]}}
-        for c in message["tool_calls"]
-    ]
-    return {**message, "tool_calls": calls}
 
 
 # ---- the streaming parser -----------------------------------------------------------------------

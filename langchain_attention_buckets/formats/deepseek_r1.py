@@ -48,17 +48,6 @@ class DeepSeekR1(Format):
         body = "\n".join(self.format_call(c["name"], c["arguments"]) for c in calls)
         return f"{CALLS_BEGIN}{body}{CALLS_END}"
 
-    def chat_dicts(self, messages: Sequence[dict]) -> list[dict]:
-        """The R1 templates join ``function.arguments`` to text: arguments as a JSON string."""
-        out = super().chat_dicts(messages)
-        for m in out:
-            if m.get("tool_calls"):
-                m["tool_calls"] = [
-                    {**c, "function": {**c["function"], "arguments": _as_text(c["function"]["arguments"])}}
-                    for c in m["tool_calls"]
-                ]
-        return out
-
     def split_calls(self, s: str, final: bool) -> list[Piece]:
         pieces: list[Piece] = []
         pos = 0
@@ -99,10 +88,6 @@ def _named_call(body: str, closed: bool, final: bool) -> Piece:
         name, args = kind, rest
     safe = None if final or closed else len(args) - partial_marker(args, CALL_END)
     return call(args, closed, safe=safe, name=name.strip() or None, named=True)
-
-
-def _as_text(arguments) -> str:
-    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
 
 
 DEEPSEEK_R1 = DeepSeekR1()

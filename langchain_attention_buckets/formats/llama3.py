@@ -60,20 +60,6 @@ class Llama3(Format):
     def format_calls(self, calls: Sequence[dict]) -> str:
         return "; ".join(self.format_call(c["name"], c["arguments"]) for c in calls)
 
-    def chat_dicts(self, messages: Sequence[dict]) -> list[dict]:
-        """One call per assistant turn (the templates refuse more), results in the ``ipython`` role."""
-        out: list[dict] = []
-        for m in super().chat_dicts(messages):
-            if m.get("tool_calls") and len(m["tool_calls"]) > 1:
-                first, *rest = m["tool_calls"]
-                out.append({**m, "tool_calls": [first]})
-                out.extend({"role": "assistant", "content": "", "tool_calls": [c]} for c in rest)
-            elif m.get("role") == "tool":
-                out.append({**m, "role": "ipython"})
-            else:
-                out.append(m)
-        return out
-
     def split_calls(self, s: str, final: bool) -> list[Piece]:
         pieces: list[Piece] = []
         pos = 0  # start of the text not yet read

@@ -84,18 +84,6 @@ class Mistral(Format):
     def call_id(self, seed: str) -> str:
         return mistral_id(seed)
 
-    def chat_dicts(self, messages: Sequence[dict]) -> list[dict]:
-        """Call ids and the results' ``tool_call_id`` as 9-character alphanumeric ids, the same
-        id for a call and its result."""
-        out = super().chat_dicts(messages)
-        for i, m in enumerate(out):
-            if m.get("tool_calls"):  # a call without an id gets one from its place in the conversation
-                m["tool_calls"] = [{**c, "id": mistral_id(c.get("id") or f"{i}:{k}:{c['function']['name']}")}
-                                   for k, c in enumerate(m["tool_calls"])]
-            if m.get("role") == "tool" and m.get("tool_call_id"):
-                m["tool_call_id"] = mistral_id(m["tool_call_id"])
-        return out
-
     def split_calls(self, s: str, final: bool) -> list[Piece]:
         pieces: list[Piece] = []
         if _BARE_LIST.match(s):

@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..formats.hermes import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, format_tool_call
+from ..formats.mistral import mistral_id
 from .tool_choice import Choice
 
 TOOLS_HEADER = (
@@ -382,21 +383,13 @@ class _ShortIds:
     """Call ids as 9-character alphanumeric strings (Mistral): kept where they already are, else
     derived from the id; the same id maps to the same short id on the call and on its result."""
 
-    _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
     def __init__(self) -> None:
         self._map: dict = {}
 
     def get(self, call_id) -> str:
         if call_id not in self._map:
-            if isinstance(call_id, str) and len(call_id) == 9 and call_id.isascii() and call_id.isalnum():
-                short = call_id
-            else:
-                import hashlib
-
-                n = int.from_bytes(hashlib.sha256(f"{call_id}#{len(self._map)}".encode()).digest()[:8], "big")
-                short = "".join(self._ALPHABET[(n // 62**i) % 62] for i in range(9))
-            self._map[call_id] = short
+            keep = isinstance(call_id, str) and len(call_id) == 9 and call_id.isascii() and call_id.isalnum()
+            self._map[call_id] = call_id if keep else mistral_id(f"{call_id}#{len(self._map)}")
         return self._map[call_id]
 
 
