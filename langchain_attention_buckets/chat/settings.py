@@ -158,15 +158,6 @@ def check_reasoning_format(value: Any) -> str | None:
     return value
 
 
-def optional_text(name: str) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"{name}={value!r} is not allowed; give a non-empty string or None")
-        return value
-
-    return check
-
-
 MAX_STOP = 16
 """The most stop strings one call takes."""
 
