@@ -22,10 +22,11 @@ import functools
 import hashlib
 import json
 import os
-import time
 from pathlib import Path
 
 import torch
+
+from .packed import best_time
 
 BF16_MARGIN = 0.9
 PROBE_FEATURES = 2048  # a square weight of this width (between a 135M and an 8B model's)
@@ -51,16 +52,6 @@ def machine_key() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _best_time(fn, x: torch.Tensor) -> float:
-    fn(x)  # warm-up (oneDNN builds its primitive on the first call)
-    best = float("inf")
-    for _ in range(_REPEATS):
-        t0 = time.perf_counter()
-        fn(x)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def time_linear(dtype: torch.dtype, features: int | None = None, rows=PROBE_ROWS) -> dict:
     """Seconds of one ``features x features`` linear layer per row count, on the kernels the engine
     would use for ``dtype`` (``kernel``: 'onednn-packed' or 'aten')."""
@@ -78,7 +69,7 @@ def time_linear(dtype: torch.dtype, features: int | None = None, rows=PROBE_ROWS
         fast = packed.packed_linear(lin)
         if fast is not None:
             kernels["onednn-packed"] = fast
-        timed = {name: {r: _best_time(fn, xs[r]) for r in rows} for name, fn in kernels.items()}
+        timed = {name: {r: best_time(fn, xs[r], _REPEATS) for r in rows} for name, fn in kernels.items()}
     # the kernel the engine would run: fp32 packed wherever it exists; bf16 packed where it pays
     if dtype == torch.float32 or "onednn-packed" not in timed:
         kernel = "onednn-packed" if "onednn-packed" in timed else "aten"

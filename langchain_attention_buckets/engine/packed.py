@@ -185,21 +185,23 @@ def packed_linear(lin: nn.Linear, probe_rows: int = 3) -> PackedLinear | None:
 def pays_off(lin: nn.Linear, packed: PackedLinear, rows: int = 6, repeats: int = 5) -> bool:
     """Whether the packed layer is faster than the original at a decode shape (``rows`` rows, one
     per bucket): best of ``repeats`` timed calls each, after a warm-up."""
+    x = torch.randn(rows, 1, lin.in_features).to(lin.weight.dtype)
+    with torch.inference_mode():
+        return best_time(packed, x, repeats) < best_time(lin, x, repeats)
+
+
+def best_time(fn, x: torch.Tensor, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls ``fn(x)``, in seconds, after one warm-up call (oneDNN
+    builds its primitive on the first call)."""
     import time
 
-    x = torch.randn(rows, 1, lin.in_features).to(lin.weight.dtype)
-
-    def best(fn) -> float:
+    fn(x)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
         fn(x)
-        out = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(x)
-            out = min(out, time.perf_counter() - t0)
-        return out
-
-    with torch.inference_mode():
-        return best(packed) < best(lin)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 _SHARED: "weakref.WeakKeyDictionary[nn.Module, PackedWeights]" = weakref.WeakKeyDictionary()
