@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from agreement import TINY_TOLERANCE, assert_close_logits, assert_greedy_agrees, reference_logits
+from agreement import (
+    TINY_TOLERANCE,
+    assert_close_logits,
+    assert_greedy_agrees,
+    assert_sampled_agrees,
+    reference_logits,
+)
 from conftest import as_loaded, random_prompt, tiny_model
 
 from langchain_attention_buckets.engine import Engine, Request, dtype_probe, loading, packed
@@ -140,6 +146,19 @@ def test_greedy_comparison_allows_near_ties_only():
         assert_greedy_agrees([0, 3, 1], [2, 3, 1], logits, 1e-4)
     with pytest.raises(AssertionError, match="equal so far"):
         assert_greedy_agrees([2, 3], [2, 3, 1], logits, 1e-4, same_length=True)
+
+
+def test_sampled_comparison_allows_near_ties_of_the_draw_only():
+    u = float(torch.rand((), generator=torch.Generator().manual_seed(3)))  # the first draw of seed 3
+    # step 0: the drawn number sits 1e-6 below the end of token 1's interval (a near-tie of 1 and 2)
+    probs = torch.tensor([u / 2, u / 2 + 1e-6, (1 - u - 1e-6) / 2, (1 - u - 1e-6) / 2])
+    logits = probs.log()[None].repeat(2, 1)
+    assert assert_sampled_agrees([1], [1], logits, 1e-4, seed=3, temperature=1.0) is None
+    assert assert_sampled_agrees([2], [1], logits, 1e-4, seed=3, temperature=1.0) == 0
+    with pytest.raises(AssertionError, match="not a near-tie of the draw"):
+        assert_sampled_agrees([3], [1], logits, 1e-4, seed=3, temperature=1.0)  # far from the drawn number
+    with pytest.raises(AssertionError, match="not a near-tie of the draw"):
+        assert_sampled_agrees([1], [1], logits, 1e-4, seed=4, temperature=1.0)  # another seed's draw: not 1's
 
 
 def test_bf16_engine_equals_transformers_within_the_bf16_tolerance():
