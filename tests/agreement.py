@@ -165,7 +165,12 @@ def assert_runs_agree(got: tuple[Engine, Generation], want: tuple[Engine, Genera
     """Two finished greedy engine runs of the same request: the same prompt and settings, and the
     same tokens up to the first near-tie of the merged reference logits (logit bias added),
     recomputed on ``want``'s model; returns where they part (None: equal throughout).
-    ``same_length=False`` where one run may stop earlier (a stop string only it has)."""
+    ``same_length=False`` where one run may stop earlier (a stop string only it has).
+
+    A grammar's mask needs no place in the reference: where two runs part, both picks were
+    allowed. A constraint's own bias (the tool decision's on a call opener, ``apply_bias``) is
+    not in it: runs that part at the token it biases fail here rather than pass unjudged.
+    """
     (_, g), (engine, w) = got, want
     a, b = g.request, w.request
     assert a.prompt == b.prompt, f"{what}: different prompts"
@@ -178,4 +183,7 @@ def assert_runs_agree(got: tuple[Engine, Generation], want: tuple[Engine, Genera
                               head_scales=b.head_scales, bucket_layers=b.bucket_layers)
     for token, bias in b.logit_bias:
         logits[:, token] += bias
-    return assert_greedy_agrees(g.final.token_ids, tokens, logits, tol, what, same_length=same_length)
+    i = assert_greedy_agrees(g.final.token_ids, tokens, logits, tol, what, same_length=same_length)
+    biased = getattr(b.constraint, "opener", ())[:1] if hasattr(b.constraint, "apply_bias") else ()
+    assert i is None or not {tokens[i], g.final.token_ids[i]} & set(biased), f"{what}: parted at a biased opener"
+    return i
