@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from agreement import TINY_TOLERANCE, assert_close_logits, assert_greedy_agrees, reference_logits
-from conftest import as_loaded, random_prompt, tiny_model
+from conftest import as_loaded, random_prompt, spy_sdpa, tail_logits, tiny_model
 
 from langchain_attention_buckets.engine import Engine, Request, dtype_probe, loading, packed
 
@@ -355,35 +355,10 @@ def test_ci_runs_the_readme_command_then_the_other_kernel_paths():
     assert "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2" in script and "grep -qw avx512f" in script
 
 
-def _spy_sdpa(monkeypatch) -> list[tuple[int, int, str, bool]]:
-    """Record each SDPA call the model makes: (queries, keys, its mask: "none", "tensor" or "bias"
-    (torch's ``CausalBias``, no tensor), is_causal). Calls SDPA makes inside a bias are not recorded."""
-    from torch.nn.attention.bias import CausalBias
-
-    seen, inner = [], []
-    original = torch.nn.functional.scaled_dot_product_attention
-
-    def spy(q, k, v, attn_mask=None, *args, **kwargs):
-        if inner:
-            return original(q, k, v, attn_mask, *args, **kwargs)
-        kind = "none" if attn_mask is None else "bias" if isinstance(attn_mask, CausalBias) else "tensor"
-        seen.append((q.shape[2], k.shape[2], kind, bool(kwargs.get("is_causal"))))
-        if kind != "bias":
-            return original(q, k, v, attn_mask, *args, **kwargs)
-        inner.append(True)  # the bias dispatches by ``func is F.scaled_dot_product_attention``: not the spy
-        try:
-            return CausalBias._dispatch(q, k, v, attn_mask, *args, **kwargs)
-        finally:
-            inner.pop()
-
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
-    return seen
-
-
 def test_without_padding_attention_gets_no_mask_except_on_a_cached_tail(monkeypatch):
     # the default (sdpa_backends off): a fresh prefill is causal without a mask, a decode step has
     # none; a tail on top of a cached prefix needs a bottom-right causal mask and gets it materialised
-    seen = _spy_sdpa(monkeypatch)
+    seen = spy_sdpa(monkeypatch)
     eng = Engine(as_loaded(tiny_model()))
     prompt = random_prompt(20)
     eng.generate(Request(prompt, (1e4, 2e4), max_tokens=3, speculative_tokens=0, ignore_eos=True))
@@ -392,25 +367,6 @@ def test_without_padding_attention_gets_no_mask_except_on_a_cached_tail(monkeypa
     seen.clear()
     eng.generate(Request(prompt + (5, 6, 7), (1e4, 2e4), max_tokens=2, speculative_tokens=0, ignore_eos=True))
     assert (3, 23, "tensor", False) in seen  # the uncached tail of a cached prompt
-
-
-def _tail_logits(model, prompt, tail, valid=None) -> torch.Tensor:
-    """Logits of every ``tail`` position fed on top of ``prompt``'s cached keys and values, two
-    buckets; ``valid``: (rows, len(prompt) + len(tail)) False at left padding, or None."""
-    from langchain_attention_buckets.engine.forward import bucketed_forward
-    from langchain_attention_buckets.engine.kvcache import BatchCache
-    from langchain_attention_buckets.engine.rope import bucket_frequencies, head_dim
-
-    cfg, bases = model.config, (1e4, 2e4)
-    freqs, scales = bucket_frequencies(cfg, bases)
-    cache = BatchCache.empty(cfg.num_hidden_layers, 2, cfg.num_key_value_heads, head_dim(cfg), 64, torch.float32, "cpu")
-    ids = torch.tensor([list(prompt) + list(tail)] * 2)
-    pos = torch.arange(ids.shape[1]).expand_as(ids)
-    c = len(prompt)
-    with torch.inference_mode():
-        bucketed_forward(model, ids[:, :c], pos[:, :c], freqs, scales, bases, None if valid is None else valid[:, :c],
-                         cache)
-        return bucketed_forward(model, ids[:, c:], pos[:, c:], freqs, scales, bases, valid, cache, logits_to_keep=0)
 
 
 @pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
@@ -422,25 +378,25 @@ def test_sdpa_switch_attends_a_cached_tail_through_a_lower_right_bias(monkeypatc
     from langchain_attention_buckets.engine.forward import forward_buckets
 
     model = tiny_model(model_type, head_dim=8) if model_type == "qwen3" else tiny_model(model_type)
-    seen = _spy_sdpa(monkeypatch)
+    seen = spy_sdpa(monkeypatch)
     prompt, tail = random_prompt(20, seed=5), random_prompt(5, seed=6)
     tol = TINY_TOLERANCE[torch.float32]
-    masked = _tail_logits(model, prompt, tail)  # the switch off: a materialised mask
+    masked = tail_logits(model, prompt, tail)  # the switch off: a materialised mask
     assert {kind for q, _, kind, _ in seen if q == 5} == {"tensor"}
     fresh = forward_buckets(model, prompt + tail, (1e4, 2e4), logits_to_keep=5)
     assert_close_logits(masked, fresh, tol, "masked tail vs fresh")
     valid = torch.ones(2, 25, dtype=torch.bool)
     valid[1, :3] = False  # the second row left-padded by three positions
-    padded_masked = _tail_logits(model, prompt, tail, valid)
+    padded_masked = tail_logits(model, prompt, tail, valid)
 
     fastpaths.configure(model, fastpaths.FastPaths(sdpa_backends=("efficient", "math")))
     seen.clear()
-    biased = _tail_logits(model, prompt, tail)
+    biased = tail_logits(model, prompt, tail)
     assert {kind for q, _, kind, _ in seen if q == 5} == {"bias"}  # every layer: no mask tensor
     assert (20, 20, "none", True) in seen  # the fresh prefill is as before
     assert_close_logits(biased, masked, tol, "lower-right bias vs materialised mask")
     seen.clear()
-    padded = _tail_logits(model, prompt, tail, valid)
+    padded = tail_logits(model, prompt, tail, valid)
     assert {kind for q, _, kind, _ in seen if q == 5} == {"tensor"}  # padding keeps its mask
     assert_close_logits(padded, padded_masked, tol, "padded batch with the switch vs without")
     assert model.config._attn_implementation == "sdpa"  # put back after the pass
@@ -456,7 +412,7 @@ def test_sdpa_switch_in_the_engine_changes_no_token_and_is_undone_on_errors(monk
     plain = Engine(loaded)
     plain.generate(first)
     want = plain.generate(second).token_ids
-    seen = _spy_sdpa(monkeypatch)
+    seen = spy_sdpa(monkeypatch)
     eng = Engine(loaded, fast_paths=fastpaths.FastPaths(sdpa_backends=("math",)))
     eng.generate(first)
     res = eng.generate(second)

@@ -3,20 +3,25 @@
 ``FastPaths`` (``Engine(fast_paths=FastPaths(...))``, or ``$ATTENTION_BUCKETS_FAST_PATHS``):
 
 - ``sdpa_backends``: restrict ``scaled_dot_product_attention`` to these backends ("flash",
-  "efficient", "cudnn", "math") during the engine's forward passes. Rows with their own
-  positions need no materialised mask where there is no padding (``new_rows`` passes None
-  then), which is what lets flash attention run; with a padded batch the mask stays and a
-  backend that cannot take it raises, so name "efficient" or "math" too.
+  "efficient", "cudnn", "math") during the engine's forward passes, and run a model loaded with
+  SDPA through ``LOWER_RIGHT`` attention there. Without padding no pass then carries a mask
+  tensor, which is what flash attention needs: a fresh prefill runs ``is_causal``, a decode step
+  runs unmasked, and the tail of a prompt on top of a cached prefix (also a later prefill chunk
+  or a speculative pass) gets torch's ``causal_lower_right`` bias, which the flash and
+  memory-efficient kernels take as their own causal mode. A padded batch keeps its materialised
+  mask, and a backend that cannot take one raises, so name "efficient" or "math" too.
 - ``compile_decode``: run decode steps (one token per row) through ``torch.compile`` of the
   model's forward with this mode ("reduce-overhead": CUDA graphs; "default"; "eager": the
   bookkeeping only, no code generation, what the CPU tests use). Prefill passes stay eager.
-  One compiled function per model, built on first use and kept (``DecodeCompiler``).
+  One compiled function per model, built on first use and kept (``DecodeCompiler``). The
+  step has no graph break (tested with dynamo's "eager" backend, default and dynamic rope
+  types): the per-pass rotary module reads tensor values before the pass, never inside it.
 - ``pin_prefix_cache``: keep prefix-cache entries of a CUDA model in pinned host memory (the
   GPU's memory holds only running batches) and copy them back without blocking.
 
 The settings apply per model: every engine of one model shares them; an engine given them
 sets them, one built without them (and without the environment variable) leaves them as they are.
-May import torch only.
+May import torch and transformers (the SDPA attention and mask functions it wraps).
 """
 
 from __future__ import annotations
