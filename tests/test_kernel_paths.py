@@ -6,7 +6,10 @@
 - the tolerance helper the comparing tests use (it must be able to fail);
 - bf16 against transformers on a tiny model, within the stated bf16 tolerance;
 - the shipped model shapes (Llama-3.1-8B, Qwen2.5-7B) build and are supported by the engine;
-- ``scripts/gpu_check.sh``: the dry run here, the CPU run with the tiny shape in the slow tier.
+- ``scripts/gpu_check.sh``: the dry run here, the CPU run with the tiny shape in the slow tier;
+- the switches for the GPU path (``fastpaths``): off by default; SDPA without a mask tensor where
+  nothing is padded (a cached tail through a lower-right causal bias); a compiled decode step
+  without graph breaks.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from agreement import TINY_TOLERANCE, assert_close_logits, assert_greedy_agrees, reference_logits
-from conftest import as_loaded, random_prompt, spy_sdpa, tail_logits, tiny_model
+from conftest import as_loaded, random_prompt, spy_sdpa, tail_logits, tiny_config, tiny_model
 
 from langchain_attention_buckets.engine import Engine, Request, dtype_probe, loading, packed
 
@@ -400,6 +403,21 @@ def test_sdpa_switch_attends_a_cached_tail_through_a_lower_right_bias(monkeypatc
     assert {kind for q, _, kind, _ in seen if q == 5} == {"tensor"}  # padding keeps its mask
     assert_close_logits(padded, padded_masked, tol, "padded batch with the switch vs without")
     assert model.config._attn_implementation == "sdpa"  # put back after the pass
+
+
+def test_sdpa_switch_leaves_a_model_without_sdpa_as_it_is(monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from langchain_attention_buckets.engine import fastpaths
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config(), attn_implementation="eager").eval()
+    prompt, tail = random_prompt(20, seed=5), random_prompt(5, seed=6)
+    want = tail_logits(model, prompt, tail)
+    fastpaths.configure(model, fastpaths.FastPaths(sdpa_backends=("math",)))
+    seen = spy_sdpa(monkeypatch)
+    assert torch.equal(tail_logits(model, prompt, tail), want)
+    assert seen == [] and model.config._attn_implementation == "eager"
 
 
 def test_sdpa_switch_in_the_engine_changes_no_token_and_is_undone_on_errors(monkeypatch):
