@@ -298,5 +298,10 @@ def test_tensor_parallel_buckets_equal_the_unsharded_model(model_dir, tmp_path):
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for rank in ranks:
         assert rank["tp_size"] == 2 and rank["kv_heads"] == 1 and not rank["packed"]  # 2 KV heads, 1 per rank
-        assert rank["max_logit_diff"] < 1e-5 and rank["prefix_hits"] == 1
-        assert rank["tokens"]["tp"] == rank["tokens"]["ref"]
+        assert rank["max_logit_diff"] <= TOL and rank["prefix_hits"] == 1
+    # the shards' partial sums add up in another order than one layer's: tokens up to a near-tie
+    model = load_model(ModelSpec(model_dir, device="cpu", dtype="float32")).model
+    prompt = tuple(range(2, 40))  # tp_worker's prompts
+    for rank in ranks:
+        for p, got, want in zip((prompt, prompt + (5, 6, 7)), rank["tokens"]["tp"], rank["tokens"]["ref"]):
+            assert_agrees(model, p, got, want, "tensor parallel vs unsharded")
