@@ -190,8 +190,8 @@ def test_random_shape_runs_in_the_engine_and_unknown_shapes_are_named():
 # ---- scripts/gpu_check.sh ----------------------------------------------------------------------------
 
 
-def _gpu_check(*args, timeout: int):
-    env = {**os.environ, "PYTHON": sys.executable}
+def _gpu_check(*args, timeout: int, python: str = sys.executable):
+    env = {**os.environ, "PYTHON": python}
     return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 
@@ -204,9 +204,28 @@ def test_gpu_check_dry_run_says_what_it_carries_and_runs(tmp_path):
     for shape in ("llama-3.1-8b", "qwen2.5-7b"):
         assert f"--shape {shape} --device cuda --dtype bfloat16 --buckets 1,2,4,6,8 --lengths 1024,4096,16384" in text
         assert f"--parts buckets,sequential --output {tmp_path / 'gc'}/{shape}-sequential" in text
-    assert "tests/test_gpu.py" in text and "bench.speed.report" in text
+    assert "tests/test_gpu.py" in text and "speed/report.py" in text and "budget 450s" in text
+    assert "--time-budget" in text and "import torch, numpy, transformers" in text
+    assert "-p pytest_socket -m 'gpu and not embedded'" in text  # pasteable, and no plugin of the machine's
     assert not (tmp_path / "gc").exists()  # a dry run writes nothing
     assert "unknown argument" in _gpu_check("--bogus", timeout=30).stderr
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    text = _gpu_check("--dry-run", "--wheels", str(wheels), timeout=60).stdout
+    assert f"pip install --no-index --no-deps --target /tmp/gpu-check-site {wheels}/*.whl" in text  # never the network
+
+
+def test_gpu_check_fails_fast_without_torch_and_skips_steps_once_the_budget_is_spent(tmp_path):
+    out = _gpu_check("--cpu", "--out", str(tmp_path / "a"), timeout=60, python="/bin/false")
+    assert out.returncode == 3 and "cannot import torch" in out.stderr
+    assert "cannot import torch" in (tmp_path / "a" / "preflight.log").read_text()
+    assert not (tmp_path / "a" / "steps.tsv").read_text()  # nothing ran
+    out = _gpu_check("--cpu", "--budget", "5", "--out", str(tmp_path / "b"), timeout=120)
+    assert out.returncode == 1, out.stderr
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert [(s["step"], s["status"]) for s in report["steps"]] == [
+        ("gpu-tests", "skipped"), ("tiny", "skipped"), ("tiny-sequential", "skipped"), ("tiny-agent", "skipped")]
+    assert report["environment"]["torch"] == torch.__version__ and report["runs"] == {}
 
 
 @pytest.mark.slow

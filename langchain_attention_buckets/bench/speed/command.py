@@ -8,9 +8,11 @@ in the order they run. May import every part module and ``common``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import traceback
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -20,7 +22,7 @@ from ...engine import Engine
 from ...engine.loading import ModelSpec, load_model
 from ...progress import progress_bar
 from . import agent, buckets, determinism, dtype, hf, mask, packed, prefix, spec
-from .setup import Setup
+from .setup import Budget, Setup, failure, release_memory
 
 
 class Part(NamedTuple):
@@ -69,6 +71,9 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead of --model: a shipped config.json shape with random weights "
                         "(llama-3.1-8b, qwen2.5-7b, tiny; parts buckets, sequential, hf, prefix)")
     p.add_argument("--output", default="bench-out/speed", help="folder for speed.json and speed.png")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="start no measurement that would end later than this many seconds after the start "
+                        "(model loading included); the ones left out are listed as skipped (default: no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -76,7 +81,7 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
 SHAPE_PARTS = frozenset({"buckets", "sequential", "hf", "prefix", "packed"})
 
 
-def _setup(args: argparse.Namespace) -> Setup:
+def _setup(args: argparse.Namespace, budget: Budget) -> Setup:
     if args.shape:
         from .shapes import random_loaded
 
@@ -100,6 +105,7 @@ def _setup(args: argparse.Namespace) -> Setup:
         repeats=args.repeats,
         parts=args.parts,
         progress=False if args.no_progress else None,
+        budget=budget,
     )
 
 
@@ -117,26 +123,48 @@ def _header(setup: Setup) -> dict[str, Any]:
 
 
 def speed_main(args: argparse.Namespace) -> int:
-    setup = _setup(args)
+    """Run the parts; 1 if one of them failed (its error is in speed.json's ``errors``), else 0.
+
+    speed.json is written after every measured point (``Setup.partial``) and every part, so a
+    run stopped from outside keeps what it measured; a part that fails leaves its error there
+    and the next part runs (on a GPU, the next part may well work where this one did not)."""
+    setup = _setup(args, Budget(args.time_budget))
     wanted = {EXTENDS.get(name, name) for name in setup.parts}
     out = _header(setup)
     names = [name for name in PARTS if name in wanted]
     folder = Path(args.output)
     folder.mkdir(parents=True, exist_ok=True)
+
+    def save(result: dict | None = None) -> None:
+        out.update(result or {})
+        tmp = folder / "speed.json.tmp"  # replaced in one step: a reader never sees half a file
+        tmp.write_text(json.dumps(out, indent=2))
+        tmp.replace(folder / "speed.json")
+
+    setup = dataclasses.replace(setup, on_partial=save)
+    save()
     with progress_bar(len(names), desc="bench speed", unit="part", progress=setup.progress) as bar:
         for name in names:
             bar.set_postfix_str(name)
-            result = PARTS[name].run(setup)
+            try:
+                result = PARTS[name].run(setup)
+            except Exception as exc:  # recorded; the other parts still run
+                traceback.print_exc()
+                release_memory(setup.loaded.device)
+                out.setdefault("errors", {})[name] = failure(exc)
+                save()
+                bar.update()
+                continue
             PARTS[name].print_rows(result, setup)
-            out.update(result)
-            # written after every part, so a run stopped by a time limit keeps what it measured
-            (folder / "speed.json").write_text(json.dumps(out, indent=2))
+            save(result)
             bar.update()
-    (folder / "speed.json").write_text(json.dumps(out, indent=2))
-    if out.get("buckets"):
-        buckets.plot_speed(out, folder / "speed.png")
+    if any("ttft_s" in row for row in out.get("buckets", [])):
+        try:
+            buckets.plot_speed(out, folder / "speed.png")
+        except ImportError as exc:  # matplotlib is not needed for the numbers (a bare GPU machine)
+            print(f"no speed.png: {exc}")
     print(f"wrote {folder / 'speed.json'}")
-    return 0
+    return 1 if out.get("errors") else 0
 
 
 def _hardware(device: torch.device) -> str:
