@@ -85,7 +85,9 @@ q() {  # a command as it can be pasted (arguments with spaces quoted)
     printf '%s' "${out% }"
 }
 plan() {
-    echo "gpu_check ($MODE, budget ${BUDGET}s): carries this tree (package, tests, scripts; $(du -sh --exclude=.git --exclude=.venv --exclude=bench-out --exclude="$WHEELS" . 2>/dev/null | cut -f1))"
+    local tree
+    tree=$( (git ls-files -z -co --exclude-standard 2>/dev/null || true) | du -ch --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+    echo "gpu_check ($MODE, budget ${BUDGET}s): carries this tree (package, tests, scripts; ${tree:-?} in files git does not ignore)"
     if [ -d "$WHEELS" ]; then
         echo "  and $WHEELS/: $(ls "$WHEELS"/*.whl 2>/dev/null | wc -l) wheels, $(du -sh "$WHEELS" | cut -f1)"
         echo "  installed only if an import is missing: $PY -m pip install --no-index --no-deps --target $SITE $WHEELS/*.whl"
