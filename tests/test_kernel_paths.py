@@ -318,6 +318,39 @@ def test_pinned_prefix_cache_copies_leave_cpu_entries_alone():
     assert again.cached_tokens >= 30 and first.token_ids
 
 
+def test_free_memory_on_a_card_counts_what_the_allocator_holds_unused(monkeypatch):
+    # after a long call torch keeps its KV cache's blocks for reuse: the driver counts them as used,
+    # and a memory check reading the driver alone would refuse the next call of the same size
+    from langchain_attention_buckets.engine.limits import free_memory
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (30 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 40 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 16 * gib)  # the weights
+    assert free_memory(torch.device("cuda", 0)) == 54 * gib
+
+
+def test_the_rotary_forward_reads_no_tensor_value_on_the_host(monkeypatch):
+    # on a GPU every such read waits for the device, once per forward pass, and inside a compiled
+    # decode step it breaks the graph (the per-row scaling was read with float() there)
+    from langchain_attention_buckets.engine.rope import BucketedRotaryEmbedding, bucket_frequencies
+
+    model = tiny_model()
+    freqs, scales = bucket_frequencies(model.config, (1e4, 2e4))
+    rotary = BucketedRotaryEmbedding(freqs, scales, model.config, [1e4, 2e4])
+    pos = torch.arange(5).expand(2, 5)
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("a tensor value was read on the host during the forward pass")
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    cos, sin = rotary(torch.zeros(2, 5, 8), pos)
+    monkeypatch.undo()
+    want = pos[..., None].float() * freqs[:, None, :]
+    assert torch.equal(cos, torch.cat([want, want], -1).cos()) and torch.equal(sin, torch.cat([want, want], -1).sin())
+
+
 @pytest.mark.slow
 def test_compiled_decode_with_dynamo_keeps_its_graphs_across_requests():
     import torch._dynamo
@@ -334,6 +367,7 @@ def test_compiled_decode_with_dynamo_keeps_its_graphs_across_requests():
     graphs = counters["stats"]["unique_graphs"]
     assert eng.generate(req).token_ids == plain
     assert counters["stats"]["unique_graphs"] == graphs  # no recompilation in the steady state
+    assert graphs == 1 and not counters["graph_break"]  # the whole decode step is one graph (CUDA graphs can cover it)
 
 
 def test_bench_dtype_part_prints_the_isa_and_the_kernels_that_ran(capsys):

@@ -131,7 +131,11 @@ class BucketedRotaryEmbedding(nn.Module):
         super().__init__()
         self.inv_freq = inv_freq[:, None, :]  # (rows, 1, d/2)
         self.scaling = scaling[:, None, None]  # (rows, 1, 1)
-        self.uniform_scaling = bool(torch.all(scaling == scaling[0])) if scaling.numel() else True
+        # read once, here, outside the forward pass: on a GPU each read is a host sync, and inside
+        # the forward it would break a compiled decode step's graph (fastpaths.compile_decode)
+        values = scaling.tolist()
+        self.uniform_scaling = all(v == values[0] for v in values)
+        self.scale = values[0] if values else 1.0
         self.config = config
         self.bases = bases
         self.dynamic = config is not None and rope_parameters(config).get("rope_type") == "dynamic"
@@ -158,8 +162,7 @@ class BucketedRotaryEmbedding(nn.Module):
         freqs = position_ids[..., None].float() * inv_freq.to(device=x.device)
         emb = torch.cat((freqs, freqs), dim=-1)
         if self.uniform_scaling:
-            scale = float(self.scaling.flatten()[0]) if self.scaling.numel() else 1.0
-            cos, sin = emb.cos() * scale, emb.sin() * scale
+            cos, sin = emb.cos() * self.scale, emb.sin() * self.scale
         else:
             scale = self.scaling.to(device=x.device)
             cos, sin = emb.cos() * scale, emb.sin() * scale
