@@ -58,17 +58,21 @@ if [ "$MODE" = gpu ]; then
     SHAPES=(llama-3.1-8b qwen2.5-7b)
     DEV=(--device cuda --dtype bfloat16)
     GRID=(--buckets 1,2,4,6,8 --lengths 1024,4096,16384 --decode-tokens 8)
-    SEQ=(--buckets 6 --lengths 4096 --decode-tokens 8)
+    SEQ_LEN=4096
+    SEQ=(--buckets 6 --lengths "$SEQ_LEN" --decode-tokens 8)
     AGENT=(--lengths 3072)
-    LIMITS=(60 120 45 40)  # tests, grid, sequential, agent (seconds)
+    LIMITS=(60 120 45 40 60)  # tests, grid, sequential, agent, compiled decode (seconds)
+    COMPILE=default  # inductor without CUDA graphs: the KV length grows every step (see docs/performance.md)
     BUDGET=${BUDGET:-450}
 else
     SHAPES=(tiny)
     DEV=(--device cpu --dtype float32)
     GRID=(--buckets 1,2 --lengths 16,48 --decode-tokens 3)
-    SEQ=(--buckets 6 --lengths 32 --decode-tokens 3)
+    SEQ_LEN=32
+    SEQ=(--buckets 6 --lengths "$SEQ_LEN" --decode-tokens 3)
     AGENT=(--lengths 48)
-    LIMITS=(150 150 150 150)
+    LIMITS=(150 150 150 150 150)
+    COMPILE=eager  # dynamo's bookkeeping only: no compiler needed, seconds
     BUDGET=${BUDGET:-900}
 fi
 RESERVE=10     # seconds kept for the last report
@@ -76,6 +80,10 @@ MIN_STEP=20    # a step with less than this left is skipped, not started
 MARGIN=15      # a bench step's own --time-budget stays this far inside its limit (imports, writing out)
 TEST_CMD=("$PY" -m pytest tests/test_gpu.py -p pytest_socket -m "gpu and not embedded" -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning
           --junitxml "$OUT/gpu-tests.xml")
+# the decode step compiled (fastpaths.compile_decode, off by default until measured), last: it runs in
+# whatever time the budget has left, against the same points of the first shape's grid
+COMPILED=(env "ATTENTION_BUCKETS_FAST_PATHS=compile=$COMPILE" "${SPEED[@]}" --shape "${SHAPES[0]}" "${DEV[@]}"
+          --buckets 1,6 --lengths "$SEQ_LEN" --decode-tokens 16 --parts buckets)
 REPORT=("$PY" langchain_attention_buckets/bench/speed/report.py "$OUT")  # standard library only: quick
 NEEDS="import torch, numpy, transformers, tokenizers, safetensors, huggingface_hub, pydantic, langchain_core, tqdm, psutil, pytest, pytest_socket, accelerate"
 
@@ -103,6 +111,7 @@ plan() {
         echo "  [${LIMITS[2]}s] $(q "${SPEED[@]}" --shape "$shape" "${DEV[@]}" "${SEQ[@]}" --parts buckets,sequential --output "$OUT/$shape-sequential")"
         echo "  [${LIMITS[3]}s] $(q "${SPEED[@]}" --shape "$shape" "${DEV[@]}" "${AGENT[@]}" --parts prefix --output "$OUT/$shape-agent")"
     done
+    echo "  [${LIMITS[4]}s] $(q "${COMPILED[@]}" --output "$OUT/${SHAPES[0]}-compiled")   (only with time left)"
     echo "  $(q "${REPORT[@]}")  (report.json, report.md)"
     echo "  (each bench step gets --time-budget = its limit - ${MARGIN}s: sizes it has no time for are listed as skipped)"
 }
@@ -188,6 +197,7 @@ for shape in "${SHAPES[@]}"; do
     step "$shape-agent" "${LIMITS[3]}" --bench "${SPEED[@]}" --shape "$shape" "${DEV[@]}" "${AGENT[@]}" --parts prefix \
         --output "$OUT/$shape-agent"
 done
+step "${SHAPES[0]}-compiled" "${LIMITS[4]}" --bench "${COMPILED[@]}" --output "$OUT/${SHAPES[0]}-compiled"
 "${REPORT[@]}" || FAILED=1
 echo "gpu_check: $(( $(date +%s) - T0 ))s in all (budget ${BUDGET}s)"
 exit "$FAILED"

@@ -224,7 +224,8 @@ def test_gpu_check_fails_fast_without_torch_and_skips_steps_once_the_budget_is_s
     assert out.returncode == 1, out.stderr
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert [(s["step"], s["status"]) for s in report["steps"]] == [
-        ("gpu-tests", "skipped"), ("tiny", "skipped"), ("tiny-sequential", "skipped"), ("tiny-agent", "skipped")]
+        ("gpu-tests", "skipped"), ("tiny", "skipped"), ("tiny-sequential", "skipped"), ("tiny-agent", "skipped"),
+        ("tiny-compiled", "skipped")]
     assert report["environment"]["torch"] == torch.__version__ and report["runs"] == {}
 
 
@@ -234,16 +235,21 @@ def test_gpu_check_runs_on_cpu_with_the_tiny_shape(tmp_path):
     out = _gpu_check("--cpu", "--out", str(folder), timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = json.loads((folder / "report.json").read_text())
-    assert set(report["runs"]) == {"tiny", "tiny-sequential", "tiny-agent"}
+    assert set(report["runs"]) == {"tiny", "tiny-sequential", "tiny-agent", "tiny-compiled"}
     grid = report["runs"]["tiny"]["buckets"]
     assert [(r["n"], r["length"]) for r in grid] == [(1, 16), (2, 16), (1, 48), (2, 48)]
     assert all(r["kv_bytes"] > 0 for r in grid)
     assert report["runs"]["tiny"]["hf"] and "sequential" in report["runs"]["tiny-sequential"]["buckets"][0]
     assert report["runs"]["tiny-agent"]["prefix"]["cached_tokens"] > 0
     assert report["tests"]["tests"] > 0 and report["tests"]["failures"] == 0
-    assert [s["status"] for s in report["steps"]] == [0, 0, 0, 0]
+    assert [s["status"] for s in report["steps"]] == [0, 0, 0, 0, 0]
+    compiled = report["runs"]["tiny-compiled"]
+    assert compiled["fast_paths"]["compile_decode"] == "eager" and [r["n"] for r in compiled["buckets"]] == [1, 6]
+    assert report["runs"]["tiny"]["fast_paths"]["compile_decode"] is None
+    assert report["environment"]["torch"] == torch.__version__
     md = (folder / "report.md").read_text()
     assert "| N | tokens |" in md and "agent turn 2" in md and "transformers `generate`" in md
+    assert "Fast paths on: compile_decode=eager." in md
 
 
 # ---- switches for the GPU path (off by default) -----------------------------------------------

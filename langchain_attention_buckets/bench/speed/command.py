@@ -116,6 +116,7 @@ def _header(setup: Setup) -> dict[str, Any]:
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).replace("torch.", ""),
         "torch_threads": torch.get_num_threads(),
+        "fast_paths": dataclasses.asdict(setup.engine.fast_paths),  # switches on for this run (engine.fastpaths)
         "hardware": _hardware(loaded.device),
         "settings": {"buckets": setup.ns, "lengths": setup.lengths, "decode_tokens": setup.decode_tokens,
                      "repeats": setup.repeats},

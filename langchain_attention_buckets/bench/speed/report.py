@@ -81,6 +81,9 @@ def _why(row: dict) -> str:
 
 def _run_lines(run: dict) -> list[str]:
     lines = []
+    switches = {k: v for k, v in (run.get("fast_paths") or {}).items() if v}
+    if switches:
+        lines += ["Fast paths on: " + ", ".join(f"{k}={v}" for k, v in switches.items()) + ".", ""]
     for part, error in (run.get("errors") or {}).items():
         lines += [f"- part `{part}` failed: {error}"]
     if run.get("buckets"):
