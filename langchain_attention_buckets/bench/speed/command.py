@@ -81,7 +81,8 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
 SHAPE_PARTS = frozenset({"buckets", "sequential", "hf", "prefix", "packed"})
 
 
-def _setup(args: argparse.Namespace, budget: Budget) -> Setup:
+def _setup(args: argparse.Namespace) -> Setup:
+    budget = Budget(getattr(args, "time_budget", None))  # counted from here: model loading included
     if args.shape:
         from .shapes import random_loaded
 
@@ -129,7 +130,7 @@ def speed_main(args: argparse.Namespace) -> int:
     speed.json is written after every measured point (``Setup.partial``) and every part, so a
     run stopped from outside keeps what it measured; a part that fails leaves its error there
     and the next part runs (on a GPU, the next part may well work where this one did not)."""
-    setup = _setup(args, Budget(args.time_budget))
+    setup = _setup(args)
     wanted = {EXTENDS.get(name, name) for name in setup.parts}
     out = _header(setup)
     names = [name for name in PARTS if name in wanted]
