@@ -78,14 +78,15 @@ fi
 RESERVE=10     # seconds kept for the last report
 MIN_STEP=20    # a step with less than this left is skipped, not started
 MARGIN=15      # a bench step's own --time-budget stays this far inside its limit (imports, writing out)
-TEST_CMD=("$PY" -m pytest tests/test_gpu.py -p pytest_socket -m "gpu and not embedded" -q -p no:cacheprovider -W ignore::pytest.PytestConfigWarning
-          --junitxml "$OUT/gpu-tests.xml")
+# -p: the plugins the tests need, loaded by name; --timeout: a test that hangs fails alone
+TEST_CMD=("$PY" -m pytest tests/test_gpu.py -p pytest_socket -p pytest_timeout --timeout 40 -m "gpu and not embedded" -q
+          -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --junitxml "$OUT/gpu-tests.xml")
 # the decode step compiled (fastpaths.compile_decode, off by default until measured), last: it runs in
 # whatever time the budget has left, against the same points of the first shape's grid
 COMPILED=(env "ATTENTION_BUCKETS_FAST_PATHS=compile=$COMPILE" "${SPEED[@]}" --shape "${SHAPES[0]}" "${DEV[@]}"
           --buckets 1,6 --lengths "$SEQ_LEN" --decode-tokens 16 --parts buckets)
 REPORT=("$PY" langchain_attention_buckets/bench/speed/report.py "$OUT")  # standard library only: quick
-NEEDS="import torch, numpy, transformers, tokenizers, safetensors, huggingface_hub, pydantic, langchain_core, tqdm, psutil, pytest, pytest_socket, accelerate"
+NEEDS="import torch, numpy, transformers, tokenizers, safetensors, huggingface_hub, pydantic, langchain_core, tqdm, psutil, pytest, pytest_socket, pytest_timeout, accelerate"
 
 q() {  # a command as it can be pasted (arguments with spaces quoted)
     local a out=

@@ -206,7 +206,7 @@ def test_gpu_check_dry_run_says_what_it_carries_and_runs(tmp_path):
         assert f"--parts buckets,sequential --output {tmp_path / 'gc'}/{shape}-sequential" in text
     assert "tests/test_gpu.py" in text and "speed/report.py" in text and "budget 450s" in text
     assert "--time-budget" in text and "import torch, numpy, transformers" in text
-    assert "-p pytest_socket -m 'gpu and not embedded'" in text  # pasteable, and no plugin of the machine's
+    assert "-p pytest_socket -p pytest_timeout --timeout 40 -m 'gpu and not embedded'" in text  # no plugin of the machine's
     assert not (tmp_path / "gc").exists()  # a dry run writes nothing
     assert "unknown argument" in _gpu_check("--bogus", timeout=30).stderr
     wheels = tmp_path / "wheels"
@@ -322,6 +322,22 @@ def test_pinned_prefix_cache_copies_leave_cpu_entries_alone():
     first = eng.generate(Request(p, (1e4,), max_tokens=3))
     again = eng.generate(Request(p + (5,), (1e4,), max_tokens=3))
     assert again.cached_tokens >= 30 and first.token_ids
+
+
+def test_a_cuda_model_gets_bf16_without_the_cpu_probe_and_no_packed_layers(monkeypatch):
+    from langchain_attention_buckets.engine import dtype_probe, packed
+    from langchain_attention_buckets.engine.loading import resolve_dtype
+
+    def probe(*args):
+        raise AssertionError("the CPU dtype probe ran for a CUDA model")
+
+    monkeypatch.setattr(dtype_probe, "measured_choice", probe)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)
+    off_cpu = tiny_model().to("meta")  # weights off the CPU, as on a card: oneDNN packing is for CPU weights only
+    assert packed.packable_bytes(off_cpu) == 0 and packed.pack_model(off_cpu) is None
+    assert packed.packable_bytes(tiny_model()) > 0  # the same model on the CPU would be packed
 
 
 def test_free_memory_on_a_card_counts_what_the_allocator_holds_unused(monkeypatch):
