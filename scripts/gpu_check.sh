@@ -61,7 +61,9 @@ if [ "$MODE" = gpu ]; then
     SEQ_LEN=4096
     SEQ=(--buckets 6 --lengths "$SEQ_LEN" --decode-tokens 8)
     AGENT=(--lengths 3072)
-    LIMITS=(60 120 45 40 60)  # tests, grid, sequential, agent, compiled decode (seconds)
+    LIMITS=(60 120 45 40 45 60)  # tests, grid, sequential, agent, SDPA switch, compiled decode (seconds)
+    SDPA=flash+efficient  # a cached tail (every prefill chunk after the first) without a mask tensor
+    SDPA_LEN=16384
     COMPILE=default  # inductor without CUDA graphs: the KV length grows every step (see docs/performance.md)
     BUDGET=${BUDGET:-450}
 else
@@ -71,7 +73,9 @@ else
     SEQ_LEN=32
     SEQ=(--buckets 6 --lengths "$SEQ_LEN" --decode-tokens 3)
     AGENT=(--lengths 48)
-    LIMITS=(150 150 150 150 150)
+    LIMITS=(150 150 150 150 150 150)
+    SDPA=math  # flash and memory-efficient attention are CUDA kernels
+    SDPA_LEN=48
     COMPILE=eager  # dynamo's bookkeeping only: no compiler needed, seconds
     BUDGET=${BUDGET:-900}
 fi
@@ -81,8 +85,11 @@ MARGIN=15      # a bench step's own --time-budget stays this far inside its limi
 # -p: the plugins the tests need, loaded by name; --timeout: a test that hangs fails alone
 TEST_CMD=("$PY" -m pytest tests/test_gpu.py -p pytest_socket -p pytest_timeout --timeout 40 -m "gpu and not embedded" -q
           -p no:cacheprovider -W ignore::pytest.PytestConfigWarning --junitxml "$OUT/gpu-tests.xml")
-# the decode step compiled (fastpaths.compile_decode, off by default until measured), last: it runs in
-# whatever time the budget has left, against the same points of the first shape's grid
+# two switches of engine.fastpaths (off by default until measured), last: they run in whatever time
+# the budget has left, against the same points of the first shape's grid: SDPA restricted to the fast
+# backends (prefill at the longest length), and the decode step compiled
+SDPA_RUN=(env "ATTENTION_BUCKETS_FAST_PATHS=sdpa=$SDPA" "${SPEED[@]}" --shape "${SHAPES[0]}" "${DEV[@]}"
+          --buckets 1,6 --lengths "$SDPA_LEN" --decode-tokens 8 --parts buckets)
 COMPILED=(env "ATTENTION_BUCKETS_FAST_PATHS=compile=$COMPILE" "${SPEED[@]}" --shape "${SHAPES[0]}" "${DEV[@]}"
           --buckets 1,6 --lengths "$SEQ_LEN" --decode-tokens 16 --parts buckets)
 REPORT=("$PY" langchain_attention_buckets/bench/speed/report.py "$OUT")  # standard library only: quick
@@ -112,7 +119,8 @@ plan() {
         echo "  [${LIMITS[2]}s] $(q "${SPEED[@]}" --shape "$shape" "${DEV[@]}" "${SEQ[@]}" --parts buckets,sequential --output "$OUT/$shape-sequential")"
         echo "  [${LIMITS[3]}s] $(q "${SPEED[@]}" --shape "$shape" "${DEV[@]}" "${AGENT[@]}" --parts prefix --output "$OUT/$shape-agent")"
     done
-    echo "  [${LIMITS[4]}s] $(q "${COMPILED[@]}" --output "$OUT/${SHAPES[0]}-compiled")   (only with time left)"
+    echo "  [${LIMITS[4]}s] $(q "${SDPA_RUN[@]}" --output "$OUT/${SHAPES[0]}-sdpa")   (only with time left)"
+    echo "  [${LIMITS[5]}s] $(q "${COMPILED[@]}" --output "$OUT/${SHAPES[0]}-compiled")   (only with time left)"
     echo "  $(q "${REPORT[@]}")  (report.json, report.md)"
     echo "  (each bench step gets --time-budget = its limit - ${MARGIN}s: sizes it has no time for are listed as skipped)"
 }
@@ -198,7 +206,8 @@ for shape in "${SHAPES[@]}"; do
     step "$shape-agent" "${LIMITS[3]}" --bench "${SPEED[@]}" --shape "$shape" "${DEV[@]}" "${AGENT[@]}" --parts prefix \
         --output "$OUT/$shape-agent"
 done
-step "${SHAPES[0]}-compiled" "${LIMITS[4]}" --bench "${COMPILED[@]}" --output "$OUT/${SHAPES[0]}-compiled"
+step "${SHAPES[0]}-sdpa" "${LIMITS[4]}" --bench "${SDPA_RUN[@]}" --output "$OUT/${SHAPES[0]}-sdpa"
+step "${SHAPES[0]}-compiled" "${LIMITS[5]}" --bench "${COMPILED[@]}" --output "$OUT/${SHAPES[0]}-compiled"
 "${REPORT[@]}" || FAILED=1
 echo "gpu_check: $(( $(date +%s) - T0 ))s in all (budget ${BUDGET}s)"
 exit "$FAILED"

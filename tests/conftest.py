@@ -177,3 +177,50 @@ TINY_BASES = [10000.0, 17500.0, 25000.0]
 # A random model rarely closes a JSON string; a bias on closing tokens (", }, ], "}, </ ...) makes
 # it finish its calls within a few dozen tokens, so the tests see complete outputs.
 CLOSING = {3222: 6.0, 18206: 6.0, 109: 6.0, 17859: 6.0, 23597: 6.0, 31845: 6.0, 18: 6.0, 77: 6.0, 28852: 6.0, 9617: 6.0}
+
+
+def spy_sdpa(monkeypatch) -> list[tuple[int, int, str, bool]]:
+    """Record each SDPA call the model makes: (queries, keys, its mask: "none", "tensor" or "bias"
+    (torch's ``CausalBias``, no tensor), is_causal). Calls SDPA makes inside a bias are not recorded."""
+    from torch.nn.attention.bias import CausalBias
+
+    seen, inner = [], []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, *args, **kwargs):
+        if inner:
+            return original(q, k, v, attn_mask, *args, **kwargs)
+        kind = "none" if attn_mask is None else "bias" if isinstance(attn_mask, CausalBias) else "tensor"
+        seen.append((q.shape[2], k.shape[2], kind, bool(kwargs.get("is_causal"))))
+        if kind != "bias":
+            return original(q, k, v, attn_mask, *args, **kwargs)
+        inner.append(True)  # the bias dispatches by ``func is F.scaled_dot_product_attention``: not the spy
+        try:
+            return CausalBias._dispatch(q, k, v, attn_mask, *args, **kwargs)
+        finally:
+            inner.pop()
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    return seen
+
+
+def tail_logits(model, prompt, tail, valid=None) -> torch.Tensor:
+    """Logits of every ``tail`` position fed on top of ``prompt``'s cached keys and values, two
+    buckets; ``valid``: (rows, len(prompt) + len(tail)) False at left padding, or None."""
+    from langchain_attention_buckets.engine.forward import bucketed_forward
+    from langchain_attention_buckets.engine.kvcache import BatchCache
+    from langchain_attention_buckets.engine.rope import bucket_frequencies, head_dim
+
+    cfg, bases = model.config, (1e4, 2e4)
+    weight = next(model.parameters())
+    freqs, scales = bucket_frequencies(cfg, bases, weight.device)
+    cache = BatchCache.empty(cfg.num_hidden_layers, 2, cfg.num_key_value_heads, head_dim(cfg), 64, weight.dtype,
+                             weight.device)
+    ids = torch.tensor([list(prompt) + list(tail)] * 2, device=weight.device)
+    pos = torch.arange(ids.shape[1], device=weight.device).expand_as(ids)
+    valid = None if valid is None else valid.to(weight.device)
+    c = len(prompt)
+    with torch.inference_mode():
+        bucketed_forward(model, ids[:, :c], pos[:, :c], freqs, scales, bases, None if valid is None else valid[:, :c],
+                         cache)
+        return bucketed_forward(model, ids[:, c:], pos[:, c:], freqs, scales, bases, valid, cache, logits_to_keep=0)

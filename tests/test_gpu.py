@@ -10,8 +10,8 @@ import dataclasses
 
 import pytest
 import torch
-from agreement import TINY_TOLERANCE, assert_greedy_agrees, reference_logits
-from conftest import as_loaded, generate_in_threads, random_prompt, tiny_model
+from agreement import TINY_TOLERANCE, assert_close_logits, assert_greedy_agrees, reference_logits
+from conftest import as_loaded, generate_in_threads, random_prompt, spy_sdpa, tail_logits, tiny_model
 
 from langchain_attention_buckets.engine import Engine, Request, forward_buckets
 from langchain_attention_buckets.engine.loading import resolve_device, resolve_dtype
@@ -68,6 +68,22 @@ def test_half_precision_buckets_batch_like_one_at_a_time(dtype):
     # a seeded sampled request draws from its own (CPU) generator: the same tokens on every run
     sampled = dataclasses.replace(reqs[0], sampling=SamplingParams(temperature=0.8, seed=3))
     assert engine.generate(sampled).token_ids == engine.generate(sampled).token_ids
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sdpa_switch_runs_a_cached_tail_in_flash_attention(monkeypatch, dtype):
+    # flash alone: a materialised mask has no kernel there and raises, so a pass that returns ran
+    # the cached tail (9 queries over 49 keys, no padding) in flash attention
+    from langchain_attention_buckets.engine import fastpaths
+
+    model = tiny_model().to("cuda", dtype)
+    prompt, tail = random_prompt(40, seed=5), random_prompt(9, seed=6)
+    masked = tail_logits(model, prompt, tail)
+    fastpaths.configure(model, fastpaths.FastPaths(sdpa_backends=("flash",)))
+    seen = spy_sdpa(monkeypatch)
+    got = tail_logits(model, prompt, tail)
+    assert {kind for q, _, kind, _ in seen if q == 9} == {"bias"}
+    assert_close_logits(got, masked, TINY_TOLERANCE[torch.bfloat16], "flash with a lower-right bias vs a mask")
 
 
 def test_memory_estimate_reads_the_cards_free_memory():

@@ -6,7 +6,10 @@
 - the tolerance helper the comparing tests use (it must be able to fail);
 - bf16 against transformers on a tiny model, within the stated bf16 tolerance;
 - the shipped model shapes (Llama-3.1-8B, Qwen2.5-7B) build and are supported by the engine;
-- ``scripts/gpu_check.sh``: the dry run here, the CPU run with the tiny shape in the slow tier.
+- ``scripts/gpu_check.sh``: the dry run here, the CPU run with the tiny shape in the slow tier;
+- the switches for the GPU path (``fastpaths``): off by default; SDPA without a mask tensor where
+  nothing is padded (a cached tail through a lower-right causal bias); a compiled decode step
+  without graph breaks.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from agreement import TINY_TOLERANCE, assert_close_logits, assert_greedy_agrees, reference_logits
-from conftest import as_loaded, random_prompt, tiny_model
+from conftest import as_loaded, random_prompt, spy_sdpa, tail_logits, tiny_config, tiny_model
 
 from langchain_attention_buckets.engine import Engine, Request, dtype_probe, loading, packed
 
@@ -225,7 +228,7 @@ def test_gpu_check_fails_fast_without_torch_and_skips_steps_once_the_budget_is_s
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert [(s["step"], s["status"]) for s in report["steps"]] == [
         ("gpu-tests", "skipped"), ("tiny", "skipped"), ("tiny-sequential", "skipped"), ("tiny-agent", "skipped"),
-        ("tiny-compiled", "skipped")]
+        ("tiny-sdpa", "skipped"), ("tiny-compiled", "skipped")]
     assert report["environment"]["torch"] == torch.__version__ and report["runs"] == {}
 
 
@@ -235,14 +238,15 @@ def test_gpu_check_runs_on_cpu_with_the_tiny_shape(tmp_path):
     out = _gpu_check("--cpu", "--out", str(folder), timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = json.loads((folder / "report.json").read_text())
-    assert set(report["runs"]) == {"tiny", "tiny-sequential", "tiny-agent", "tiny-compiled"}
+    assert set(report["runs"]) == {"tiny", "tiny-sequential", "tiny-agent", "tiny-sdpa", "tiny-compiled"}
     grid = report["runs"]["tiny"]["buckets"]
     assert [(r["n"], r["length"]) for r in grid] == [(1, 16), (2, 16), (1, 48), (2, 48)]
     assert all(r["kv_bytes"] > 0 for r in grid)
     assert report["runs"]["tiny"]["hf"] and "sequential" in report["runs"]["tiny-sequential"]["buckets"][0]
     assert report["runs"]["tiny-agent"]["prefix"]["cached_tokens"] > 0
     assert report["tests"]["tests"] > 0 and report["tests"]["failures"] == 0
-    assert [s["status"] for s in report["steps"]] == [0, 0, 0, 0, 0]
+    assert [s["status"] for s in report["steps"]] == [0, 0, 0, 0, 0, 0]
+    assert report["runs"]["tiny-sdpa"]["fast_paths"]["sdpa_backends"] == ["math"]
     compiled = report["runs"]["tiny-compiled"]
     assert compiled["fast_paths"]["compile_decode"] == "eager" and [r["n"] for r in compiled["buckets"]] == [1, 6]
     assert report["runs"]["tiny"]["fast_paths"]["compile_decode"] is None
@@ -389,7 +393,6 @@ def test_compiled_decode_with_dynamo_keeps_its_graphs_across_requests():
     graphs = counters["stats"]["unique_graphs"]
     assert eng.generate(req).token_ids == plain
     assert counters["stats"]["unique_graphs"] == graphs  # no recompilation in the steady state
-    assert graphs == 1 and not counters["graph_break"]  # the whole decode step is one graph (CUDA graphs can cover it)
 
 
 def test_bench_dtype_part_prints_the_isa_and_the_kernels_that_ran(capsys):
@@ -431,23 +434,115 @@ def test_ci_runs_the_readme_command_then_the_other_kernel_paths():
 
 
 def test_without_padding_attention_gets_no_mask_except_on_a_cached_tail(monkeypatch):
-    # what lets SDPA's flash backend run: a fresh prefill is causal without a mask, a decode step
-    # has none; a tail on top of a cached prefix needs a bottom-right causal mask, materialised
-    import transformers.integrations.sdpa_attention as sdpa
-
-    seen = []
-    original = torch.nn.functional.scaled_dot_product_attention
-
-    def spy(q, k, v, attn_mask=None, *args, **kwargs):
-        seen.append((q.shape[2], k.shape[2], attn_mask is not None, bool(kwargs.get("is_causal"))))
-        return original(q, k, v, attn_mask, *args, **kwargs)
-
-    monkeypatch.setattr(sdpa.torch.nn.functional, "scaled_dot_product_attention", spy)
+    # the default (sdpa_backends off): a fresh prefill is causal without a mask, a decode step has
+    # none; a tail on top of a cached prefix needs a bottom-right causal mask and gets it materialised
+    seen = spy_sdpa(monkeypatch)
     eng = Engine(as_loaded(tiny_model()))
     prompt = random_prompt(20)
     eng.generate(Request(prompt, (1e4, 2e4), max_tokens=3, speculative_tokens=0, ignore_eos=True))
-    assert (20, 20, False, True) in seen  # the prefill: is_causal, no mask
-    assert all(not masked for q, _, masked, _ in seen if q == 1)  # decode steps
+    assert (20, 20, "none", True) in seen  # the prefill: is_causal, no mask
+    assert all(kind == "none" for q, _, kind, _ in seen if q == 1)  # decode steps
     seen.clear()
     eng.generate(Request(prompt + (5, 6, 7), (1e4, 2e4), max_tokens=2, speculative_tokens=0, ignore_eos=True))
-    assert any(q == 3 and masked for q, _, masked, _ in seen)  # the uncached tail of a cached prompt
+    assert (3, 23, "tensor", False) in seen  # the uncached tail of a cached prompt
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
+def test_sdpa_switch_attends_a_cached_tail_through_a_lower_right_bias(monkeypatch, model_type):
+    # with sdpa_backends set, a cached tail without padding goes to SDPA with torch's
+    # causal_lower_right bias (no tensor: what flash and memory-efficient attention take), and its
+    # logits are those of the materialised mask and of a fresh pass; a padded batch keeps its mask
+    from langchain_attention_buckets.engine import fastpaths
+    from langchain_attention_buckets.engine.forward import forward_buckets
+
+    model = tiny_model(model_type, head_dim=8) if model_type == "qwen3" else tiny_model(model_type)
+    seen = spy_sdpa(monkeypatch)
+    prompt, tail = random_prompt(20, seed=5), random_prompt(5, seed=6)
+    tol = TINY_TOLERANCE[torch.float32]
+    masked = tail_logits(model, prompt, tail)  # the switch off: a materialised mask
+    assert {kind for q, _, kind, _ in seen if q == 5} == {"tensor"}
+    fresh = forward_buckets(model, prompt + tail, (1e4, 2e4), logits_to_keep=5)
+    assert_close_logits(masked, fresh, tol, "masked tail vs fresh")
+    valid = torch.ones(2, 25, dtype=torch.bool)
+    valid[1, :3] = False  # the second row left-padded by three positions
+    padded_masked = tail_logits(model, prompt, tail, valid)
+
+    fastpaths.configure(model, fastpaths.FastPaths(sdpa_backends=("efficient", "math")))
+    seen.clear()
+    biased = tail_logits(model, prompt, tail)
+    assert {kind for q, _, kind, _ in seen if q == 5} == {"bias"}  # every layer: no mask tensor
+    assert (20, 20, "none", True) in seen  # the fresh prefill is as before
+    assert_close_logits(biased, masked, tol, "lower-right bias vs materialised mask")
+    seen.clear()
+    padded = tail_logits(model, prompt, tail, valid)
+    assert {kind for q, _, kind, _ in seen if q == 5} == {"tensor"}  # padding keeps its mask
+    assert_close_logits(padded, padded_masked, tol, "padded batch with the switch vs without")
+    assert model.config._attn_implementation == "sdpa"  # put back after the pass
+
+
+def test_sdpa_switch_leaves_a_model_without_sdpa_as_it_is(monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from langchain_attention_buckets.engine import fastpaths
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config(), attn_implementation="eager").eval()
+    prompt, tail = random_prompt(20, seed=5), random_prompt(5, seed=6)
+    want = tail_logits(model, prompt, tail)
+    fastpaths.configure(model, fastpaths.FastPaths(sdpa_backends=("math",)))
+    seen = spy_sdpa(monkeypatch)
+    assert torch.equal(tail_logits(model, prompt, tail), want)
+    assert seen == [] and model.config._attn_implementation == "eager"
+
+
+def test_sdpa_switch_in_the_engine_changes_no_token_and_is_undone_on_errors(monkeypatch):
+    from langchain_attention_buckets.engine import fastpaths
+
+    loaded = as_loaded(tiny_model())
+    prompt = random_prompt(20, seed=7)
+    first = Request(prompt, (1e4, 2e4), max_tokens=3, speculative_tokens=0, ignore_eos=True)
+    second = Request(prompt + (5, 6, 7), (1e4, 2e4), max_tokens=6, speculative_tokens=0, ignore_eos=True)
+    plain = Engine(loaded)
+    plain.generate(first)
+    want = plain.generate(second).token_ids
+    seen = spy_sdpa(monkeypatch)
+    eng = Engine(loaded, fast_paths=fastpaths.FastPaths(sdpa_backends=("math",)))
+    eng.generate(first)
+    res = eng.generate(second)
+    assert res.cached_tokens == 20 and (3, 23, "bias", False) in seen
+    assert_greedy_agrees(res.token_ids, want, reference_logits(loaded.model, prompt + (5, 6, 7), want, (1e4, 2e4)),
+                         TINY_TOLERANCE[torch.float32], "lower-right bias vs mask", same_length=True)
+    assert loaded.model.config._attn_implementation == "sdpa"
+    if not torch.cuda.is_available():  # cuDNN attention has no CPU kernel: the pass raises inside the switch
+        cudnn = Engine(loaded, prefix_cache_bytes=0, fast_paths=fastpaths.FastPaths(sdpa_backends=("cudnn",)))
+        with pytest.raises(RuntimeError):
+            cudnn.generate(Request(random_prompt(9), (1e4, 2e4), max_tokens=2))
+        assert loaded.model.config._attn_implementation == "sdpa"  # put back on the error too
+
+
+@pytest.mark.parametrize("case", ["default", pytest.param("dynamic", marks=pytest.mark.slow),
+                                  pytest.param("with-sdpa-switch", marks=pytest.mark.slow)])
+def test_compiled_decode_step_has_no_graph_break(case):
+    # a graph break splits the step into pieces, and CUDA graphs (compile_decode="reduce-overhead")
+    # would cover only those; dynamo's "eager" backend traces the same graphs without code generation
+    import dataclasses
+
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from langchain_attention_buckets.engine import fastpaths
+
+    torch._dynamo.reset()
+    counters["graph_break"].clear()
+    if case == "dynamic":  # a 24-position window: the decode steps run past it, where the frequencies change
+        model = tiny_model(rope={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}, max_positions=24)
+    else:
+        model = tiny_model()
+    loaded = dataclasses.replace(as_loaded(model), max_positions=256)
+    req = Request(random_prompt(20, seed=1), (1e4, 2e4), max_tokens=8, speculative_tokens=0, ignore_eos=True)
+    plain = Engine(loaded, prefix_cache_bytes=0).generate(req).token_ids
+    paths = fastpaths.FastPaths(compile_decode="eager", sdpa_backends=("math",) if case == "with-sdpa-switch" else None)
+    eng = Engine(loaded, prefix_cache_bytes=0, fast_paths=paths)
+    assert eng.generate(req).token_ids == plain
+    assert fastpaths.decode_compiler(model, paths).calls == 7
+    assert sum(counters["graph_break"].values()) == 0, list(counters["graph_break"])

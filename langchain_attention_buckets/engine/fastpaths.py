@@ -3,32 +3,42 @@
 ``FastPaths`` (``Engine(fast_paths=FastPaths(...))``, or ``$ATTENTION_BUCKETS_FAST_PATHS``):
 
 - ``sdpa_backends``: restrict ``scaled_dot_product_attention`` to these backends ("flash",
-  "efficient", "cudnn", "math") during the engine's forward passes. Rows with their own
-  positions need no materialised mask where there is no padding (``new_rows`` passes None
-  then), which is what lets flash attention run; with a padded batch the mask stays and a
-  backend that cannot take it raises, so name "efficient" or "math" too.
+  "efficient", "cudnn", "math") during the engine's forward passes, and run a model loaded with
+  SDPA through ``LOWER_RIGHT`` attention there. Without padding no pass then carries a mask
+  tensor, which is what flash attention needs: a fresh prefill runs ``is_causal``, a decode step
+  runs unmasked, and the tail of a prompt on top of a cached prefix (also a later prefill chunk
+  or a speculative pass) gets torch's ``causal_lower_right`` bias, which the flash and
+  memory-efficient kernels take as their own causal mode. A padded batch keeps its materialised
+  mask, and a backend that cannot take one raises, so name "efficient" or "math" too.
 - ``compile_decode``: run decode steps (one token per row) through ``torch.compile`` of the
   model's forward with this mode ("reduce-overhead": CUDA graphs; "default"; "eager": the
   bookkeeping only, no code generation, what the CPU tests use). Prefill passes stay eager.
-  One compiled function per model, built on first use and kept (``DecodeCompiler``).
+  One compiled function per model, built on first use and kept (``DecodeCompiler``). The
+  step has no graph break (tested with dynamo's "eager" backend, default and dynamic rope
+  types): the per-pass rotary module reads tensor values before the pass, never inside it.
 - ``pin_prefix_cache``: keep prefix-cache entries of a CUDA model in pinned host memory (the
   GPU's memory holds only running batches) and copy them back without blocking.
 
 The settings apply per model: every engine of one model shares them; an engine given them
 sets them, one built without them (and without the environment variable) leaves them as they are.
-May import torch only.
+May import torch and transformers (the SDPA attention and mask functions it wraps).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention.bias import CausalBias, causal_lower_right
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.modeling_utils import AttentionInterface
 
 ENV = "ATTENTION_BUCKETS_FAST_PATHS"
 SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")
@@ -93,14 +103,89 @@ def of(model: torch.nn.Module) -> FastPaths | None:
     return _BY_MODEL.get(model)
 
 
-def sdpa_context(paths: FastPaths | None):
-    """The context restricting SDPA to the chosen backends (a null context when off)."""
+def sdpa_context(model: torch.nn.Module, paths: FastPaths | None):
+    """The context of a forward pass under ``sdpa_backends``: SDPA restricted to those backends,
+    and a cached tail without padding attended through a bottom-right causal bias
+    (``lower_right_attention``); a null context when off."""
     if paths is None or paths.sdpa_backends is None:
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     names = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH"}
-    return sdpa_kernel([getattr(SDPBackend, names[b]) for b in paths.sdpa_backends])
+    stack = contextlib.ExitStack()
+    stack.enter_context(sdpa_kernel([getattr(SDPBackend, names[b]) for b in paths.sdpa_backends]))
+    stack.enter_context(lower_right_attention(model))
+    return stack
+
+
+# ---- a cached tail without a materialised mask --------------------------------------------------
+#
+# transformers builds a causal mask per pass (``masking_utils.create_causal_mask``) with the mask
+# function registered for the model's attention implementation, and hands it to the attention
+# function registered under the same name. Its SDPA mask skips the mask (``is_causal``, or none
+# for one query) only where the queries and keys are equally long or there is one query: the tail
+# of a prompt on top of a cached prefix (q queries, c + q keys, no padding) gets a materialised
+# (rows, 1, q, c + q) mask, and SDPA's flash kernel cannot take one. ``LOWER_RIGHT`` is SDPA with
+# one change there: the mask is torch's ``causal_lower_right(q, c + q)``, a bias that is no tensor,
+# which the flash and memory-efficient kernels take as their own causal mode (the math kernel
+# materialises one (q, c + q) mask for all rows). Everything else is transformers' SDPA as it is.
+
+LOWER_RIGHT = "attention_buckets_sdpa"
+
+
+def lower_right_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0, kv_offset: int = 0,
+                     attention_mask: torch.Tensor | None = None, local_size: int | None = None,
+                     allow_is_causal_skip: bool = True, **kwargs):
+    """transformers' ``sdpa_mask``, except for q > 1 queries that are the last q of the keys, with
+    no padding and a plain causal pattern: ``causal_lower_right(q, kv)`` then."""
+    tail = isinstance(q_offset, int) and 1 < q_length < kv_length and q_offset + q_length == kv_offset + kv_length
+    window = local_size is None or kv_length < local_size  # no key falls out of a sliding window
+    if allow_is_causal_skip and attention_mask is None and tail and window:
+        return causal_lower_right(q_length, kv_length)
+    return sdpa_mask(batch_size, q_length, kv_length, q_offset=q_offset, kv_offset=kv_offset,
+                     attention_mask=attention_mask, local_size=local_size, allow_is_causal_skip=allow_is_causal_skip,
+                     **kwargs)
+
+
+def lower_right_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask, dropout: float = 0.0, scaling: float | None = None, **kwargs):
+    """transformers' ``sdpa_attention_forward``, except that a ``causal_lower_right`` bias goes to
+    SDPA as it is (transformers' code would treat it as a mask tensor)."""
+    if not isinstance(attention_mask, CausalBias):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    # query: (rows, heads, q, d), key and value: (rows, kv_heads, kv, d). The bias's fused kernels
+    # are called without SDPA's enable_gqa: key heads repeated as transformers does under a mask.
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling
+    )  # (rows, heads, q, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+@functools.cache
+def _register() -> None:
+    AttentionInterface.register(LOWER_RIGHT, lower_right_sdpa)
+    AttentionMaskInterface.register(LOWER_RIGHT, lower_right_mask)
+
+
+@contextlib.contextmanager
+def lower_right_attention(model: torch.nn.Module) -> Iterator[None]:
+    """Run the block's forward passes with ``LOWER_RIGHT`` attention if the model runs SDPA (else
+    as it is); the model's own attention implementation is put back on exit, also on errors."""
+    config = model.config
+    original = getattr(config, "_attn_implementation", None)
+    if original != "sdpa":
+        yield
+        return
+    _register()
+    config._attn_implementation = LOWER_RIGHT
+    try:
+        yield
+    finally:
+        config._attn_implementation = original
 
 
 class DecodeCompiler:

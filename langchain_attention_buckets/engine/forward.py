@@ -60,14 +60,14 @@ def bucketed_forward(
     Returns:
         Logits of shape (rows, logits_to_keep or seq, vocab).
     """
-    rotary = BucketedRotaryEmbedding(freqs, scales, model.config, bases)
+    rotary = BucketedRotaryEmbedding(freqs, scales, model.config, bases, position_ids)
     layers = packed.installed() if packed is not None else contextlib.nullcontext()
     heads = scaled_heads(model, layer_freqs, freqs, position_ids)
     paths = fastpaths.of(model)
     run = model
     if input_ids.shape[1] == 1 and cache is not None:  # a decode step
         run = fastpaths.decode_compiler(model, paths) or model
-    with bucketed_rotary(model, rotary), layers, heads, fastpaths.sdpa_context(paths):  # heads after layers
+    with bucketed_rotary(model, rotary), layers, heads, fastpaths.sdpa_context(model, paths):  # heads after layers
         return run(
             input_ids=input_ids,
             position_ids=position_ids,

@@ -125,20 +125,26 @@ class BucketedRotaryEmbedding(nn.Module):
         scaling: (rows,) attention scaling per row (1.0 except for yarn/longrope-like types).
         config: the model config (for the dynamic type's per-length recomputation).
         bases: the base of each row (for the dynamic type).
+        position_ids: (rows, seq) the positions of the pass this module serves, if known: the
+            dynamic type's frequencies are then computed here, once, rather than in ``forward``.
     """
 
-    def __init__(self, inv_freq: torch.Tensor, scaling: torch.Tensor, config=None, bases=None):
+    def __init__(self, inv_freq: torch.Tensor, scaling: torch.Tensor, config=None, bases=None,
+                 position_ids: torch.Tensor | None = None):
         super().__init__()
         self.inv_freq = inv_freq[:, None, :]  # (rows, 1, d/2)
         self.scaling = scaling[:, None, None]  # (rows, 1, 1)
-        # read once, here, outside the forward pass: on a GPU each read is a host sync, and inside
-        # the forward it would break a compiled decode step's graph (fastpaths.compile_decode)
+        # Tensor values are read here, before the pass: read in ``forward`` they would break a
+        # compiled decode step's graph (and CUDA graphs would cover only its pieces).
         values = scaling.tolist()
-        self.uniform_scaling = all(v == values[0] for v in values)
-        self.scale = values[0] if values else 1.0
+        uniform = len(set(values)) <= 1
+        self.uniform_scale = (float(values[0]) if values else 1.0) if uniform else None  # None: per row
         self.config = config
         self.bases = bases
         self.dynamic = config is not None and rope_parameters(config).get("rope_type") == "dynamic"
+        if self.dynamic and position_ids is not None:  # the pass's positions are known: fix the frequencies now
+            self.inv_freq = self._dynamic_inv_freq(position_ids)
+            self.dynamic = False
 
     def _dynamic_inv_freq(self, position_ids: torch.Tensor) -> torch.Tensor:
         # Dynamic NTK recomputes the frequencies from the current length, per row
@@ -161,11 +167,8 @@ class BucketedRotaryEmbedding(nn.Module):
         inv_freq = self._dynamic_inv_freq(position_ids) if self.dynamic else self.inv_freq
         freqs = position_ids[..., None].float() * inv_freq.to(device=x.device)
         emb = torch.cat((freqs, freqs), dim=-1)
-        if self.uniform_scaling:
-            cos, sin = emb.cos() * self.scale, emb.sin() * self.scale
-        else:
-            scale = self.scaling.to(device=x.device)
-            cos, sin = emb.cos() * scale, emb.sin() * scale
+        scale = self.uniform_scale if self.uniform_scale is not None else self.scaling.to(device=x.device)
+        cos, sin = emb.cos() * scale, emb.sin() * scale
         return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
 
 
