@@ -7,9 +7,11 @@
 # own limit within what is left, each `bench speed` skips the sizes it has no time left for, and
 # the report is rewritten after every step, so a run stopped from outside still leaves one.
 #
-#   bash scripts/gpu_check.sh [--out DIR] [--wheels DIR] [--budget SECONDS] [--cpu] [--dry-run]
+#   bash scripts/gpu_check.sh [--out DIR] [--bundle DIR] [--wheels DIR] [--budget SECONDS] [--cpu] [--dry-run]
 #
 #   --out DIR         where report.json, report.md, each step's log and speed.json go (default bench-out/gpu-check)
+#   --bundle DIR      also keep three files there, rewritten after every step: report.json, report.md and
+#                     gpu-check.tar.gz (all of --out), for a machine that hands back only a few files
 #   --wheels DIR      wheels installed offline (into --site) when an import is missing (default gpu-wheels)
 #   --budget SECONDS  the whole run's time, from the start (default 450; --cpu: 900)
 #   --cpu             the same steps on the CPU with the tiny shape, in seconds (CI runs this)
@@ -25,17 +27,20 @@ T0=$(date +%s)
 OUT=bench-out/gpu-check
 WHEELS=gpu-wheels
 SITE=${GPU_CHECK_SITE:-/tmp/gpu-check-site}
+BUNDLE=
 MODE=gpu
 DRY=0
 BUDGET=
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) OUT=$2; shift 2 ;;
+        --bundle) BUNDLE=$2; shift 2 ;;
         --wheels) WHEELS=$2; shift 2 ;;
         --budget) BUDGET=$2; shift 2 ;;
         --cpu) MODE=cpu; shift ;;
         --dry-run) DRY=1; shift ;;
-        *) echo "gpu_check: unknown argument $1 (use --out DIR, --wheels DIR, --budget SECONDS, --cpu, --dry-run)" >&2; exit 2 ;;
+        *) echo "gpu_check: unknown argument $1 (use --out DIR, --bundle DIR, --wheels DIR, --budget SECONDS, --cpu, --dry-run)" >&2
+           exit 2 ;;
     esac
 done
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
@@ -102,8 +107,12 @@ q() {  # a command as it can be pasted (arguments with spaces quoted)
 }
 plan() {
     local tree
-    tree=$( (git ls-files -z -co --exclude-standard 2>/dev/null || true) | du -ch --files0-from=- 2>/dev/null | tail -1 | cut -f1)
-    echo "gpu_check ($MODE, budget ${BUDGET}s): carries this tree (package, tests, scripts; ${tree:-?} in files git does not ignore)"
+    if git rev-parse --git-dir >/dev/null 2>&1; then  # what a copy of the work tree takes: files git does not ignore
+        tree="$(git ls-files -z -co --exclude-standard | du -ch --files0-from=- 2>/dev/null | tail -1 | cut -f1) in files git does not ignore"
+    else
+        tree=$(du -sh --exclude=.venv --exclude=bench-out --exclude="$WHEELS" . 2>/dev/null | cut -f1)
+    fi
+    echo "gpu_check ($MODE, budget ${BUDGET}s): carries this tree (package, tests, scripts; $tree)"
     if [ -d "$WHEELS" ]; then
         echo "  and $WHEELS/: $(ls "$WHEELS"/*.whl 2>/dev/null | wc -l) wheels, $(du -sh "$WHEELS" | cut -f1)"
         echo "  installed only if an import is missing: $PY -m pip install --no-index --no-deps --target $SITE $WHEELS/*.whl"
@@ -121,7 +130,7 @@ plan() {
     done
     echo "  [${LIMITS[4]}s] $(q "${SDPA_RUN[@]}" --output "$OUT/${SHAPES[0]}-sdpa")   (only with time left)"
     echo "  [${LIMITS[5]}s] $(q "${COMPILED[@]}" --output "$OUT/${SHAPES[0]}-compiled")   (only with time left)"
-    echo "  $(q "${REPORT[@]}")  (report.json, report.md)"
+    echo "  $(q "${REPORT[@]}")  (report.json, report.md)${BUNDLE:+, then into $BUNDLE: report.json, report.md, gpu-check.tar.gz}"
     echo "  (each bench step gets --time-budget = its limit - ${MARGIN}s: sizes it has no time for are listed as skipped)"
 }
 
@@ -133,10 +142,22 @@ mkdir -p "$OUT"
 : > "$OUT/steps.tsv"
 plan | tee "$OUT/plan.txt"
 
+report() {  # the report from what is there now, and the bundle
+    local status=0
+    "${REPORT[@]}" || status=1
+    if [ -n "$BUNDLE" ]; then
+        mkdir -p "$BUNDLE"
+        cp "$OUT/report.json" "$OUT/report.md" "$BUNDLE/" 2>/dev/null
+        tar czf "$BUNDLE/.gpu-check.tar.gz" -C "$(dirname "$OUT")" "$(basename "$OUT")" && \
+            mv "$BUNDLE/.gpu-check.tar.gz" "$BUNDLE/gpu-check.tar.gz"
+    fi
+    return $status
+}
+
 # ---- preflight: fail fast, with the reason, when the machine lacks something --------------------
 fail() {
     echo "gpu_check: $*" | tee -a "$OUT/preflight.log" >&2
-    "${REPORT[@]}" >/dev/null 2>&1
+    report >/dev/null 2>&1
     exit 3
 }
 command -v "$PY" >/dev/null 2>&1 || [ -x "$PY" ] || fail "no python at $PY (set PYTHON)"
@@ -191,7 +212,7 @@ step() {  # step NAME LIMIT [--bench] COMMAND...: run within min(LIMIT, time lef
         echo "gpu_check: step $name ended with status $status" >&2
         FAILED=1
     fi
-    "${REPORT[@]}" >/dev/null || true
+    report >/dev/null || true
 }
 
 if [ "$MODE" = gpu ]; then
@@ -208,6 +229,6 @@ for shape in "${SHAPES[@]}"; do
 done
 step "${SHAPES[0]}-sdpa" "${LIMITS[4]}" --bench "${SDPA_RUN[@]}" --output "$OUT/${SHAPES[0]}-sdpa"
 step "${SHAPES[0]}-compiled" "${LIMITS[5]}" --bench "${COMPILED[@]}" --output "$OUT/${SHAPES[0]}-compiled"
-"${REPORT[@]}" || FAILED=1
+report || FAILED=1
 echo "gpu_check: $(( $(date +%s) - T0 ))s in all (budget ${BUDGET}s)"
 exit "$FAILED"

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -223,8 +224,12 @@ def test_gpu_check_fails_fast_without_torch_and_skips_steps_once_the_budget_is_s
     assert out.returncode == 3 and "cannot import torch" in out.stderr
     assert "cannot import torch" in (tmp_path / "a" / "preflight.log").read_text()
     assert not (tmp_path / "a" / "steps.tsv").read_text()  # nothing ran
-    out = _gpu_check("--cpu", "--budget", "5", "--out", str(tmp_path / "b"), timeout=120)
+    out = _gpu_check("--cpu", "--budget", "5", "--out", str(tmp_path / "b"), "--bundle", str(tmp_path / "back"), timeout=120)
     assert out.returncode == 1, out.stderr
+    # what a machine that hands back a few files keeps: the report, and all of --out in one archive
+    assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["gpu-check.tar.gz", "report.json", "report.md"]
+    with tarfile.open(tmp_path / "back" / "gpu-check.tar.gz") as tar:
+        assert {"b/steps.tsv", "b/environment.json", "b/report.md"} <= set(tar.getnames())
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert [(s["step"], s["status"]) for s in report["steps"]] == [
         ("gpu-tests", "skipped"), ("tiny", "skipped"), ("tiny-sequential", "skipped"), ("tiny-agent", "skipped"),
