@@ -12,7 +12,7 @@
 #   --out DIR         where report.json, report.md, each step's log and speed.json go (default bench-out/gpu-check)
 #   --bundle DIR      also keep three files there, rewritten after every step: report.json, report.md and
 #                     gpu-check.tar.gz (all of --out), for a machine that hands back only a few files
-#   --wheels DIR      wheels installed offline (into --site) when an import is missing (default gpu-wheels)
+#   --wheels DIR      wheels installed offline (into $GPU_CHECK_SITE) when an import is missing (default gpu-wheels)
 #   --budget SECONDS  the whole run's time, from the start (default 450; --cpu: 900)
 #   --cpu             the same steps on the CPU with the tiny shape, in seconds (CI runs this)
 #   --dry-run         print what would be carried, installed and run; run nothing
@@ -52,7 +52,7 @@ export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 # Sizes, for one H100 (80 GB, bf16 ~400 TFLOP/s usable). An 8B shape costs ~1.6e10 FLOP per token
 # and row (attention adds ~30% at 16k), and every point runs twice (warm-up, then measured):
 #   grid: N = 1+2+4+6+8 rows x (1k + 4k + 16k) tokens ~ 0.44M row-tokens, x2 -> ~35 s of prefill,
-#         decode steps ~1 s, `generate` at 3 lengths ~10 s, start (imports, random init) ~15 s;
+#         decode steps ~5 s, `generate` at 3 lengths ~10 s, start (imports, random init) ~15 s: ~70 s;
 #   sequential: 6 x 4k, batched and one base at a time, x2 -> ~5 s + start;
 #   agent: 6 rows x ~3.1k tokens, 4 prefills -> ~4 s + start.
 # Peak memory: 16k tokens x 8 rows: weights 16 GB + KV 16 GiB (128 KiB per token and row) + one
