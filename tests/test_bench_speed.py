@@ -91,6 +91,13 @@ def test_a_point_out_of_memory_is_recorded_and_larger_ones_skipped_then_the_repo
             raise RuntimeError("CUDA error: out of memory")
         return real_hf(loaded, prompt, *args)
 
+    from langchain_attention_buckets.bench.speed.setup import failure, is_out_of_memory
+    from langchain_attention_buckets.engine import MemoryBudgetError
+
+    refused = MemoryBudgetError("this call needs about 40.00 GiB on cuda:0 ...")
+    assert is_out_of_memory(refused) and failure(refused).startswith("out of memory (refused before running: this call")
+    assert not is_out_of_memory(ValueError("a bug")) and not is_out_of_memory(RuntimeError("shape mismatch"))
+
     monkeypatch.setattr(buckets, "run_engine", engine)
     monkeypatch.setattr(hf, "run_hf_generate", generate)
     rc, out = _speed(tmp_path, "--parts", "buckets,hf")
@@ -161,3 +168,21 @@ def test_a_failing_part_keeps_its_points_and_the_next_part_runs(tmp_path, monkey
     assert data["errors"] == {"buckets": "ValueError: a bug"}
     assert [r["length"] for r in data["hf"]] == [16, 48] and all(r["ttft_ratio"] > 0 for r in data["hf"])
     assert len(data["buckets"]) == 3  # the points measured before the error
+
+
+def test_sequential_bases_out_of_memory_leave_the_batched_row(tmp_path, monkeypatch):
+    import torch
+
+    from langchain_attention_buckets.bench.speed import buckets, report
+
+    def sequential(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(buckets, "run_sequential", sequential)
+    rc, out = _speed(tmp_path, "--parts", "buckets,sequential", "--lengths", "16")
+    assert rc == 0
+    rows = json.loads((out / "speed.json").read_text())["buckets"]
+    assert rows[1]["ttft_s"] > 0 and rows[1]["sequential"] == {"error": "out of memory"}
+    assert "batched_speedup_ttft" not in rows[1]
+    report.write(out.parent)
+    assert "| out of memory |" in (out.parent / "report.md").read_text()

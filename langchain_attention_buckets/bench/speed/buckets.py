@@ -39,7 +39,7 @@ def run(setup: Setup) -> dict:
                 if "ttft_s" in row:
                     one = one or row
                     rate = row["seconds"] / _work(n, length)
-                elif row.get("error") == "out of memory":
+                elif row.get("error", "").startswith("out of memory"):
                     failed.append((n, length))
                 setup.partial({"buckets": rows})
                 bar.update()
@@ -68,10 +68,12 @@ def _point(setup: Setup, length: int, n: int, one: dict | None, rate: float | No
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        release_memory(setup.loaded.device)
-        return {"n": n, "length": length, "kv_bytes": kv, "error": failure(exc)}
-    row["seconds"] = time.perf_counter() - t0
-    return row
+        error = failure(exc)
+    else:
+        row["seconds"] = time.perf_counter() - t0
+        return row
+    release_memory(setup.loaded.device)  # after the error is gone: its traceback held the pass's tensors
+    return {"n": n, "length": length, "kv_bytes": kv, "error": error}
 
 
 def _row(setup: Setup, length: int, n: int, one: dict | None) -> dict:
@@ -90,8 +92,9 @@ def _row(setup: Setup, length: int, n: int, one: dict | None) -> dict:
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
-            release_memory(loaded.device)
             row["sequential"] = {"error": failure(exc)}
+        if "error" in row.get("sequential", {}):
+            release_memory(loaded.device)
             return row
         row["sequential"] = seq
         row["batched_speedup_ttft"] = seq["ttft_s"] / row["ttft_s"]

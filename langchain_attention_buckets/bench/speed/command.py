@@ -152,8 +152,10 @@ def speed_main(args: argparse.Namespace) -> int:
                 result = PARTS[name].run(setup)
             except Exception as exc:  # recorded; the other parts still run
                 traceback.print_exc()
-                release_memory(setup.loaded.device)
                 out.setdefault("errors", {})[name] = failure(exc)
+                result = None
+            if result is None:
+                release_memory(setup.loaded.device)  # after the error is gone: its traceback held tensors
                 save()
                 bar.update()
                 continue

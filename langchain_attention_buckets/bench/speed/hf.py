@@ -56,8 +56,9 @@ def run(setup: Setup) -> dict:
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
-                release_memory(loaded.device)
                 rows.append({"length": length, "error": failure(exc)})
+            if "error" in rows[-1]:
+                release_memory(loaded.device)  # after the error is gone: its traceback held the pass's tensors
         setup.partial({"hf": rows})
     return {"hf": rows}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...engine import Engine, Request
+from ...engine import Engine, MemoryBudgetError, Request
 from ...engine.bases import PAPER_RATIOS
 from ...engine.loading import LoadedModel
 
@@ -43,9 +43,10 @@ class Budget:
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is the device (or host) running out of memory, which a measurement records
-    as such and goes on from, rather than a bug."""
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+    """Whether ``exc`` is the device (or host) running out of memory, or the engine refusing a call
+    that would (``MemoryBudgetError``), which a measurement records as such and goes on from,
+    rather than a bug."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError, MemoryBudgetError)):
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
@@ -53,6 +54,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def failure(exc: BaseException) -> str:
     """What a measurement records when it could not run: "out of memory" or the error, one line."""
+    if isinstance(exc, MemoryBudgetError):
+        return f"out of memory (refused before running: {str(exc).splitlines()[0]})"[:300]
     if is_out_of_memory(exc):
         return "out of memory"
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
