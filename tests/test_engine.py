@@ -345,6 +345,37 @@ def test_rotary_module_is_restored_after_an_exception(tiny, tiny_loaded):
     assert eng.generate(Request(random_prompt(10), BASES, max_tokens=3)).completion_tokens >= 1
 
 
+def test_a_failed_admission_frees_its_kv_buffers_once_the_caller_drops_the_error(tiny, tiny_loaded):
+    # a pass that runs out of memory on a GPU: a benchmark records it and goes on to the next size,
+    # whose memory check must not find the failed pass's KV buffers still allocated
+    import gc
+    import time
+    import weakref
+
+    eng = Engine(tiny_loaded, prefix_cache_bytes=0, idle_trim_interval=None)  # the worker then waits for work
+    caches = []
+
+    def oom(module, args, kwargs):
+        caches.append(weakref.ref(kwargs["cache"]))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 16.00 GiB")
+
+    handle = tiny.register_forward_pre_hook(oom, with_kwargs=True)
+    try:
+        with pytest.raises(torch.cuda.OutOfMemoryError) as info:
+            eng.generate(Request(random_prompt(10), BASES, max_tokens=3))
+    finally:
+        handle.remove()
+    assert caches and caches[0]() is not None  # kept by the error's traceback while the caller holds it
+    del info
+    for _ in range(100):  # the worker lets go of the failed request right after handing out the error
+        gc.collect()
+        if caches[0]() is None:
+            break
+        time.sleep(0.01)
+    assert caches[0]() is None  # nothing else keeps them: not the worker, waiting for the next request
+    assert eng.generate(Request(random_prompt(10), BASES, max_tokens=3)).completion_tokens >= 1
+
+
 def _linears(model):
     return {name: m for name, m in model.named_modules() if type(m) is torch.nn.Linear}
 

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -212,8 +213,8 @@ def test_random_shape_runs_in_the_engine_and_unknown_shapes_are_named():
 # ---- scripts/gpu_check.sh ----------------------------------------------------------------------------
 
 
-def _gpu_check(*args, timeout: int):
-    env = {**os.environ, "PYTHON": sys.executable}
+def _gpu_check(*args, timeout: int, python: str = sys.executable):
+    env = {**os.environ, "PYTHON": python}
     return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 
@@ -226,9 +227,33 @@ def test_gpu_check_dry_run_says_what_it_carries_and_runs(tmp_path):
     for shape in ("llama-3.1-8b", "qwen2.5-7b"):
         assert f"--shape {shape} --device cuda --dtype bfloat16 --buckets 1,2,4,6,8 --lengths 1024,4096,16384" in text
         assert f"--parts buckets,sequential --output {tmp_path / 'gc'}/{shape}-sequential" in text
-    assert "tests/test_gpu.py" in text and "bench.speed.report" in text
+    assert "tests/test_gpu.py" in text and "speed/report.py" in text and "budget 450s" in text
+    assert "--time-budget" in text and "import torch, numpy, transformers" in text
+    assert "-p pytest_socket -p pytest_timeout --timeout 40 -m 'gpu and not embedded'" in text  # no plugin of the machine's
     assert not (tmp_path / "gc").exists()  # a dry run writes nothing
     assert "unknown argument" in _gpu_check("--bogus", timeout=30).stderr
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    text = _gpu_check("--dry-run", "--wheels", str(wheels), timeout=60).stdout
+    assert f"pip install --no-index --no-deps --target /tmp/gpu-check-site {wheels}/*.whl" in text  # never the network
+
+
+def test_gpu_check_fails_fast_without_torch_and_skips_steps_once_the_budget_is_spent(tmp_path):
+    out = _gpu_check("--cpu", "--out", str(tmp_path / "a"), timeout=60, python="/bin/false")
+    assert out.returncode == 3 and "cannot import torch" in out.stderr
+    assert "cannot import torch" in (tmp_path / "a" / "preflight.log").read_text()
+    assert not (tmp_path / "a" / "steps.tsv").read_text()  # nothing ran
+    out = _gpu_check("--cpu", "--budget", "5", "--out", str(tmp_path / "b"), "--bundle", str(tmp_path / "back"), timeout=120)
+    assert out.returncode == 1, out.stderr
+    # what a machine that hands back a few files keeps: the report, and all of --out in one archive
+    assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["gpu-check.tar.gz", "report.json", "report.md"]
+    with tarfile.open(tmp_path / "back" / "gpu-check.tar.gz") as tar:
+        assert {"b/steps.tsv", "b/environment.json", "b/report.md"} <= set(tar.getnames())
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert [(s["step"], s["status"]) for s in report["steps"]] == [
+        ("gpu-tests", "skipped"), ("tiny", "skipped"), ("tiny-sequential", "skipped"), ("tiny-agent", "skipped"),
+        ("tiny-sdpa", "skipped"), ("tiny-compiled", "skipped")]
+    assert report["environment"]["torch"] == torch.__version__ and report["runs"] == {}
 
 
 @pytest.mark.slow
@@ -237,16 +262,22 @@ def test_gpu_check_runs_on_cpu_with_the_tiny_shape(tmp_path):
     out = _gpu_check("--cpu", "--out", str(folder), timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = json.loads((folder / "report.json").read_text())
-    assert set(report["runs"]) == {"tiny", "tiny-sequential", "tiny-agent"}
+    assert set(report["runs"]) == {"tiny", "tiny-sequential", "tiny-agent", "tiny-sdpa", "tiny-compiled"}
     grid = report["runs"]["tiny"]["buckets"]
     assert [(r["n"], r["length"]) for r in grid] == [(1, 16), (2, 16), (1, 48), (2, 48)]
     assert all(r["kv_bytes"] > 0 for r in grid)
     assert report["runs"]["tiny"]["hf"] and "sequential" in report["runs"]["tiny-sequential"]["buckets"][0]
     assert report["runs"]["tiny-agent"]["prefix"]["cached_tokens"] > 0
     assert report["tests"]["tests"] > 0 and report["tests"]["failures"] == 0
-    assert [s["status"] for s in report["steps"]] == [0, 0, 0, 0]
+    assert [s["status"] for s in report["steps"]] == [0, 0, 0, 0, 0, 0]
+    assert report["runs"]["tiny-sdpa"]["fast_paths"]["sdpa_backends"] == ["math"]
+    compiled = report["runs"]["tiny-compiled"]
+    assert compiled["fast_paths"]["compile_decode"] == "eager" and [r["n"] for r in compiled["buckets"]] == [1, 6]
+    assert report["runs"]["tiny"]["fast_paths"]["compile_decode"] is None
+    assert report["environment"]["torch"] == torch.__version__
     md = (folder / "report.md").read_text()
     assert "| N | tokens |" in md and "agent turn 2" in md and "transformers `generate`" in md
+    assert "Fast paths on: compile_decode=eager." in md
 
 
 # ---- switches for the GPU path (off by default) -----------------------------------------------
@@ -321,6 +352,55 @@ def test_pinned_prefix_cache_copies_leave_cpu_entries_alone():
     first = eng.generate(Request(p, (1e4,), max_tokens=3))
     again = eng.generate(Request(p + (5,), (1e4,), max_tokens=3))
     assert again.cached_tokens >= 30 and first.token_ids
+
+
+def test_a_cuda_model_gets_bf16_without_the_cpu_probe_and_no_packed_layers(monkeypatch):
+    from langchain_attention_buckets.engine import dtype_probe, packed
+    from langchain_attention_buckets.engine.loading import resolve_dtype
+
+    def probe(*args):
+        raise AssertionError("the CPU dtype probe ran for a CUDA model")
+
+    monkeypatch.setattr(dtype_probe, "measured_choice", probe)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(packed, "MIN_ELEMENTS", 0)
+    off_cpu = tiny_model().to("meta")  # weights off the CPU, as on a card: oneDNN packing is for CPU weights only
+    assert packed.packable_bytes(off_cpu) == 0 and packed.pack_model(off_cpu) is None
+    assert packed.packable_bytes(tiny_model()) > 0  # the same model on the CPU would be packed
+
+
+def test_free_memory_on_a_card_counts_what_the_allocator_holds_unused(monkeypatch):
+    # after a long call torch keeps its KV cache's blocks for reuse: the driver counts them as used,
+    # and a memory check reading the driver alone would refuse the next call of the same size
+    from langchain_attention_buckets.engine.limits import free_memory
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (30 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 40 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 16 * gib)  # the weights
+    assert free_memory(torch.device("cuda", 0)) == 54 * gib
+
+
+def test_the_rotary_forward_reads_no_tensor_value_on_the_host(monkeypatch):
+    # on a GPU every such read waits for the device, once per forward pass, and inside a compiled
+    # decode step it breaks the graph (the per-row scaling was read with float() there)
+    from langchain_attention_buckets.engine.rope import BucketedRotaryEmbedding, bucket_frequencies
+
+    model = tiny_model()
+    freqs, scales = bucket_frequencies(model.config, (1e4, 2e4))
+    rotary = BucketedRotaryEmbedding(freqs, scales, model.config, [1e4, 2e4])
+    pos = torch.arange(5).expand(2, 5)
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("a tensor value was read on the host during the forward pass")
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    cos, sin = rotary(torch.zeros(2, 5, 8), pos)
+    monkeypatch.undo()
+    want = pos[..., None].float() * freqs[:, None, :]
+    assert torch.equal(cos, torch.cat([want, want], -1).cos()) and torch.equal(sin, torch.cat([want, want], -1).sin())
 
 
 @pytest.mark.slow

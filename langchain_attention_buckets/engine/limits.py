@@ -173,10 +173,14 @@ def estimate_memory(
 
 
 def free_memory(device: torch.device) -> int | None:
-    """Free bytes on ``device`` (CUDA: the card's; CPU: the system's available memory), or None."""
+    """Free bytes on ``device`` (CUDA: the card's, plus what torch's allocator holds unused; CPU: the
+    system's available memory), or None."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        # blocks torch's caching allocator keeps after earlier calls (a KV cache, a prefill's
+        # activations) are free for this process though the driver counts them as used
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + max(0, cached))
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -10,29 +10,74 @@ May import ``common`` and ``sequential``.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ...progress import progress_bar
 from .sequential import run_sequential
-from .setup import Setup, bases_for, make_prompt, run_engine
+from .setup import Setup, bases_for, failure, is_out_of_memory, make_prompt, release_memory, run_engine
 
 
 def run(setup: Setup) -> dict:
-    """``{"buckets": rows}``, one row per (length, N), lengths outermost."""
+    """``{"buckets": rows}``, one row per (length, N), lengths outermost.
+
+    A point that runs out of memory is recorded as such (``"error": "out of memory"``), and the
+    points at least as large (N and length) are skipped without trying; a point predicted to
+    overrun the time budget is skipped (``"skipped"``). The rows so far are handed to
+    ``setup.partial`` after every point.
+    """
     rows: list[dict] = []
+    rate = None  # seconds per unit of ``_work``, from the latest measured point
+    failed: list[tuple[int, int]] = []  # (n, length) points that ran out of memory
     total = len(setup.lengths) * len(setup.ns)
     with progress_bar(total, desc="buckets", unit="point", leave=False, progress=setup.progress) as bar:
         for length in setup.lengths:
             one = None
             for n in setup.ns:
-                rows.append(_row(setup, length, n, one))
-                one = one or rows[-1]
+                row = _point(setup, length, n, one, rate, failed)
+                rows.append(row)
+                if "ttft_s" in row:
+                    one = one or row
+                    rate = row["seconds"] / _work(n, length)
+                elif row.get("error", "").startswith("out of memory"):
+                    failed.append((n, length))
+                setup.partial({"buckets": rows})
                 bar.update()
     return {"buckets": rows}
 
 
+def _work(n: int, length: int) -> float:
+    """What a point costs, up to a factor: rows x tokens, with attention's share growing with length."""
+    return n * length * (1.0 + length / 32768)
+
+
+def _point(setup: Setup, length: int, n: int, one: dict | None, rate: float | None,
+           failed: list[tuple[int, int]]) -> dict:
+    """The row of one point: measured, or why not (out of memory, too little time left)."""
+    kv = n * (length + setup.decode_tokens) * setup.loaded.kv_bytes_per_token()
+    smaller = next(((m, k) for m, k in failed if n >= m and length >= k), None)
+    if smaller is not None:
+        return {"n": n, "length": length, "kv_bytes": kv, "skipped": f"out of memory at N={smaller[0]}, {smaller[1]} tokens"}
+    predicted = rate * _work(n, length) if rate is not None else 0.0
+    if not setup.budget.allows(predicted):
+        return {"n": n, "length": length, "kv_bytes": kv, "skipped": f"time budget ({predicted:.0f} s predicted, "
+                f"{max(0.0, setup.budget.left()):.0f} s left)"}
+    t0 = time.perf_counter()
+    try:
+        row = _row(setup, length, n, one)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        error = failure(exc)
+    else:
+        row["seconds"] = time.perf_counter() - t0
+        return row
+    release_memory(setup.loaded.device)  # after the error is gone: its traceback held the pass's tensors
+    return {"n": n, "length": length, "kv_bytes": kv, "error": error}
+
+
 def _row(setup: Setup, length: int, n: int, one: dict | None) -> dict:
-    """The row of N = ``n`` at ``length``; ``one``: the first row at this length (None: this is it)."""
+    """The row of N = ``n`` at ``length``; ``one``: the first measured row at this length (None: this is it)."""
     loaded = setup.loaded
     prompt = make_prompt(loaded, length)
     bases = bases_for(n, loaded.base)
@@ -40,8 +85,17 @@ def _row(setup: Setup, length: int, n: int, one: dict | None) -> dict:
     one = one or row
     row["ttft_ratio"] = row["ttft_s"] / one["ttft_s"]
     row["decode_step_ratio"] = row["decode_step_s"] / one["decode_step_s"]
+    row["ratio_to_n"] = one["n"]
     if "sequential" in setup.parts and n > 1:
-        seq = run_sequential(loaded, prompt, bases, setup.decode_tokens, setup.repeats)
+        try:
+            seq = run_sequential(loaded, prompt, bases, setup.decode_tokens, setup.repeats)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            row["sequential"] = {"error": failure(exc)}
+        if "error" in row.get("sequential", {}):
+            release_memory(loaded.device)
+            return row
         row["sequential"] = seq
         row["batched_speedup_ttft"] = seq["ttft_s"] / row["ttft_s"]
         row["batched_speedup_decode"] = seq["decode_step_s"] / row["decode_step_s"]
@@ -50,10 +104,16 @@ def _row(setup: Setup, length: int, n: int, one: dict | None) -> dict:
 
 def print_rows(result: dict, setup: Setup) -> None:
     for row in result["buckets"]:
+        if "ttft_s" not in row:
+            why = row.get("error") or row.get("skipped")
+            print(f"N={row['n']} L={row['length']}: not measured ({why}); KV would be {row['kv_bytes'] / 2**20:.0f} MiB")
+            continue
         seq = ""
-        if "sequential" in row:
+        if "batched_speedup_ttft" in row:
             seq = (f" | sequential bases: TTFT x{row['batched_speedup_ttft']:.2f} slower, "
                    f"decode x{row['batched_speedup_decode']:.2f} slower")
+        elif "sequential" in row:
+            seq = f" | sequential bases: {row['sequential']['error']}"
         print(
             f"N={row['n']} L={row['length']}: TTFT {row['ttft_s'] * 1e3:.0f} ms (x{row['ttft_ratio']:.2f}), "
             f"decode step {row['decode_step_s'] * 1e3:.1f} ms (x{row['decode_step_ratio']:.2f}), "
@@ -68,7 +128,7 @@ def plot_speed(out: dict, path: Path) -> None:
 
     fig = Figure(figsize=(10, 4))
     FigureCanvasAgg(fig)
-    rows = out["buckets"]
+    rows = [r for r in out["buckets"] if "ttft_s" in r]
     panels = ((fig.add_subplot(1, 2, 1), "ttft_ratio", "prefill (time to first token)"),
               (fig.add_subplot(1, 2, 2), "decode_step_ratio", "decode step"))
     for ax, key, title in panels:

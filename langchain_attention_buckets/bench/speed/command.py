@@ -8,9 +8,11 @@ in the order they run. May import every part module and ``common``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import traceback
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -20,7 +22,7 @@ from ...engine import Engine
 from ...engine.loading import ModelSpec, load_model
 from ...progress import progress_bar
 from . import agent, buckets, determinism, dtype, hf, mask, packed, prefix, spec
-from .setup import Setup
+from .setup import Budget, Setup, failure, release_memory
 
 
 class Part(NamedTuple):
@@ -69,6 +71,9 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead of --model: a shipped config.json shape with random weights "
                         "(llama-3.1-8b, qwen2.5-7b, tiny; parts buckets, sequential, hf, prefix)")
     p.add_argument("--output", default="bench-out/speed", help="folder for speed.json and speed.png")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="start no measurement that would end later than this many seconds after the start "
+                        "(model loading included); the ones left out are listed as skipped (default: no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -77,6 +82,7 @@ SHAPE_PARTS = frozenset({"buckets", "sequential", "hf", "prefix", "packed"})
 
 
 def _setup(args: argparse.Namespace) -> Setup:
+    budget = Budget(getattr(args, "time_budget", None))  # counted from here: model loading included
     if args.shape:
         from .shapes import random_loaded
 
@@ -100,6 +106,7 @@ def _setup(args: argparse.Namespace) -> Setup:
         repeats=args.repeats,
         parts=args.parts,
         progress=False if args.no_progress else None,
+        budget=budget,
     )
 
 
@@ -110,6 +117,7 @@ def _header(setup: Setup) -> dict[str, Any]:
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).replace("torch.", ""),
         "torch_threads": torch.get_num_threads(),
+        "fast_paths": dataclasses.asdict(setup.engine.fast_paths),  # switches on for this run (engine.fastpaths)
         "hardware": _hardware(loaded.device),
         "settings": {"buckets": setup.ns, "lengths": setup.lengths, "decode_tokens": setup.decode_tokens,
                      "repeats": setup.repeats},
@@ -117,26 +125,50 @@ def _header(setup: Setup) -> dict[str, Any]:
 
 
 def speed_main(args: argparse.Namespace) -> int:
+    """Run the parts; 1 if one of them failed (its error is in speed.json's ``errors``), else 0.
+
+    speed.json is written after every measured point (``Setup.partial``) and every part, so a
+    run stopped from outside keeps what it measured; a part that fails leaves its error there
+    and the next part runs (on a GPU, the next part may well work where this one did not)."""
     setup = _setup(args)
     wanted = {EXTENDS.get(name, name) for name in setup.parts}
     out = _header(setup)
     names = [name for name in PARTS if name in wanted]
     folder = Path(args.output)
     folder.mkdir(parents=True, exist_ok=True)
+
+    def save(result: dict | None = None) -> None:
+        out.update(result or {})
+        tmp = folder / "speed.json.tmp"  # replaced in one step: a reader never sees half a file
+        tmp.write_text(json.dumps(out, indent=2))
+        tmp.replace(folder / "speed.json")
+
+    setup = dataclasses.replace(setup, on_partial=save)
+    save()
     with progress_bar(len(names), desc="bench speed", unit="part", progress=setup.progress) as bar:
         for name in names:
             bar.set_postfix_str(name)
-            result = PARTS[name].run(setup)
+            try:
+                result = PARTS[name].run(setup)
+            except Exception as exc:  # recorded; the other parts still run
+                traceback.print_exc()
+                out.setdefault("errors", {})[name] = failure(exc)
+                result = None
+            if result is None:
+                release_memory(setup.loaded.device)  # after the error is gone: its traceback held tensors
+                save()
+                bar.update()
+                continue
             PARTS[name].print_rows(result, setup)
-            out.update(result)
-            # written after every part, so a run stopped by a time limit keeps what it measured
-            (folder / "speed.json").write_text(json.dumps(out, indent=2))
+            save(result)
             bar.update()
-    (folder / "speed.json").write_text(json.dumps(out, indent=2))
-    if out.get("buckets"):
-        buckets.plot_speed(out, folder / "speed.png")
+    if any("ttft_s" in row for row in out.get("buckets", [])):
+        try:
+            buckets.plot_speed(out, folder / "speed.png")
+        except ImportError as exc:  # matplotlib is not needed for the numbers (a bare GPU machine)
+            print(f"no speed.png: {exc}")
     print(f"wrote {folder / 'speed.json'}")
-    return 0
+    return 1 if out.get("errors") else 0
 
 
 def _hardware(device: torch.device) -> str:

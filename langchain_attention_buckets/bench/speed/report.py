@@ -1,11 +1,13 @@
 """One JSON and one Markdown report from the runs of ``scripts/gpu_check.sh`` (``python -m ...speed.report FOLDER``).
 
 Reads every ``speed.json`` under FOLDER (one folder per shape and run), the tests' JUnit XML
-(``gpu-tests.xml``) and the script's step log (``steps.tsv``: step, exit status, seconds) and
+(``gpu-tests.xml``), the script's step log (``steps.tsv``: step, exit status or "skipped",
+seconds, a note) and its preflight's ``environment.json`` (versions, the card), and
 writes ``report.json`` and ``report.md`` into FOLDER: the device, the tests' counts, per shape
 the N x length table of prefill and decode step with KV bytes and peak memory, N = 1 against
 transformers ``generate``, six buckets batched against in sequence, and the prefix cache on an
-agent's next turn.
+agent's next turn; points not measured say why (out of memory, skipped for time). The script
+runs it after every step (``python .../speed/report.py FOLDER``: it needs no import of the package).
 
 May import nothing of the package but the standard library.
 """
@@ -43,8 +45,12 @@ def _steps(folder: Path) -> list[dict]:
     out = []
     for line in path.read_text().splitlines():
         parts = line.split("\t")
-        if len(parts) == 3:
-            out.append({"step": parts[0], "status": int(parts[1]), "seconds": float(parts[2])})
+        if len(parts) >= 3:
+            status = int(parts[1]) if parts[1].lstrip("-").isdigit() else parts[1]  # or "skipped"
+            step = {"step": parts[0], "status": status, "seconds": float(parts[2])}
+            if len(parts) > 3 and parts[3]:
+                step["note"] = parts[3]
+            out.append(step)
     return out
 
 
@@ -55,15 +61,67 @@ def collect(folder: Path) -> dict:
             runs[path.parent.name] = json.loads(path.read_text())
         except ValueError:
             runs[path.parent.name] = {"error": f"unreadable {path.name}"}
-    return {"tests": _tests(folder), "steps": _steps(folder), "runs": runs}
+    env = None
+    if (folder / "environment.json").is_file():  # the script's preflight: python, torch, CUDA, the card
+        try:
+            env = json.loads((folder / "environment.json").read_text())
+        except ValueError:
+            env = {"error": "unreadable environment.json"}
+    return {"environment": env, "tests": _tests(folder), "steps": _steps(folder), "runs": runs}
 
 
 def _ms(s: float) -> str:
     return f"{s * 1e3:.1f}"
 
 
+def _why(row: dict) -> str:
+    """Why a point was not measured: its error ("out of memory", ...) or the reason it was skipped."""
+    return row.get("error") or f"skipped: {row.get('skipped', '?')}"
+
+
+def _run_lines(run: dict) -> list[str]:
+    lines = []
+    switches = {k: v for k, v in (run.get("fast_paths") or {}).items() if v}
+    if switches:
+        lines += ["Fast paths on: " + ", ".join(f"{k}={v}" for k, v in switches.items()) + ".", ""]
+    for part, error in (run.get("errors") or {}).items():
+        lines += [f"- part `{part}` failed: {error}"]
+    if run.get("buckets"):
+        lines += ["| N | tokens | TTFT ms | x N=1 | decode step ms | x N=1 | KV MiB | peak MiB | sequential TTFT / decode |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in run["buckets"]:
+            kv = f"{r['kv_bytes'] / 2**20:.0f}" if "kv_bytes" in r else ""
+            if "ttft_s" not in r:
+                lines.append(f"| {r['n']} | {r['length']} | {_why(r)} | | | | {kv} | | |")
+                continue
+            seq = ""
+            if "batched_speedup_ttft" in r:
+                seq = f"x{r['batched_speedup_ttft']:.2f} / x{r['batched_speedup_decode']:.2f} slower"
+            elif "sequential" in r:
+                seq = _why(r["sequential"])
+            lines.append(f"| {r['n']} | {r['length']} | {_ms(r['ttft_s'])} | {r['ttft_ratio']:.2f} | "
+                         f"{_ms(r['decode_step_s'])} | {r['decode_step_ratio']:.2f} | {kv} | "
+                         f"{r['peak_bytes'] / 2**20:.0f} | {seq} |")
+        lines.append("")
+    for r in run.get("hf", []):
+        if "ttft_ratio" not in r:
+            lines.append(f"- N = 1 against transformers `generate`, {r['length']} tokens: {_why(r)}")
+            continue
+        lines.append(f"- N = 1 against transformers `generate`, {r['length']} tokens: TTFT x{r['ttft_ratio']:.2f}, "
+                     f"decode step x{r['decode_step_ratio']:.2f}")
+    if "prefix" in run:
+        p = run["prefix"]
+        lines.append(f"- agent turn 2 ({p['turn2_tokens']} tokens, {p['buckets']} buckets, {p['cached_tokens']} cached): "
+                     f"TTFT {p['cache_ttft_s']:.3f} s with the prefix cache, {p['no_cache_ttft_s']:.3f} s without "
+                     f"(x{p['speedup']:.1f}); the cache holds {p['prefix_cache_bytes'] / 2**20:.0f} MiB")
+    return lines
+
+
 def markdown(report: dict) -> str:
     lines = ["# GPU check", ""]
+    env = report.get("environment")
+    if env:
+        lines += ["Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()) + ".", ""]
     first = next(iter(report["runs"].values()), {})
     if first:
         lines += [f"Device: {first.get('hardware', '?')} ({first.get('device', '?')}, {first.get('dtype', '?')}).", ""]
@@ -74,39 +132,29 @@ def markdown(report: dict) -> str:
                   f"({failed}), {t.get('skipped', 0)} skipped.", ""]
     if report["steps"]:
         lines += ["| step | exit status | seconds |", "|---|---|---|"]
-        lines += [f"| {s['step']} | {s['status']} | {s['seconds']:.0f} |" for s in report["steps"]]
+        for s in report["steps"]:
+            note = f" ({s['note']})" if s.get("note") else ""
+            lines.append(f"| {s['step']} | {s['status']}{note} | {s['seconds']:.0f} |")
         lines.append("")
     for name, run in report["runs"].items():
         lines += [f"## {name}: {run.get('model', '?')}", ""]
         if "error" in run:
             lines += [run["error"], ""]
             continue
-        if run.get("buckets"):
-            lines += ["| N | tokens | TTFT ms | x N=1 | decode step ms | x N=1 | KV MiB | peak MiB | sequential TTFT / decode |",
-                      "|---|---|---|---|---|---|---|---|---|"]
-            for r in run["buckets"]:
-                seq = (f"x{r['batched_speedup_ttft']:.2f} / x{r['batched_speedup_decode']:.2f} slower"
-                       if "sequential" in r else "")
-                lines.append(f"| {r['n']} | {r['length']} | {_ms(r['ttft_s'])} | {r['ttft_ratio']:.2f} | "
-                             f"{_ms(r['decode_step_s'])} | {r['decode_step_ratio']:.2f} | {r['kv_bytes'] / 2**20:.0f} | "
-                             f"{r['peak_bytes'] / 2**20:.0f} | {seq} |")
-            lines.append("")
-        for r in run.get("hf", []):
-            lines.append(f"- N = 1 against transformers `generate`, {r['length']} tokens: TTFT x{r['ttft_ratio']:.2f}, "
-                         f"decode step x{r['decode_step_ratio']:.2f}")
-        if "prefix" in run:
-            p = run["prefix"]
-            lines.append(f"- agent turn 2 ({p['turn2_tokens']} tokens, {p['buckets']} buckets, {p['cached_tokens']} cached): "
-                         f"TTFT {p['cache_ttft_s']:.3f} s with the prefix cache, {p['no_cache_ttft_s']:.3f} s without "
-                         f"(x{p['speedup']:.1f}); the cache holds {p['prefix_cache_bytes'] / 2**20:.0f} MiB")
+        try:
+            lines += _run_lines(run)
+        except (KeyError, TypeError, ValueError) as exc:  # one odd file must not cost the others their report
+            lines.append(f"(could not read this run's results: {type(exc).__name__}: {exc})")
         lines.append("")
     return "\n".join(lines)
 
 
 def write(folder: Path) -> dict:
     report = collect(folder)
-    (folder / "report.json").write_text(json.dumps(report, indent=2))
-    (folder / "report.md").write_text(markdown(report))
+    for name, text in (("report.json", json.dumps(report, indent=2)), ("report.md", markdown(report))):
+        tmp = folder / f"{name}.tmp"  # replaced in one step: the script rewrites the report after every step
+        tmp.write_text(text)
+        tmp.replace(folder / name)
     return report
 
 

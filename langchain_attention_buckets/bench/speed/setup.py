@@ -5,19 +5,69 @@ May import the engine, loading and bases; never a measurement module of this pac
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
-from ...engine import Engine, Request
+from ...engine import Engine, MemoryBudgetError, Request
 from ...engine.bases import PAPER_RATIOS
 from ...engine.loading import LoadedModel
 
 # two more ratios beyond the paper's six, for N = 7 and N = 8
 _RATIOS = (*PAPER_RATIOS, 2.25, 2.75)
+
+
+class Budget:
+    """The time a run may take (``--time-budget``): measurements not started once it is spent,
+    or once the next one is predicted to overrun it, are listed as skipped instead.
+
+    None: no limit. Counted from construction (the command's start, model loading included).
+    """
+
+    def __init__(self, seconds: float | None = None):
+        self.seconds = seconds
+        self._deadline = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float:
+        return math.inf if self._deadline is None else self._deadline - time.monotonic()
+
+    def allows(self, predicted: float = 0.0) -> bool:
+        """Whether a measurement predicted to take ``predicted`` seconds ends inside the budget."""
+        return self.left() > predicted
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is the device (or host) running out of memory, or the engine refusing a call
+    that would (``MemoryBudgetError``), which a measurement records as such and goes on from,
+    rather than a bug."""
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError, MemoryBudgetError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def failure(exc: BaseException) -> str:
+    """What a measurement records when it could not run: "out of memory" or the error, one line."""
+    if isinstance(exc, MemoryBudgetError):
+        return f"out of memory (refused before running: {str(exc).splitlines()[0]})"[:300]
+    if is_out_of_memory(exc):
+        return "out of memory"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+
+
+def release_memory(device: torch.device) -> None:
+    """Hand cached device memory back after a measurement ran out of it (the next one starts clean)."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 @dataclass(frozen=True)
@@ -39,6 +89,14 @@ class Setup:
     repeats: int
     parts: frozenset[str]
     progress: bool | None = None  # progress bars (None: on a terminal, see ``progress.progress_enabled``)
+    budget: Budget = field(default_factory=Budget)  # --time-budget
+    on_partial: Callable[[dict], None] | None = None  # called with a part's results so far (speed.json)
+
+    def partial(self, result: dict) -> None:
+        """Hand a part's results so far to the command, which writes them out at once, so a run
+        stopped from outside (a time limit) keeps every measurement made before it."""
+        if self.on_partial is not None:
+            self.on_partial(result)
 
 
 def bases_for(n: int, base: float) -> tuple[float, ...]:
