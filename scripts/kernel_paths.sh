@@ -2,8 +2,10 @@
 # The kernel paths the README's test command does not take on this CPU, on a few representative
 # tests (not the whole suite twice):
 #   1. dtype="auto" forced to bf16 (ATTENTION_BUCKETS_CPU_DTYPE=bfloat16): the embedded model
-#      against transformers within the bf16 tolerance, and the kernel-path tests. On a CPU without
-#      native bf16 torch emulates it: slower, the same numerics class.
+#      against transformers within the bf16 tolerance, the kernel-path tests, and the server's
+#      tests (a tiny model loaded with dtype="auto": server against chat model, concurrent against
+#      serial, streamed against whole, cached against fresh, compared up to a near-tie). On a CPU
+#      without native bf16 torch emulates it: slower, the same numerics class.
 #   2. oneDNN and ATen limited to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2) where the
 #      CPU has AVX-512: the AVX2 kernels on an AVX-512 machine, fp32 (skipped on an AVX2-only CPU,
 #      where the README's command already ran them).
@@ -11,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-TESTS_BF16=(tests/test_embedded_exactness.py tests/test_kernel_paths.py)
+TESTS_BF16=(tests/test_embedded_exactness.py tests/test_kernel_paths.py tests/test_serve.py)
 TESTS_ISA=(tests/test_embedded_exactness.py tests/test_engine.py tests/test_kernel_paths.py)
 
 echo "== bf16 forced (ATTENTION_BUCKETS_CPU_DTYPE=bfloat16)"

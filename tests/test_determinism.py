@@ -105,6 +105,7 @@ def test_batch_of_8_from_threads_equals_serial(tiny_loaded):
 def test_deterministic_requests_wait_for_a_running_batch_and_are_not_overtaken(tiny_loaded):
     eng = det_engine(tiny_loaded)
     mixed = [Request(random_prompt(12, seed=40 + i), BASES, max_tokens=8, deterministic=i % 2 == 0) for i in range(8)]
+    # the deterministic ones (even indices), alone: bit for bit, their promise
     alone = [Engine(tiny_loaded, prefix_cache_bytes=0).generate(r).token_ids for r in mixed[0::2]]
     got = generate_in_threads(eng, mixed)
     assert got[0::2] == alone

@@ -1,10 +1,16 @@
 """The candidates that keep the trained row's strengths, on tiny models: the anchored merge rules,
-the base sets around the trained base, and Ms-PoE (per-head position scaling)."""
+the base sets around the trained base, and Ms-PoE (per-head position scaling).
+
+Where two different computations decode the same request (batched and alone, the engine and one
+full forward pass), tokens are compared up to the first near-tie (``agreement``); the
+``torch.equal`` checks are the same computation, or a setting that must change nothing.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from agreement import TINY_TOLERANCE, assert_greedy_agrees, reference_logits
 from conftest import CLOSING, random_prompt, tiny_model
 
 from langchain_attention_buckets.bench.configs import CANDIDATE_CONFIGS, CONFIGS, BenchConfig, default_factory
@@ -23,6 +29,14 @@ from langchain_attention_buckets.engine.merge import (
 ANCHORED = sorted(ANCHORED_RULES)
 OWN = 10000.0
 BASES = (OWN, 17500.0, 25000.0)
+TOL = TINY_TOLERANCE[torch.float32]
+
+
+def assert_agrees(model, req: Request, got: list[int], want: list[int], what: str) -> None:
+    """``got`` equals ``want`` (the same request's tokens, computed another way) up to a near-tie."""
+    logits = reference_logits(model, req.prompt, want, req.bases, req.aggregation, head_scales=req.head_scales,
+                              bucket_layers=req.bucket_layers)
+    assert_greedy_agrees(got, want, logits, TOL, what, same_length=True)
 
 
 def _logits(b=2, n=3, v=50, seed=0, scale=3.0):
@@ -155,10 +169,11 @@ def test_engine_refuses_an_anchored_request_without_the_trained_row_first(tiny_l
 def test_engine_decodes_with_anchored_rules_deterministically(tiny_loaded, rule):
     req = Request(random_prompt(20, seed=4), BASES, aggregation=rule, max_tokens=8, prefix_cache=False)
     a, b = Engine(tiny_loaded).generate(req), Engine(tiny_loaded).generate(req)
-    assert a.token_ids == b.token_ids and len(a.token_ids) == 8
+    assert a.token_ids == b.token_ids and len(a.token_ids) == 8  # the same computation twice
     one = Request(req.prompt, (OWN,), aggregation=rule, max_tokens=8, prefix_cache=False)
     plain = Request(req.prompt, (OWN,), max_tokens=8, prefix_cache=False)
-    assert Engine(tiny_loaded).generate(one).token_ids == Engine(tiny_loaded).generate(plain).token_ids
+    want = Engine(tiny_loaded).generate(plain).token_ids
+    assert_agrees(tiny_loaded.model, plain, Engine(tiny_loaded).generate(one).token_ids, want, f"one base, {rule} vs plain")
 
 
 # ---- Ms-PoE --------------------------------------------------------------------------------
@@ -210,8 +225,9 @@ def test_engine_mspoe_decode_matches_a_full_forward(tiny, tiny_loaded):
     res = Engine(tiny_loaded).generate(_mspoe_request(prompt, prefix_cache=False))
     ids = list(prompt) + res.token_ids
     logits = forward_buckets(tiny, ids, [OWN], head_scales=mspoe_scales(2, 2, skip_layers=0))[0]
-    want = logits[len(prompt) - 1 : -1].argmax(-1).tolist()  # greedy: the full pass picks the same tokens
-    assert res.token_ids == want
+    steps = logits[len(prompt) - 1 : -1]
+    want = steps.argmax(-1).tolist()  # greedy: the full pass picks the same tokens, up to a near-tie
+    assert_greedy_agrees(res.token_ids, want, steps, TOL, "Ms-PoE decode vs a full forward")
 
 
 def test_mspoe_keeps_its_own_prefix_cache_and_batches_with_buckets(tiny_loaded):
@@ -222,10 +238,11 @@ def test_mspoe_keeps_its_own_prefix_cache_and_batches_with_buckets(tiny_loaded):
     eng = Engine(tiny_loaded)
     eng.generate(Request(prompt, (OWN,), max_tokens=8))  # the plain model's keys are cached
     assert eng.generate(_mspoe_request(prompt + (3,))).cached_tokens == 0  # ... and not reused
+    reqs = [_mspoe_request(prompt, prefix_cache=False), Request(prompt, BASES, max_tokens=8, prefix_cache=False)]
     with eng._scheduler.cond:  # both queued before the worker looks: one batch
-        gens = [eng.submit(_mspoe_request(prompt, prefix_cache=False)),
-                eng.submit(Request(prompt, BASES, max_tokens=8, prefix_cache=False))]
-    assert [g.result().token_ids for g in gens] == [want_mspoe, want_plain]
+        gens = [eng.submit(r) for r in reqs]
+    for req, gen, want, what in zip(reqs, gens, (want_mspoe, want_plain), ("Ms-PoE", "buckets")):
+        assert_agrees(tiny_loaded.model, req, gen.result().token_ids, want, f"{what}: batched vs alone")
     assert eng.stats.max_requests == 2
 
 
@@ -274,15 +291,16 @@ def test_engine_bucket_layers_decode_and_batch_like_a_full_forward(tiny, tiny_lo
     req = Request(prompt, BASES, aggregation="anchored", bucket_layers=1, max_tokens=6, prefix_cache=False)
     alone = Engine(tiny_loaded).generate(req).token_ids
     eng = Engine(tiny_loaded)
+    other = Request(prompt, BASES, max_tokens=6, prefix_cache=False)
     with eng._scheduler.cond:
-        gens = [eng.submit(req), eng.submit(Request(prompt, BASES, max_tokens=6, prefix_cache=False))]
-    assert gens[0].result().token_ids == alone
-    assert gens[1].result().token_ids == Engine(tiny_loaded).generate(
-        Request(prompt, BASES, max_tokens=6, prefix_cache=False)).token_ids
+        gens = [eng.submit(req), eng.submit(other)]
+    assert_agrees(tiny, req, gens[0].result().token_ids, alone, "bucket_layers: batched vs alone")
+    assert_agrees(tiny, other, gens[1].result().token_ids, Engine(tiny_loaded).generate(other).token_ids,
+                  "all layers: batched with bucket_layers vs alone")
     ids = list(prompt) + alone
     logits = forward_buckets(tiny, ids, BASES, bucket_layers=1)  # (3, S, V)
-    steps = [merge(logits[None, :, j], "anchored")[0] for j in range(len(prompt) - 1, len(ids) - 1)]
-    assert alone == [int(x.argmax()) for x in steps]
+    steps = torch.stack([merge(logits[None, :, j], "anchored")[0] for j in range(len(prompt) - 1, len(ids) - 1)])
+    assert_greedy_agrees(alone, steps.argmax(-1).tolist(), steps, TOL, "bucket_layers decode vs a full forward")
     with pytest.raises(ValueError, match=r"bucket_layers=5 must be None or an integer from 0 to 2"):
         Engine(tiny_loaded).generate(Request(prompt, BASES, bucket_layers=5, max_tokens=2))
 

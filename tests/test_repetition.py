@@ -168,7 +168,10 @@ def test_markers_apply_only_to_the_fallback_format(smol_tokenizer):
 
 @pytest.fixture
 def looping(tiny_chat_dir):
-    """Greedy decoding with a bias that makes every token " cat": a loop from the first token."""
+    """Greedy decoding with a bias that makes every token " cat": a loop from the first token.
+
+    The bias puts " cat" ~100 above every other token, far beyond any rounding: two runs (cold
+    and cached, alone and batched) cannot part, so their texts compare exactly."""
     return ChatAttentionBuckets(
         model=tiny_chat_dir, dtype="float32", bases=TINY_BASES, max_tokens=120, logit_bias={CAT: 100.0}
     )
