@@ -108,3 +108,19 @@ def test_a_loop_with_varying_separators_is_found(sentence):
             break
     assert guard.stopped_by == "repetition"
     assert out.count(sentence) == 3  # ended at the third copy, not at max_tokens
+
+
+def test_model_copy_checks_the_update_and_its_calls_follow_it(Extended):
+    llm = ChatAttentionBuckets(temperature=0.0, max_tokens=32, aggregation="confidence")
+    copy = llm.model_copy(update={"temperature": 0.7, "max_tokens": 8, "aggregation": "mean"})
+    assert (copy.temperature, copy.max_tokens, copy.aggregation) == (0.7, 8, "mean")
+    options = copy.call_options()
+    assert (options.temperature, options.max_tokens, options.aggregation) == (0.7, 8, "mean")
+    assert llm.call_options().max_tokens == 32 and llm.call_options().aggregation == "confidence"  # untouched
+    assert Extended(probe_width=4).model_copy(update={"probe_width": 9}).call_options().probe_width == 9
+    with pytest.raises(ValueError, match="probe_width=0 must be an integer >= 1"):
+        Extended().model_copy(update={"probe_width": 0})
+    with pytest.raises(ValueError, match=r"unknown setting 'max_tokns'.*did you mean 'max_tokens'"):
+        llm.model_copy(update={"max_tokns": 8})
+    with pytest.raises(ValueError, match="strategy='ms-poe' runs one pass"):
+        ChatAttentionBuckets(bases=[1e4, 2e4]).model_copy(update={"strategy": "ms-poe"})

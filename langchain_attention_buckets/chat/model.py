@@ -158,6 +158,25 @@ class ChatAttentionBuckets(_Fields):
         if row is not None and row.call:  # a call setting set after construction: later calls follow it
             self._defaults = CallOptions.from_fields(self, self.settings_table)
 
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> ChatAttentionBuckets:
+        """A copy with ``update`` applied as construction would apply it: unknown names and bad
+        values are errors, and the copy's calls follow the updated settings (pydantic's own
+        ``model_copy`` checks nothing and would keep the original's call defaults)."""
+        update = dict(update or {})
+        known = set(type(self).model_fields)
+        unknown = sorted(set(update) - known)
+        if unknown:
+            name = unknown[0]
+            raise ValueError(f"model_copy: unknown setting {name!r}{did_you_mean(name, known)}")
+        rows = {s.name: s for s in self.settings_table}
+        for name, value in update.items():
+            row = rows.get(name)
+            if row is not None and row.check is not None:
+                update[name] = row.check(value)
+        copy = super().model_copy(update=update, deep=deep)
+        copy._check_options()  # the cross-setting checks, and the call defaults rebuilt from the copy's fields
+        return copy
+
     # ---- LangChain plumbing ---------------------------------------------------------
 
     @property
