@@ -456,6 +456,7 @@ def test_ci_runs_the_readme_command_then_the_other_kernel_paths():
     assert ci.index(".venv/bin/python -m pytest") < ci.index("bash scripts/kernel_paths.sh")
     script = (ROOT / "scripts" / "kernel_paths.sh").read_text()
     assert "ATTENTION_BUCKETS_CPU_DTYPE=bfloat16" in script
+    assert 'ATTENTION_BUCKETS_CPU_DTYPE=bfloat16 "$PY" -m pytest tests -q -m embedded' in script  # every embedded test
     assert "ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2" in script and "grep -qw avx512f" in script
 
 
