@@ -346,3 +346,25 @@ def test_dotted_names_read_as_words_in_the_embedded_documentation():
 
     spec = {"type": "function", "function": {"name": "orders.create-draft_v2", "description": "Start an order."}}
     assert tool_document(spec).splitlines()[0] == "orders create draft v2"
+
+
+@pytest.mark.embedded
+@pytest.mark.enable_socket
+@pytest.mark.timeout(600)  # a bound for hangs, not a speed test
+def test_the_embedded_agent_over_mcp_equals_the_in_process_agent(tmp_path):
+    # the README's main job, first question, one base, deterministic: the catalog served by the
+    # example MCP servers (subprocesses, streamable HTTP on 127.0.0.1) gives the same calls,
+    # arguments, results and answer word for word as the catalog in process
+    demo = _demo()
+    args = ["--fast", "--configs", "one", "--deterministic"]
+    local, served = tmp_path / "in-process.json", tmp_path / "mcp.json"
+    demo.main([*args, "--json", str(local)])
+    demo.main([*args, "--mcp", "--json", str(served)])
+    a, b = (json.loads(p.read_text()) for p in (local, served))
+    assert a["source"] == "in process" and b["source"] == "from MCP servers shop, utilities"
+
+    def runs(record):
+        return [{k: r[k] for k in ("question", "config", "calls", "answer", "ended")} for r in record["runs"]]
+
+    assert runs(b) == runs(a)
+    assert len(a["runs"]) == 1 and a["runs"][0]["calls"] and a["runs"][0]["ended"]  # the model called a tool, the loop ended
