@@ -124,3 +124,17 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_importing_the_package_leaves_the_heavy_optional_modules_unloaded():
+    # every process (the CLI, the server, a bench step) pays for what `import` loads: torch's
+    # compiler (torch._dynamo, ~2 s) and transformers' modeling code load where they are used
+    import subprocess
+    import sys
+
+    code = ("import sys, langchain_attention_buckets.cli; "
+            "print(sorted(m for m in ('torch._dynamo', 'transformers.modeling_utils') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout

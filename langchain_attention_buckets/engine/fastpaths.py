@@ -21,7 +21,8 @@
 
 The settings apply per model: every engine of one model shares them; an engine given them
 sets them, one built without them (and without the environment variable) leaves them as they are.
-May import torch and transformers (the SDPA attention and mask functions it wraps).
+May import torch and transformers (the SDPA attention and mask functions it wraps, imported where
+a switch needs them).
 """
 
 from __future__ import annotations
@@ -35,10 +36,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from torch.nn.attention.bias import CausalBias, causal_lower_right
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-from transformers.modeling_utils import AttentionInterface
+
+# torch.nn.attention.bias (it imports torch._dynamo) and transformers' attention modules are
+# imported where a switch needs them: importing the package stays as fast as without switches.
 
 ENV = "ATTENTION_BUCKETS_FAST_PATHS"
 SDPA_BACKENDS = ("flash", "efficient", "cudnn", "math")
@@ -138,6 +138,9 @@ def lower_right_mask(batch_size: int, q_length: int, kv_length: int, q_offset=0,
                      allow_is_causal_skip: bool = True, **kwargs):
     """transformers' ``sdpa_mask``, except for q > 1 queries that are the last q of the keys, with
     no padding and a plain causal pattern: ``causal_lower_right(q, kv)`` then."""
+    from torch.nn.attention.bias import causal_lower_right
+    from transformers.masking_utils import sdpa_mask
+
     tail = isinstance(q_offset, int) and 1 < q_length < kv_length and q_offset + q_length == kv_offset + kv_length
     window = local_size is None or kv_length < local_size  # no key falls out of a sliding window
     if allow_is_causal_skip and attention_mask is None and tail and window:
@@ -151,6 +154,9 @@ def lower_right_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
                      attention_mask, dropout: float = 0.0, scaling: float | None = None, **kwargs):
     """transformers' ``sdpa_attention_forward``, except that a ``causal_lower_right`` bias goes to
     SDPA as it is (transformers' code would treat it as a mask tensor)."""
+    from torch.nn.attention.bias import CausalBias
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
     if not isinstance(attention_mask, CausalBias):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
@@ -167,6 +173,9 @@ def lower_right_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
 
 @functools.cache
 def _register() -> None:
+    from transformers.masking_utils import AttentionMaskInterface
+    from transformers.modeling_utils import AttentionInterface
+
     AttentionInterface.register(LOWER_RIGHT, lower_right_sdpa)
     AttentionMaskInterface.register(LOWER_RIGHT, lower_right_mask)
 
