@@ -205,7 +205,24 @@ class FakeHandle:
 
     def remote(self, scope, body):
         self.forwarded.append((scope, body))
-        return self.answer(scope, body)
+        self.last = FakeAnswer(self.answer(scope, body))
+        return self.last
+
+
+class FakeAnswer:
+    """A streamed answer as a ``DeploymentResponseGenerator`` is one: iterated, and cancellable."""
+
+    def __init__(self, chunks):
+        self.chunks, self.cancelled = chunks, False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return await self.chunks.__anext__()
+
+    def cancel(self):
+        self.cancelled = True
 
 
 async def _replica_answer(scope, body):
@@ -241,6 +258,19 @@ async def test_the_ingress_routes_by_key_and_relays_the_answer_as_it_comes():
     assert scope["path"] == "/v1/chat/completions" and scope["method"] == "POST"
     assert (response.status_code, response.headers["x-replica-id"]) == (200, "r1")
     assert await _body_of(response) == b"data: 1\n\ndata: [DONE]\n\n"
+
+
+async def test_a_client_that_stops_reading_cancels_the_call_on_the_replica():
+    engine = FakeHandle(_replica_answer)
+    response = await Ingress(engine, 1000, affinity=True)(_request(turn(TURN_1), {}))
+    body = response.body_iterator
+    assert await body.__anext__() == b"data: 1\n\n"
+    await body.aclose()  # what Starlette does when the client goes away
+    assert engine.last.cancelled
+
+    response = await Ingress(engine, 1000, affinity=True)(_request(turn(TURN_1), {}))
+    await _body_of(response)
+    assert not engine.last.cancelled  # an answer read to its end has nothing to cancel
 
 
 async def test_without_affinity_or_a_key_the_ingress_leaves_routing_to_ray():
@@ -350,12 +380,13 @@ class TestOnRay:
 
         url, header = deployed.url, {"X-Session-Id": "leaver"}
         never_end = {"0": -100, "2": -100}  # the embedded model's end tokens: the answer runs all 300 tokens
-        body = {"messages": TURN_1, "stream": True, "max_tokens": 300, "logit_bias": never_end, "loop_detection": False}
+        body = {"messages": TURN_1, "stream": True, "max_tokens": 3000, "logit_bias": never_end, "loop_detection": False}
         with httpx.stream("POST", f"{url}/chat/completions", json=body, headers=header, timeout=60) as response:
             replica = response.headers["x-replica-id"]
-            next(response.iter_lines())  # one event, then the client goes away (300 tokens take > 15 s)
+            next(response.iter_lines())  # one event, then the client goes away (3000 tokens take minutes)
         health_url = url.removesuffix("/v1") + "/health"
-        for _ in range(40):  # the session header routes /health to the same replica
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the session header routes /health to the same replica
             health = httpx.get(health_url, headers=header, timeout=10)
             if health.json()["engine"]["running"] == 0:
                 break

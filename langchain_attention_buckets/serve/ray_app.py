@@ -224,8 +224,17 @@ class Ingress:
 
 
 async def _rest(answer) -> AsyncIterator[bytes]:
-    async for chunk in answer:
-        yield chunk
+    """The rest of the replica's answer. Stopped early (the client went away), it cancels the call
+    on the replica: dropping ``answer`` cancels it only once Python collects it, which a reference
+    cycle (a traceback's frames) can put off for as long as the answer runs."""
+    finished = False
+    try:
+        async for chunk in answer:
+            yield chunk
+        finished = True
+    finally:
+        if not finished:
+            answer.cancel()
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
