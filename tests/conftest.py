@@ -46,6 +46,10 @@ def tiny_config(model_type: str = "llama", rope: dict | None = None, max_positio
         attn_implementation="sdpa",
         tie_word_embeddings=False,
     )
+    if model_type == "smollm3":  # its default pad id lies past a tiny vocabulary; four layers: the last has no RoPE
+        kwargs.update(pad_token_id=0, num_hidden_layers=4)
+    if model_type == "granite":  # its scalings, away from 1, so that a test sees them
+        kwargs.update(embedding_multiplier=2.0, residual_multiplier=0.5, attention_multiplier=0.3, logits_scaling=4.0)
     kwargs.update(overrides)
     return AutoConfig.for_model(model_type, **kwargs)
 

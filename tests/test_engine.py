@@ -13,7 +13,7 @@ import weakref
 import pytest
 import torch
 from agreement import TINY_TOLERANCE, assert_greedy_agrees, assert_sampled_agrees, reference_logits
-from conftest import generate_in_threads, random_prompt, tiny_model
+from conftest import as_loaded, generate_in_threads, random_prompt, tiny_model
 
 from langchain_attention_buckets.engine import (
     ContextLengthError,
@@ -104,10 +104,12 @@ def test_rope_scaling_types_per_row(rope):
         assert (got[row] - plain_logits(model, ids, base)).abs().max().item() <= 1e-5, rope["rope_type"]
 
 
-@pytest.mark.parametrize("model_type", ["mistral", "qwen2", "qwen3"])
+@pytest.mark.parametrize("model_type", ["mistral", "qwen2", "qwen3", "granite", "smollm3"])
 def test_other_llama_family_models(model_type):
     model = tiny_model(model_type, head_dim=8) if model_type == "qwen3" else tiny_model(model_type)
     check_supported(model)
+    if model_type == "smollm3":
+        assert model.config.no_rope_layers == [1, 1, 1, 0]  # the last layer without RoPE
     ids = random_prompt(30, seed=4)
     got = forward_buckets(model, ids, BASES)
     for row, base in enumerate(BASES):
@@ -169,6 +171,25 @@ def test_buckets_decode_in_lockstep_with_merged_logits(tiny, tiny_loaded):
         ids.append(token)
     assert_greedy_agrees(res.token_ids, expected, reference_logits(tiny, prompt, expected, BASES), TOL, "lockstep",
                          same_length=True)
+
+
+@pytest.mark.parametrize("model_type", ["granite", "smollm3"])
+def test_other_families_decode_with_a_cached_prefix_like_a_full_forward(model_type):
+    # Granite's scalings and SmolLM3's layer without RoPE, through the engine's cache: a prompt
+    # read partly from the prefix cache decodes as the full recomputation of the merged logits
+    model = tiny_model(model_type)
+    eng = Engine(as_loaded(model))
+    prompt = random_prompt(24, seed=9)
+    eng.generate(Request(prompt[:16], BASES, max_tokens=1))
+    res = eng.generate(Request(prompt, BASES, max_tokens=6, ignore_eos=True))
+    assert res.cached_tokens >= 8 and len(res.token_ids) == 6
+    ids, expected = list(prompt), []
+    for _ in range(6):
+        token = int(merge(forward_buckets(model, ids, BASES)[:, -1][None], "confidence")[0].argmax())
+        expected.append(token)
+        ids.append(token)
+    assert_greedy_agrees(res.token_ids, expected, reference_logits(model, prompt, expected, BASES), TOL,
+                         f"{model_type}: cached engine vs full forward", same_length=True)
 
 
 def test_sampling_is_reproducible_with_a_seed(tiny_loaded):

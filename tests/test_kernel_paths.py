@@ -474,7 +474,7 @@ def test_without_padding_attention_gets_no_mask_except_on_a_cached_tail(monkeypa
     assert (3, 23, "tensor", False) in seen  # the uncached tail of a cached prompt
 
 
-@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3", "granite", "smollm3"])
 def test_sdpa_switch_attends_a_cached_tail_through_a_lower_right_bias(monkeypatch, model_type):
     # with sdpa_backends set, a cached tail without padding goes to SDPA with torch's
     # causal_lower_right bias (no tensor: what flash and memory-efficient attention take), and its

@@ -161,6 +161,8 @@ def scaled_heads(
     handles, done = [], []  # done: (target, tables) of layers already seen; equal layers share tables
     try:
         for i, layer in enumerate(model.base_model.layers):
+            if not getattr(layer.self_attn, "use_rope", True):  # a layer without RoPE (SmolLM3): no positions to scale
+                continue
             target = targets[:, i].to(freqs.device)  # (rows, kv, d/2)
             if torch.equal(target, freqs[:, None, :].expand_as(target)):
                 continue

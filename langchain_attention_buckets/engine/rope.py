@@ -25,8 +25,10 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 # Model types whose rotary module has the Llama form (checked by tests with tiny
 # random models): forward(x, position_ids) -> (cos, sin), built from
-# ``position_ids[..., None] * inv_freq`` with one inv_freq for every layer.
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+# ``position_ids[..., None] * inv_freq`` with one inv_freq for every layer. Granite scales
+# embeddings, residuals, attention and logits, not positions; SmolLM3 leaves every fourth
+# layer without RoPE (``no_rope_layers``), where the rows' bases change nothing.
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "granite", "smollm3")
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
 
 
