@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,6 +233,79 @@ def split_objects(body: str, closed: bool, safe: int | None = None) -> list[Piec
         break
     pieces.append(call(body[start:], closed=closed, safe=None if safe is None else max(0, safe - start)))
     return pieces
+
+
+def split_marked(s: str, final: bool, marker: str, after: Callable[[str, int, bool, list[Piece]], int | None],
+                 pos: int | None = 0, pieces: list[Piece] | None = None) -> list[Piece]:
+    """Text, and the calls that follow each ``marker`` (formats whose calls have no closing marker:
+    Mistral's ``[TOOL_CALLS]``, Granite's ``<|tool_call|>``).
+
+    Args:
+        s: the text; final: whether it is complete; marker: the marker that opens calls.
+        after: ``after(s, pos, final, pieces)`` reads the calls from ``pos`` (just past a marker)
+            into ``pieces`` and returns where text resumes, or None (the end of the text).
+        pos: where to start (None: nothing left to read); pieces: pieces read before ``pos``.
+    """
+    pieces = [] if pieces is None else pieces
+    while pos is not None:
+        at = s.find(marker, pos)
+        if at < 0:
+            rest = s[pos:]
+            pieces.append(text(rest if final else rest[: len(rest) - partial_marker(rest, marker)]))
+            return pieces
+        pieces.append(text(s[pos:at]))
+        pos = after(s, at + len(marker), final, pieces)
+    return pieces
+
+
+def json_calls_after(s: str, pos: int, final: bool, pieces: list[Piece], marker: str) -> int | None:
+    """The calls written as JSON after one ``marker``: a list of call objects or one object. Other
+    text is an invalid call up to the next marker; nothing after the marker at the end of the text,
+    an empty invalid call. Returns where text resumes, or None (the end of the text)."""
+    pos += len(s[pos:]) - len(s[pos:].lstrip())
+    if pos == len(s):
+        if final:
+            pieces.append(call("", closed=False))
+        return None
+    if s[pos] == "[":
+        return list_calls(s, pos, final, pieces)
+    if s[pos] == "{":
+        end = json_end(s, pos)
+        pieces.append(call(s[pos:] if end is None else s[pos:end], closed=end is not None))
+        return end
+    stop = s.find(marker, pos)
+    if stop < 0 and not final:
+        pieces.append(call(s[pos:], closed=False, safe=0))
+        return None
+    pieces.append(call(s[pos:stop] if stop >= 0 else s[pos:]))
+    return stop if stop >= 0 else None
+
+
+def list_calls(s: str, pos: int, final: bool, pieces: list[Piece]) -> int | None:
+    """The calls of a JSON list of call objects opening at ``s[pos]`` (``[{...}, {...}]``); returns
+    where text resumes, or None. A list cut between calls keeps the calls written; an item that is
+    not an object makes the rest of the list one invalid call."""
+    pos += 1
+    while True:
+        pos += len(s[pos:]) - len(s[pos:].lstrip(" \t\r\n,"))
+        if pos == len(s):  # the list goes on, or was cut between calls: what was written stands
+            return None
+        if s[pos] == "]":
+            return pos + 1
+        if s[pos] != "{":  # not a list of call objects: the rest of the list as an invalid call
+            stop = s.find("]", pos)
+            if stop < 0 and not final:
+                pieces.append(call(s[pos:], closed=False, safe=0))
+                return None
+            stop = len(s) if stop < 0 else stop
+            pieces.append(call(s[pos:stop]))
+            return min(stop + 1, len(s))
+        end = json_end(s, pos)
+        if end is None:
+            pieces.append(call(s[pos:], closed=False))
+            return None
+        pieces.append(call(s[pos:end]))
+        pos = end
 
 
 # ---- values against schemas --------------------------------------------------------------------

@@ -26,7 +26,7 @@ import string
 from collections.abc import Sequence
 from typing import Any
 
-from .base import THINK_TOKENS, Format, Piece, call, json_end, partial_marker, text
+from .base import THINK_TOKENS, Format, Piece, call, json_calls_after, json_end, list_calls, partial_marker, split_marked
 
 TOOL_CALLS = "[TOOL_CALLS]"
 ARGS = "[ARGS]"
@@ -88,20 +88,12 @@ class Mistral(Format):
         pieces: list[Piece] = []
         if _BARE_LIST.match(s):
             lead = len(s) - len(s.lstrip())
-            pos = _list(s, lead, final, pieces)
+            pos = list_calls(s, lead, final, pieces)
         elif not final and _could_be_bare_list(s):
             return pieces
         else:
             pos = 0
-        while pos is not None:
-            at = s.find(TOOL_CALLS, pos)
-            if at < 0:
-                rest = s[pos:]
-                pieces.append(text(rest if final else rest[: len(rest) - partial_marker(rest, TOOL_CALLS)]))
-                return pieces
-            pieces.append(text(s[pos:at]))
-            pos = _after_marker(s, at + len(TOOL_CALLS), final, pieces)
-        return pieces
+        return split_marked(s, final, TOOL_CALLS, _after_marker, pos, pieces)
 
 
 def _could_be_bare_list(s: str) -> bool:
@@ -116,24 +108,9 @@ def _could_be_bare_list(s: str) -> bool:
 def _after_marker(s: str, pos: int, final: bool, pieces: list[Piece]) -> int | None:
     """The call(s) after one ``[TOOL_CALLS]``; returns where text resumes, or None (the end)."""
     name = _NAME.match(s, pos)  # v11: the name right after the marker
-    pos += len(s[pos:]) - len(s[pos:].lstrip())
-    if pos == len(s):
-        if final:
-            pieces.append(call("", closed=False))
-        return None
-    if s[pos] == "[":
-        return _list(s, pos, final, pieces)
-    if s[pos] == "{":
-        end = json_end(s, pos)
-        pieces.append(call(s[pos:] if end is None else s[pos:end], closed=end is not None))
-        return end
-    if not name:  # not a call this format knows: the text up to the next marker, as an invalid call
-        stop = s.find(TOOL_CALLS, pos)
-        if stop < 0 and not final:
-            pieces.append(call(s[pos:], closed=False, safe=0))
-            return None
-        pieces.append(call(s[pos:stop] if stop >= 0 else s[pos:]))
-        return stop if stop >= 0 else None
+    rest = s[pos:].lstrip()
+    if not rest or rest[0] in "[{" or not name:  # v3's list, one object, or no call this format knows
+        return json_calls_after(s, pos, final, pieces, TOOL_CALLS)
     if name.end() == len(s) and not final:
         return None  # the name may go on
     call_id, at = None, name.end()
@@ -159,31 +136,6 @@ def _after_marker(s: str, pos: int, final: bool, pieces: list[Piece]) -> int | N
         return stop if stop >= 0 else None
     pieces.append(call(s[at:end], name=name.group(0), named=True, id=call_id))
     return end
-
-
-def _list(s: str, pos: int, final: bool, pieces: list[Piece]) -> int | None:
-    """The calls of a JSON list opening at ``pos``; returns where text resumes, or None."""
-    pos += 1
-    while True:
-        pos += len(s[pos:]) - len(s[pos:].lstrip(" \t\r\n,"))
-        if pos == len(s):  # the list goes on, or was cut between calls: what was written stands
-            return None
-        if s[pos] == "]":
-            return pos + 1
-        if s[pos] != "{":  # not a list of call objects: the rest of the list as an invalid call
-            stop = s.find("]", pos)
-            if stop < 0 and not final:
-                pieces.append(call(s[pos:], closed=False, safe=0))
-                return None
-            stop = len(s) if stop < 0 else stop
-            pieces.append(call(s[pos:stop]))
-            return min(stop + 1, len(s))
-        end = json_end(s, pos)
-        if end is None:
-            pieces.append(call(s[pos:], closed=False))
-            return None
-        pieces.append(call(s[pos:end]))
-        pos = end
 
 
 MISTRAL = Mistral()
