@@ -26,7 +26,7 @@ SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
 
 
 def test_the_names_are_the_families_of_the_issue():
-    assert FAMILIES == ["hermes", "qwen3", "llama3", "mistral", "deepseek-r1"]
+    assert FAMILIES == ["hermes", "qwen3", "llama3", "mistral", "deepseek-r1", "granite"]
 
 
 def test_each_family_has_a_corpus_of_thirty_cases_or_more():
@@ -191,8 +191,8 @@ def test_without_tools_any_name_is_a_call():
 
 
 def test_unknown_names_are_refused_naming_the_known_ones():
-    with pytest.raises(ValueError, match="'granite'.*hermes, qwen3, llama3, mistral, deepseek-r1"):
-        formats.get("granite")
+    with pytest.raises(ValueError, match="'command-r'.*hermes, qwen3, llama3, mistral, deepseek-r1, granite"):
+        formats.get("command-r")
     with pytest.raises(ValueError, match="'thinking'.*none, think"):
         formats.get("hermes", reasoning_format="thinking")
     with pytest.raises(ValueError, match="unknown"):
@@ -218,6 +218,8 @@ TEMPLATES = {
     "mistral": "{%- if message.tool_calls is defined %}{{- \"[TOOL_CALLS] [\" }}{%- endif %}",
     "deepseek-r1": "{{'<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>'}}"
     "{%- if add_generation_prompt %}{{'<｜Assistant｜><think>\\n'}}{%- endif %}",
+    "granite": "respond only with <|tool_call|> followed by a JSON list of tools used. Write your thoughts between "
+    "<think></think> and write your response between <response></response>",
 }
 
 
@@ -266,6 +268,7 @@ REAL_TEMPLATES = {  # file name -> (format, whether the generation prompt opens 
     "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": ("deepseek-r1", True),
     "meta-llama-Llama-3.3-70B-Instruct.jinja": ("llama3", False),
     "mistralai-Mistral-Nemo-Instruct-2407.jinja": ("mistral", False),
+    "ibm-granite-granite-3.3-2B-Instruct.jinja": ("granite", False),
 }
 
 
@@ -286,6 +289,24 @@ def test_mistral_v11_templates_get_the_name_then_arguments_style():
     assert fmt.format_call("add", {"a": 1}) == '[TOOL_CALLS]add[ARGS]{"a": 1}'
     with pytest.raises(ValueError, match="style='v2'"):
         Mistral("v2")
+
+
+def test_granite_reads_no_reasoning_though_its_template_names_think():
+    source = (TEMPLATE_DIR / "ibm-granite-granite-3.3-2B-Instruct.jinja").read_text(encoding="utf-8")
+    assert "</think>" in source  # its thinking mode's instruction
+    fmt = formats.for_template(source)
+    assert fmt.name == "granite" and fmt.reasoning is None
+    msg = formats.parse_message("<think>Paris.</think><response>Sunny.</response>", TOOLS, fmt)
+    assert msg.content == "<think>Paris.</think><response>Sunny.</response>" and not msg.additional_kwargs
+
+
+def test_granite_writes_all_calls_in_one_list():
+    fmt = formats.get("granite")
+    calls = [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_1"}, {"name": "get_time", "arguments": {}}]
+    assert fmt.format_calls(calls) == (
+        '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}]'
+    )
+    assert fmt.format_call("get_time", {}) == '<|tool_call|>[{"name": "get_time", "arguments": {}}]'
 
 
 def test_thinking_only_templates_open_the_reasoning():

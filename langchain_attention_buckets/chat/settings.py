@@ -304,9 +304,9 @@ SETTINGS: tuple[Setting, ...] = (
     Default 48.""", number("loop_min_chars", low=1, integer=True, what=" (characters)"), call=True),
     Setting("tool_format", str, "auto", """How the model writes tool calls: "auto" (default) detects the
     format from the chat template's text (its markers: ``<tool_call>``, ``<|python_tag|>`` / ``ipython``,
-    ``[TOOL_CALLS]``, DeepSeek's call tokens), and where the template renders no tools (the embedded model)
-    uses the package's own Hermes format; or a name from ``formats.names()`` ("hermes", "qwen3", "llama3",
-    "mistral", "deepseek-r1"). Rendering, the grammar of forced and automatic calls and the parser all follow
+    ``[TOOL_CALLS]``, DeepSeek's call tokens, ``<|tool_call|>``), and where the template renders no tools (the
+    embedded model) uses the package's own Hermes format; or a name from ``formats.names()`` ("hermes", "qwen3",
+    "llama3", "mistral", "deepseek-r1", "granite"). Rendering, the grammar of forced and automatic calls and the parser all follow
     it (docs/chat-model.md, "Tool-call formats").""", check_tool_format, identifying=True),
     Setting("reasoning_format", str | None, None, """How the model's reasoning is delimited: None (default)
     as its tool format says (``<think>`` ... ``</think>`` for qwen3 and deepseek-r1), "none" (no reasoning

@@ -6,7 +6,8 @@
 - ``llama3``: a bare ``{"name", "parameters"}`` object, optionally after ``<|python_tag|>``,
   several joined by ``;``;
 - ``mistral``: ``[TOOL_CALLS][{...}, ...]`` (v3) or ``[TOOL_CALLS]name{...}`` (v11+);
-- ``deepseek-r1``: ``<think>`` reasoning, DeepSeek's ``<｜tool▁call▁begin｜>`` calls.
+- ``deepseek-r1``: ``<think>`` reasoning, DeepSeek's ``<｜tool▁call▁begin｜>`` calls;
+- ``granite``: ``<|tool_call|>[{...}, ...]`` (IBM Granite 3.x).
 
 ``detect(chat_template)`` picks one from a template's text (as llama.cpp does); ``get(name)``
 returns the object; ``parse_message`` and ``MessageStream`` read a model's output into

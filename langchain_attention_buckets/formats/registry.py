@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from .base import REASONING_FORMATS, Format
 from .deepseek_r1 import DEEPSEEK_R1
+from .granite import GRANITE, Granite
 from .hermes import HERMES
 from .llama3 import LLAMA3
 from .mistral import MISTRAL, Mistral
 from .qwen3 import QWEN3
 
-FORMATS: dict[str, Format] = {f.name: f for f in (HERMES, QWEN3, LLAMA3, MISTRAL, DEEPSEEK_R1)}
+FORMATS: dict[str, Format] = {f.name: f for f in (HERMES, QWEN3, LLAMA3, MISTRAL, DEEPSEEK_R1, GRANITE)}
 
 # Detection order: the most specific markers first (a DeepSeek template also mentions <think>,
-# a Qwen3 one <tool_call>).
+# a Qwen3 one <tool_call>, a Granite one <think>).
 _DETECT = (
     ("deepseek-r1", ("<｜tool▁calls▁begin｜>",)),
+    ("granite", ("<|tool_call|>",)),
     ("mistral", ("[TOOL_CALLS]",)),
     ("llama3", ("<|python_tag|>", "ipython")),
     ("qwen3", ("<tool_call>", "<think>")),
@@ -75,13 +77,14 @@ def detect(chat_template: str | None) -> str:
 def for_template(chat_template: str | None) -> Format:
     """The detected format, set up for this template (Mistral: the v11 call style where the
     template writes ``[ARGS]`` or ``[CALL_ID]``, and ``[THINK]`` reasoning where it knows it; any
-    other family reads ``<think>`` reasoning where its template writes ``</think>``)."""
+    other family reads ``<think>`` reasoning where its template writes ``</think>``, except Granite:
+    its template names ``<think></think>`` for a thinking mode whose blocks are not read)."""
     source = chat_template or ""
     fmt = get(detect(source))
     if isinstance(fmt, Mistral):
         fmt = Mistral("v11" if "[ARGS]" in source or "[CALL_ID]" in source else "v3")
         if "[THINK]" in source:  # Magistral
             fmt = fmt.with_reasoning("magistral")
-    elif fmt.reasoning is None and "</think>" in source:  # a reasoning fine-tune of another family
+    elif fmt.reasoning is None and "</think>" in source and not isinstance(fmt, Granite):  # a reasoning fine-tune
         fmt = fmt.with_reasoning("think")
     return fmt

@@ -344,6 +344,61 @@ def deepseek_cases():
     return out
 
 
+# ---- granite -------------------------------------------------------------------------------------
+
+TC = "<|tool_call|>"
+
+
+def granite_list(objects):
+    return TC + "[" + ", ".join(objects) + "]"
+
+
+def granite_cases():
+    obj = lambda name, args: J({"name": name, "arguments": args})
+    w = lambda name, args: granite_list([obj(name, args)])
+    join = lambda calls: granite_list([c[len(TC) + 1 : -1] for c in calls])
+    out = common(w, join, "]", TC)
+    one = lambda c: w(*c)
+    out += [
+        case("space-after-marker", TC + " [" + obj(*W) + "]", calls=[W]),
+        case("newline-after-marker", TC + "\n[" + obj(*W) + ", " + obj(*S) + "]", calls=[W, S]),
+        case("single-object", TC + obj(*W), calls=[W]),
+        case("single-object-then-text", TC + obj(*W) + "\nDone.", content="Done.", calls=[W]),
+        case("arguments-before-name", TC + '[{"arguments": {"city": "Paris"}, "name": "get_weather"}]', calls=[W]),
+        case("arguments-as-string", TC + "[" + J({"name": "get_weather", "arguments": J(W[1])}) + "]", calls=[W]),
+        case("arguments-as-empty-string", TC + '[{"name": "get_time", "arguments": ""}]', calls=[EMPTY]),
+        case("arguments-as-bad-string", TC + '[{"name": "get_weather", "arguments": "city=Paris"}]', invalid=["get_weather"]),
+        case("text-before", "Let me check the weather.\n" + one(W), content="Let me check the weather.", calls=[W]),
+        case("text-after", one(W) + "\nI have asked for it.", content="I have asked for it.", calls=[W]),
+        case("two-markers", one(W) + one(S), calls=[W, S]),
+        case("end-of-text", one(W) + "<|end_of_text|>", calls=[W]),
+        case("answer-end-of-text", "It is sunny in Paris.<|end_of_text|>", content="It is sunny in Paris."),
+        case("pretty-json", TC + '[\n  {\n    "name": "get_weather",\n    "arguments": {\n      "city": "Paris"\n    }\n  }\n]',
+             calls=[W]),
+        case("trailing-comma", TC + '[{"name": "get_weather", "arguments": {"city": "Paris",}}]', invalid=["get_weather"]),
+        case("not-json", TC + " get_weather(city='Paris')", invalid=[None]),
+        case("list-of-strings", TC + '["get_weather"]', invalid=[None]),
+        case("no-name", TC + '[{"arguments": {"city": "Paris"}}]', invalid=[None]),
+        case("marker-in-text-string", 'The string "' + TC + '" opens a call.\n' + one(W), content='The string "', invalid=[None],
+             calls=[W]),
+        case("partial-marker-text", "A tag like <|tool_ is not one.", content="A tag like <|tool_ is not one."),
+        case("partial-marker-at-stop", "The tag is <|tool_c", content="The tag is <|tool_c", finish_reason="stop"),
+        case("cut-in-marker", "Calling it <|tool_ca", content="Calling it", finish_reason="length"),
+        case("cut-after-marker", TC, invalid=[None], finish_reason="length"),
+        case("cut-in-name", TC + '[{"name": "get_wea', invalid=[None], finish_reason="length"),
+        case("cut-between-calls", TC + "[" + obj(*W) + ", ", calls=[W], finish_reason="length"),
+        case("cut-in-second-call", TC + "[" + obj(*W) + ', {"name": "search", "arguments": {"query": "lla',
+             calls=[W], invalid=["search"], finish_reason="length"),
+        case("no-closing-bracket-at-stop", TC + "[" + obj(*W), calls=[W], finish_reason="stop"),
+        # Granite 3.3's thinking mode is not read: its blocks stay in the content
+        case("think-blocks-are-content", "<think>Paris.</think><response>Sunny.</response>",
+             content="<think>Paris.</think><response>Sunny.</response>"),
+    ]
+    out += cuts("single", one(W), "get_weather")
+    out += cuts("nested", one(EV), "create_event")
+    return out
+
+
 def write(name, cases):
     ids = [c["id"] for c in cases]
     assert len(ids) == len(set(ids)), [i for i in ids if ids.count(i) > 1]
@@ -359,3 +414,4 @@ if __name__ == "__main__":
     write("llama3", llama3_cases())
     write("mistral", mistral_cases())
     write("deepseek-r1", deepseek_cases())
+    write("granite", granite_cases())
