@@ -746,6 +746,28 @@ def feed_text(constraint: GrammarConstraint, text: str) -> bool:
     return feed(constraint, ids + [0], 99) and constraint.is_terminated()
 
 
+def test_granite_calls_are_one_list_after_the_marker(smol):
+    # <|tool_call|> is plain text in this tokenizer: the grammar spells it
+    from langchain_attention_buckets.constrain.grammar import call_syntax
+    from langchain_attention_buckets.formats import get
+
+    syntax, fmt = call_syntax("granite"), get("granite")
+    paris = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    rust = {"name": "search", "arguments": {"q": "rust"}}
+    one, two = fmt.format_calls([paris]), fmt.format_calls([paris, rust])
+    grammar = lambda mode, **kw: smol.compiler.tool_calls([WEATHER, SEARCH], mode=mode, syntax=syntax, **kw)  # noqa: E731
+    assert one.startswith("<|tool_call|>[{") and two.count("<|tool_call|>") == 1
+    assert accepts(smol, grammar("forced"), one) and accepts(smol, grammar("forced"), two)
+    assert not accepts(smol, grammar("forced", parallel=False), two)
+    assert not accepts(smol, grammar("forced"), "Sure! " + one)
+    assert not accepts(smol, grammar("forced"), one[len("<|tool_call|>"):])  # the marker is required
+    assert not accepts(smol, grammar("forced"), format_tool_call("get_weather", {"city": "Paris"}))  # not Hermes blocks
+    assert accepts(smol, grammar("auto"), "It is sunny.") and accepts(smol, grammar("auto"), "Let me check.\n" + two)
+    assert not accepts(smol, grammar("auto"), one + " Done.")
+    assert not accepts(smol, grammar("auto"), '<|tool_call|>[{"name": "get_weather", "arguments": {}}]')  # constrained
+    assert accepts(smol, grammar("none"), "It is sunny.") and not accepts(smol, grammar("none"), "Sure. " + one)
+
+
 def test_dead_end_is_reported_not_raised():
     # A vocabulary that can open an object but can spell neither a key nor "}".
     compiler = tiny_compiler(["</s>", "{", "a", " "])

@@ -10,10 +10,11 @@ Each model family writes calls in its own syntax (`CallSyntax`, from a format's 
 `call_syntax`): Hermes / Qwen ``<tool_call>{"name": N, "arguments": A}</tool_call>`` blocks
 (the package's own fallback too), Llama 3.x ``{"name": N, "parameters": A}`` objects joined by
 ``; `` (optionally after ``<|python_tag|>``), Mistral ``[TOOL_CALLS][{"name": N, "arguments": A},
-...]``. In "auto" the grammar is lazy: free text that never holds an opener, and from an opener
-on the calls, constrained. Where the format reasons (``<think>`` ... ``</think>``), the reasoning
-comes first, free: optional where the model may open it, required where the prompt already
-opened it (thinking-only templates), absent where the prompt closed it (thinking switched off).
+...]`` and Granite the same list after ``<|tool_call|>``. In "auto" the grammar is lazy: free
+text that never holds an opener, and from an opener on the calls, constrained. Where the format
+reasons (``<think>`` ... ``</think>``), the reasoning comes first, free: optional where the model
+may open it, required where the prompt already opened it (thinking-only templates), absent where
+the prompt closed it (thinking switched off).
 
 May import `schema` and `tool_format`; xgrammar only lazily (inside `json_grammar`),
 so tool validation (`check_unique_tool_names`, `select_tools`) works without it.
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..formats.granite import TOOL_CALL as GRANITE_CALL
 from ..formats.hermes import CALL_SEPARATOR, TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from .schema import compile_error, prepare_schema
 
@@ -61,7 +63,7 @@ JSON_STYLE: dict[str, Any] = {"any_whitespace": False, "separators": _SEPARATORS
 # Call syntax per family
 # ---------------------------------------------------------------------------
 
-CallStyle = Literal["hermes", "llama3", "mistral", "mistral-v11", "deepseek"]
+CallStyle = Literal["hermes", "llama3", "mistral", "mistral-v11", "deepseek", "granite"]
 ReasoningStart = Literal["none", "optional", "inside"]
 
 
@@ -72,7 +74,8 @@ class CallSyntax:
     Attributes:
         style: "hermes" (``<tool_call>`` blocks), "llama3" (bare JSON objects joined by ``; ``),
             "mistral" (one ``[TOOL_CALLS]`` list), "mistral-v11" (``[TOOL_CALLS]name[ARGS]{...}``
-            per call) or "deepseek" (DeepSeek's call tokens, arguments in a ```json fence).
+            per call), "deepseek" (DeepSeek's call tokens, arguments in a ```json fence) or "granite"
+            (one ``<|tool_call|>`` list).
         openers: the strings that start calls: free text never holds them in "auto" and "none".
         reasoning: the reasoning delimiters (start, end), or None.
         reasoning_start: how the output starts: "inside" the reasoning (the prompt opened it),
@@ -122,7 +125,10 @@ _STYLE_MARKERS: dict[str, tuple[str, ...]] = {
     "mistral": (MISTRAL_CALLS,),
     "mistral-v11": (MISTRAL_CALLS, MISTRAL_ARGS, MISTRAL_CALL_ID),
     "deepseek": (DS_CALLS_BEGIN, DS_CALLS_END, DS_CALL_BEGIN, DS_CALL_END, DS_SEP),
+    "granite": (GRANITE_CALL,),
 }
+# The styles that write one JSON list of {"name", "arguments"} objects after a marker.
+_LIST_MARKERS = {"mistral": MISTRAL_CALLS, "granite": GRANITE_CALL}
 # The grammar style of each format (formats.names()); a new family names its style here.
 _STYLES: dict[str, CallStyle] = {
     "hermes": "hermes",
@@ -130,6 +136,7 @@ _STYLES: dict[str, CallStyle] = {
     "llama3": "llama3",
     "mistral": "mistral",
     "deepseek-r1": "deepseek",
+    "granite": "granite",
 }
 
 
@@ -281,10 +288,10 @@ def _calls_in(syntax: CallSyntax, specs: list[ToolSpec], parallel: bool) -> dict
         if LLAMA_TAG in syntax.openers:
             return _seq({"type": "optional", "content": _const(LLAMA_TAG)}, calls)
         return calls
-    if syntax.style == "mistral":
+    if syntax.style in _LIST_MARKERS:  # Mistral v3, Granite: MARKER[{"name": N, "arguments": A}, ...]
         call = _json_call(specs, "arguments")
         calls = _seq(call, {"type": "star", "content": _seq(_const(", "), call)}) if parallel else call
-        return _seq(_const(MISTRAL_CALLS + "["), calls, _const("]"))
+        return _seq(_const(_LIST_MARKERS[syntax.style] + "["), calls, _const("]"))
     if syntax.style == "mistral-v11":  # [TOOL_CALLS]N, an optional [CALL_ID] of 9 alphanumerics, [ARGS]A
         call_id = {"type": "optional", "content": _seq(_const(MISTRAL_CALL_ID), {"type": "regex", "pattern": "[A-Za-z0-9]{9}"})}
         call = _named_call(specs, lambda name: MISTRAL_CALLS + name, "", between=[call_id, _const(MISTRAL_ARGS)])
