@@ -69,6 +69,10 @@ FAMILIES: dict[str, Family] = {
         ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"), ("<think>", "</think>"),
         bos="<｜begin▁of▁sentence｜>", eos="<｜end▁of▁sentence｜>",
     ),
+    "granite": Family(
+        "ibm-granite-granite-3.3-2B-Instruct.jinja", "granite",
+        ("<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|tool_call|>"), eos="<|end_of_text|>",
+    ),
 }
 
 

@@ -18,7 +18,7 @@ from families import FAMILIES, family_tokenizer
 from langchain_attention_buckets.constrain import compiler_for
 from langchain_attention_buckets.constrain.grammar import syntax_of
 from langchain_attention_buckets.formats import parse_message
-from langchain_attention_buckets.text.render import call_format, render, template_source
+from langchain_attention_buckets.text.render import call_format, drops_calls, render, template_source
 
 WEATHER = {
     "type": "function",
@@ -121,6 +121,20 @@ def test_hermes_family_templates_get_tool_call_blocks(tokenizers, name):
     assert _in_order(prompt, "<tool_response>\n" + '{"sky": "sunny"}', "<tool_response>\nlight rain")
 
 
+def test_granite_calls_go_into_the_content_the_template_renders(tokenizers):
+    # Granite's template writes an assistant turn's content only: the calls are written into it,
+    # in Granite's own syntax, and the results go back in the tool role
+    tok = tokenizers["granite"]
+    assert drops_calls(tok) and not any(drops_calls(tokenizers[n]) for n in FAMILIES if n != "granite")
+    prompt = render(tok, CONVERSATION, TOOLS)
+    calls = '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}, ' \
+            '{"name": "get_weather", "arguments": {"city": "Rome"}}]'
+    assert f"<|start_of_role|>assistant<|end_of_role|>Checking both cities.\n{calls}<|end_of_text|>" in prompt
+    assert '<|start_of_role|>tool<|end_of_role|>{"sky": "sunny"}<|end_of_text|>' in prompt
+    assert "<|start_of_role|>available_tools<|end_of_role|>" in prompt  # the template's own tool prompt
+    assert prompt.endswith("<|start_of_role|>assistant<|end_of_role|>")
+
+
 def test_a_template_that_renders_no_tools_gets_the_fallback(tokenizers):
     # the R1 distill template renders calls but no tool list: the package's own format, with R1's reasoning
     tok = tokenizers["deepseek-r1"]
@@ -188,7 +202,7 @@ def _generate(engines, name, mode, *, parallel=True, bias_opener=False, max_toke
     return result, message, fmt
 
 
-@pytest.mark.parametrize("name", ["llama3", "qwen3", "mistral", "mistral-v11", "hermes3"])
+@pytest.mark.parametrize("name", ["llama3", "qwen3", "mistral", "mistral-v11", "hermes3", "granite"])
 def test_a_forced_call_is_written_in_the_family_syntax_and_parses_back(engines, name):
     result, message, fmt = _generate(engines, name, "forced", parallel=False, allowed=["get_weather"])
     assert not message.invalid_tool_calls, (result.text, message.invalid_tool_calls)
@@ -198,21 +212,22 @@ def test_a_forced_call_is_written_in_the_family_syntax_and_parses_back(engines, 
         assert marker not in message.content
     tagged = ("<tool_call>",)
     openers = {"llama3": ("{", "<|python_tag|>{"), "qwen3": tagged, "mistral": ("[TOOL_CALLS][",), "hermes3": tagged,
-               "mistral-v11": ("[TOOL_CALLS]get_weather",)}
+               "mistral-v11": ("[TOOL_CALLS]get_weather",), "granite": ('<|tool_call|>[{"name": "get_weather"',)}
     body = result.text.split("</think>")[-1].lstrip()
     assert body.startswith(openers[name]), result.text
 
 
-@pytest.mark.parametrize("name", ["llama3", "mistral"])
+@pytest.mark.parametrize("name", ["llama3", "mistral", "granite"])
 def test_auto_constrains_a_call_from_the_family_opener(engines, name):
     result, message, fmt = _generate(engines, name, "auto", parallel=False, bias_opener=True)
     assert fmt.openers[0] in result.text or fmt.name == "llama3" and result.text.lstrip().startswith("{")
     assert len(message.tool_calls) == 1 and not message.invalid_tool_calls, result.text
 
 
-def test_none_never_opens_a_call_even_when_pushed(engines):
-    result, message, _ = _generate(engines, "mistral", "none", bias_opener=True, max_tokens=16)
-    assert "[TOOL_CALLS]" not in result.text and not message.tool_calls and not message.invalid_tool_calls
+@pytest.mark.parametrize("name", ["mistral", "granite"])
+def test_none_never_opens_a_call_even_when_pushed(engines, name):
+    result, message, fmt = _generate(engines, name, "none", bias_opener=True, max_tokens=16)
+    assert fmt.openers[0] not in result.text and not message.tool_calls and not message.invalid_tool_calls
 
 
 def test_a_thinking_only_template_starts_inside_the_reasoning(engines):
@@ -228,16 +243,17 @@ def test_qwen3_reasoning_off_means_no_reasoning_in_the_grammar(engines):
     assert result.text.lstrip().startswith("<tool_call>") and len(message.tool_calls) == 1
 
 
-def test_family_markers_survive_detokenization(engines):
-    loaded, _ = engines("mistral")
+@pytest.mark.parametrize(("name", "marker"), [("mistral", "[TOOL_CALLS]"), ("granite", "<|tool_call|>")])
+def test_family_markers_survive_detokenization(engines, name, marker):
+    loaded, _ = engines(name)
     tok = loaded.tokenizer
-    ids = tok.encode('[TOOL_CALLS][{"name": "get_weather", "arguments": {}}]', add_special_tokens=False)
-    assert ids[0] == tok.convert_tokens_to_ids("[TOOL_CALLS]")
+    ids = tok.encode(marker + '[{"name": "get_weather", "arguments": {}}]', add_special_tokens=False)
+    assert ids[0] == tok.convert_tokens_to_ids(marker)
     from langchain_attention_buckets.engine.detok import IncrementalDetokenizer
 
     detok = IncrementalDetokenizer(tok)
     text = "".join(detok.add(i) for i in ids) + detok.flush()
-    assert text.startswith("[TOOL_CALLS][")
+    assert text.startswith(marker + "[")
     assert template_source(tok)  # the template travels with the saved tokenizer
 
 
@@ -247,7 +263,7 @@ def test_every_call_style_keeps_its_budget_guarantee(tokenizers):
 
     tok = tokenizers["qwen2.5"]  # the markers are plain text here: one compiler serves every style
     compiler = compiler_for(tok, stop_token_ids=[tok.eos_token_id])
-    formats = [get("hermes"), get("qwen3"), get("llama3"), get("mistral"), Mistral("v11"), get("deepseek-r1")]
+    formats = [get("hermes"), get("qwen3"), get("llama3"), get("mistral"), Mistral("v11"), get("deepseek-r1"), get("granite")]
     for fmt in formats:
         syntax = syntax_of(fmt)
         for start in ("none", "inside") if syntax.reasoning else ("none",):

@@ -30,7 +30,8 @@ def _chat(family_dir, name, **kw):
     return ChatAttentionBuckets(model=family_dir(name), device="cpu", dtype="float32", bases=[10000.0], **kw)
 
 
-FAMILY_FORMATS = [("qwen3", "qwen3"), ("llama3", "llama3"), ("mistral", "mistral"), ("deepseek-r1", "hermes")]
+FAMILY_FORMATS = [("qwen3", "qwen3"), ("llama3", "llama3"), ("mistral", "mistral"), ("deepseek-r1", "hermes"),
+                  ("granite", "granite")]
 
 
 @pytest.mark.parametrize(("name", "fmt"), FAMILY_FORMATS)
@@ -50,7 +51,7 @@ def test_forced_call_in_the_detected_format_whole_and_streamed(family_dir, name,
         assert [(c["name"], c["args"]) for c in merged.tool_calls] == [(c["name"], c["args"]) for c in message.tool_calls]
         assert merged.content == message.content
         assert merged.additional_kwargs.get("reasoning_content") == message.additional_kwargs.get("reasoning_content")
-    for marker in ("<tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "<think>", "</think>"):
+    for marker in ("<tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "<think>", "</think>", "<|tool_call|>"):
         assert marker not in message.content
 
 
@@ -97,6 +98,38 @@ def test_results_go_back_in_the_family_structure(family_dir):
     ]
     message = llm.invoke(history)  # Mistral's template refuses ids that are not 9 alphanumerics
     assert message.usage_metadata["input_tokens"] > 0
+
+
+def test_a_granite_history_keeps_its_calls(family_dir):
+    # Granite's template renders an assistant turn's content only: the call goes into it, in
+    # Granite's syntax, and the prompt a call reads is the one rendered here
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from langchain_attention_buckets.chat.call import prompt_text
+    from langchain_attention_buckets.text.render import call_format
+
+    llm = _chat(family_dir, "granite", max_tokens=4)
+    history = [
+        HumanMessage("Weather in Paris?"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1"}]),
+        ToolMessage("sunny", tool_call_id="call_1"),
+        AIMessage("It is sunny in Paris."),
+        HumanMessage("And in Rome?"),
+    ]
+    tok = llm.tokenizer()
+    options = llm.call_options(tools=[convert_to_openai_tool(get_weather)])
+    prompt = prompt_text(tok, history, options, fmt=call_format(tok))
+    parts = ["<|start_of_role|>user<|end_of_role|>Weather in Paris?<|end_of_text|>",
+             '<|start_of_role|>assistant<|end_of_role|><|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}]'
+             "<|end_of_text|>",
+             "<|start_of_role|>tool<|end_of_role|>sunny<|end_of_text|>",
+             "<|start_of_role|>assistant<|end_of_role|>It is sunny in Paris.<|end_of_text|>",
+             "<|start_of_role|>user<|end_of_role|>And in Rome?<|end_of_text|>"]
+    at = [prompt.find(p) for p in parts]
+    assert -1 not in at and at == sorted(at), prompt
+    message = llm.bind_tools([get_weather]).invoke(history)
+    assert message.response_metadata["tool_format"] == "granite"
+    assert message.usage_metadata["input_tokens"] == len(tok.encode(prompt, add_special_tokens=False))
 
 
 def test_format_settings_are_checked():

@@ -14,7 +14,9 @@ Messages arrive as plain dicts in the Hugging Face chat format (``role``,
   alphanumeric call ids where it requires them (Mistral), the same id on the
   call and on its result, and results as JSON strings as Mistral's own
   tokenizer writes them; assistant text beside calls in a turn of its own
-  where the template writes calls alone (Llama 3.x, Mistral). A system
+  where the template writes calls alone (Llama 3.x, Mistral); calls written
+  into the assistant's content, in the template's own call syntax, where the
+  template renders content only (Granite 3.x). A system
   message the template would leave out (Mistral keeps it only when the
   conversation ends with a user turn) joins the first user turn.
 - The template ignores tools (the embedded SmolLM2's does): the fallback
@@ -142,7 +144,8 @@ def render(
         reasoning: switch the model's reasoning on or off (``enable_thinking``) where the
             template supports it; None: the template's default.
         call_format: the ``formats.Format`` calls are written in where the template renders no
-            tools (None: the package's own Hermes format).
+            tools (None: the package's own Hermes format), or renders tools but never an assistant
+            turn's calls (None: the format detected from the template).
     """
     tools = list(tools or [])
     extra = {"enable_thinking": bool(reasoning)} if reasoning is not None and template_reads_thinking(tokenizer) else {}
@@ -153,7 +156,7 @@ def render(
         msgs = list(messages)
         if tool_instruction:
             msgs = _with_system_text(msgs, tool_instruction)
-        return _render_native(tokenizer, msgs, tools or None, add_generation_prompt, extra)
+        return _render_native(tokenizer, msgs, tools or None, add_generation_prompt, extra, call_format)
     msgs = [_fallback_message(m, call_format) for m in messages]
     if tools:
         msgs = _with_system_text(msgs, tools_system_text(tools, tool_instruction, call_format))
@@ -253,8 +256,17 @@ def _with_system_text(messages: list[dict], text: str) -> list[dict]:
 _MISTRAL_CALLS = "[TOOL_CALLS]"
 
 
-def _render_native(tokenizer, messages: list[dict], tools, add_generation_prompt: bool, extra: dict) -> str:
+def _render_native(tokenizer, messages: list[dict], tools, add_generation_prompt: bool, extra: dict,
+                   call_format=None) -> str:
     source = template_source(tokenizer)
+    if any(m.get("tool_calls") for m in messages) and drops_calls(tokenizer):
+        # the template writes an assistant turn's content only (Granite 3.x): the calls go into it
+        # in the format the model writes them, so the history keeps them
+        if call_format is None:
+            from ..formats import for_template
+
+            call_format = for_template(source)
+        messages = [_calls_into_content(m, call_format) if m.get("tool_calls") else m for m in messages]
     apart = any(m.get("tool_calls") and (m.get("content") or "").strip() for m in messages) and drops_text_beside_calls(tokenizer)
     msgs = template_messages(messages, source, text_apart=apart)
     try:
@@ -332,30 +344,44 @@ def template_messages(
 
 
 _PROBE_TEXT = "Checking the weather first."
+_PROBE_VALUE = "probe-value-7f3c"  # an argument value that only a rendered call can write
 
 
 def drops_text_beside_calls(tokenizer) -> bool:
     """Whether the template leaves out an assistant turn's text when the turn also has calls
     (Hermes 3's tool_use template does): tried once per template on a short conversation."""
+    out = _probe(tokenizer)
+    return out is not None and _PROBE_TEXT not in out
+
+
+def drops_calls(tokenizer) -> bool:
+    """Whether the template leaves out an assistant turn's calls (Granite 3.x's writes the turn's
+    content only): tried once per template on the same conversation."""
+    out = _probe(tokenizer)
+    return out is not None and _PROBE_VALUE not in out
+
+
+def _probe(tokenizer) -> str | None:
+    """A short conversation with a call and its result, rendered once per template (None: the
+    template refuses it; then the text stays in the call's turn and the calls are passed as they are)."""
     source = template_source(tokenizer)
-    if source not in _DROPS_TEXT:
-        call = {"type": "function", "id": "abcdefgh1", "function": {"name": "f", "arguments": {}}}
+    if source not in _PROBED:
+        call = {"type": "function", "id": "abcdefgh1", "function": {"name": "f", "arguments": {"x": _PROBE_VALUE}}}
         probe = [
             {"role": "user", "content": "q"},
             {"role": "assistant", "content": _PROBE_TEXT, "tool_calls": [call]},
             {"role": "tool", "content": "r", "tool_call_id": "abcdefgh1"},
         ]
-        params = {"type": "object", "properties": {}}
+        params = {"type": "object", "properties": {"x": {"type": "string"}}}
         tool = {"type": "function", "function": {"name": "f", "description": "d", "parameters": params}}
         try:
-            out = tokenizer.apply_chat_template(probe, tools=[tool], tokenize=False, add_generation_prompt=True)
-            _DROPS_TEXT[source] = _PROBE_TEXT not in out
-        except Exception:  # a template that refuses the probe: keep the text in the call's turn
-            _DROPS_TEXT[source] = False
-    return _DROPS_TEXT[source]
+            _PROBED[source] = tokenizer.apply_chat_template(probe, tools=[tool], tokenize=False, add_generation_prompt=True)
+        except Exception:  # a template that refuses the probe
+            _PROBED[source] = None
+    return _PROBED[source]
 
 
-_DROPS_TEXT: dict[str, bool] = {}
+_PROBED: dict[str, str | None] = {}
 
 
 def _template_call(call: dict, ids: _ShortIds | None, string_arguments: bool) -> dict:
@@ -402,15 +428,20 @@ def _system_into_first_user(messages: list[dict]) -> list[dict]:
     return messages
 
 
+def _calls_into_content(message: dict, call_format=None) -> dict:
+    """An assistant turn with its calls written after its text, in ``call_format`` (None: Hermes)."""
+    if _is_hermes(call_format):
+        calls = "\n".join(format_tool_call(c["name"], c["arguments"]) for c in message["tool_calls"])
+    else:
+        calls = call_format.format_calls(message["tool_calls"])
+    content = f"{message['content']}\n{calls}" if message.get("content") else calls
+    return {"role": "assistant", "content": content}
+
+
 def _fallback_message(message: dict, call_format=None) -> dict:
     role = message["role"]
     if role == "assistant" and message.get("tool_calls"):
-        if _is_hermes(call_format):
-            calls = "\n".join(format_tool_call(c["name"], c["arguments"]) for c in message["tool_calls"])
-        else:
-            calls = call_format.format_calls(message["tool_calls"])
-        content = f"{message['content']}\n{calls}" if message.get("content") else calls
-        return {"role": "assistant", "content": content}
+        return _calls_into_content(message, call_format)
     if role == "tool":
         return RESULT_FORMS[FALLBACK_RESULT_FORM](message.get("name"), message["content"])
     return {k: v for k, v in message.items() if k != "tool_calls"}
