@@ -130,6 +130,23 @@ def test_a_template_that_renders_no_tools_gets_the_fallback(tokenizers):
     assert fmt.name == "hermes" and fmt.reasoning == ("<think>", "</think>")
 
 
+def test_smollm3_gets_the_fallback_with_its_think_reasoning(tokenizers):
+    # SmolLM3's template renders neither tools nor calls, and writes </think> where thinking is off
+    tok = tokenizers["smollm3"]
+    prompt = render(tok, CONVERSATION, TOOLS)
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>' in prompt
+    assert "<tools>" in prompt and "Reasoning Mode: /think" in prompt
+    fmt = call_format(tok)
+    assert fmt.name == "hermes" and fmt.reasoning == ("<think>", "</think>")
+    msgs = [{"role": "user", "content": "hi"}]
+    syntax = syntax_of(fmt)
+    assert syntax.for_prompt(render(tok, msgs)).reasoning_start == "optional"  # the model may open <think>
+    off = render(tok, msgs, reasoning=False)  # enable_thinking=False: the prompt closes it
+    assert off.endswith("<think>\n\n</think>\n") and syntax.for_prompt(off).reasoning_start == "none"
+    flagged = render(tok, [{"role": "system", "content": "Be brief. /no_think"}, *msgs])  # the template's own flag
+    assert "Reasoning Mode: /no_think" in flagged and syntax.for_prompt(flagged).reasoning_start == "none"
+
+
 def test_reasoning_switch(tokenizers):
     qwen3 = tokenizers["qwen3"]
     msgs = [{"role": "user", "content": "hi"}]
@@ -188,7 +205,7 @@ def _generate(engines, name, mode, *, parallel=True, bias_opener=False, max_toke
     return result, message, fmt
 
 
-@pytest.mark.parametrize("name", ["llama3", "qwen3", "mistral", "mistral-v11", "hermes3"])
+@pytest.mark.parametrize("name", ["llama3", "qwen3", "mistral", "mistral-v11", "hermes3", "smollm3"])
 def test_a_forced_call_is_written_in_the_family_syntax_and_parses_back(engines, name):
     result, message, fmt = _generate(engines, name, "forced", parallel=False, allowed=["get_weather"])
     assert not message.invalid_tool_calls, (result.text, message.invalid_tool_calls)
@@ -198,7 +215,7 @@ def test_a_forced_call_is_written_in_the_family_syntax_and_parses_back(engines, 
         assert marker not in message.content
     tagged = ("<tool_call>",)
     openers = {"llama3": ("{", "<|python_tag|>{"), "qwen3": tagged, "mistral": ("[TOOL_CALLS][",), "hermes3": tagged,
-               "mistral-v11": ("[TOOL_CALLS]get_weather",)}
+               "mistral-v11": ("[TOOL_CALLS]get_weather",), "smollm3": tagged}
     body = result.text.split("</think>")[-1].lstrip()
     assert body.startswith(openers[name]), result.text
 

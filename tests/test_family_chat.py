@@ -30,7 +30,8 @@ def _chat(family_dir, name, **kw):
     return ChatAttentionBuckets(model=family_dir(name), device="cpu", dtype="float32", bases=[10000.0], **kw)
 
 
-FAMILY_FORMATS = [("qwen3", "qwen3"), ("llama3", "llama3"), ("mistral", "mistral"), ("deepseek-r1", "hermes")]
+FAMILY_FORMATS = [("qwen3", "qwen3"), ("llama3", "llama3"), ("mistral", "mistral"), ("deepseek-r1", "hermes"),
+                  ("smollm3", "hermes")]
 
 
 @pytest.mark.parametrize(("name", "fmt"), FAMILY_FORMATS)
