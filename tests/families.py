@@ -26,6 +26,7 @@ class Family:
     added: tuple[str, ...] = ()  # tokens of their own that are text (Qwen's <tool_call>, <think>)
     bos: str | None = None
     eos: str | None = None
+    config: tuple[tuple[str, object], ...] = ()  # the architecture's own settings
 
 
 FAMILIES: dict[str, Family] = {
@@ -69,6 +70,10 @@ FAMILIES: dict[str, Family] = {
         ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"), ("<think>", "</think>"),
         bos="<｜begin▁of▁sentence｜>", eos="<｜end▁of▁sentence｜>",
     ),
+    "smollm3": Family(  # four layers: the last without RoPE, as every fourth is in SmolLM3
+        "HuggingFaceTB-SmolLM3-3B.jinja", "smollm3", ("<|im_start|>", "<|im_end|>"), ("<think>", "</think>"),
+        eos="<|im_end|>", config=(("num_hidden_layers", 4),),
+    ),
     "granite": Family(
         "ibm-granite-granite-3.3-2B-Instruct.jinja", "granite",
         ("<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>", "<|tool_call|>"), eos="<|end_of_text|>",
@@ -101,8 +106,7 @@ def build_family(name: str, folder: Path, seed: int = 0) -> Path:
     tok = family_tokenizer(name)
     folder.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(folder)
-    cfg = AutoConfig.for_model(
-        fam.model_type,
+    settings = dict(
         vocab_size=len(tok),
         hidden_size=32,
         intermediate_size=64,
@@ -117,6 +121,7 @@ def build_family(name: str, folder: Path, seed: int = 0) -> Path:
         pad_token_id=tok.eos_token_id,
         tie_word_embeddings=False,
     )
+    cfg = AutoConfig.for_model(fam.model_type, **{**settings, **dict(fam.config)})
     torch.manual_seed(seed)
     AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
     return folder

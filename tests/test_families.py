@@ -125,7 +125,8 @@ def test_granite_calls_go_into_the_content_the_template_renders(tokenizers):
     # Granite's template writes an assistant turn's content only: the calls are written into it,
     # in Granite's own syntax, and the results go back in the tool role
     tok = tokenizers["granite"]
-    assert drops_calls(tok) and not any(drops_calls(tokenizers[n]) for n in FAMILIES if n != "granite")
+    # SmolLM3's template renders no calls either, but no tools: the fallback writes its calls
+    assert [n for n in FAMILIES if drops_calls(tokenizers[n])] == ["smollm3", "granite"]
     prompt = render(tok, CONVERSATION, TOOLS)
     calls = '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}, ' \
             '{"name": "get_weather", "arguments": {"city": "Rome"}}]'
@@ -142,6 +143,23 @@ def test_a_template_that_renders_no_tools_gets_the_fallback(tokenizers):
     assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>' in prompt
     fmt = call_format(tok)
     assert fmt.name == "hermes" and fmt.reasoning == ("<think>", "</think>")
+
+
+def test_smollm3_gets_the_fallback_with_its_think_reasoning(tokenizers):
+    # SmolLM3's template renders neither tools nor calls, and writes </think> where thinking is off
+    tok = tokenizers["smollm3"]
+    prompt = render(tok, CONVERSATION, TOOLS)
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>' in prompt
+    assert "<tools>" in prompt and "Reasoning Mode: /think" in prompt
+    fmt = call_format(tok)
+    assert fmt.name == "hermes" and fmt.reasoning == ("<think>", "</think>")
+    msgs = [{"role": "user", "content": "hi"}]
+    syntax = syntax_of(fmt)
+    assert syntax.for_prompt(render(tok, msgs)).reasoning_start == "optional"  # the model may open <think>
+    off = render(tok, msgs, reasoning=False)  # enable_thinking=False: the prompt closes it
+    assert off.endswith("<think>\n\n</think>\n") and syntax.for_prompt(off).reasoning_start == "none"
+    flagged = render(tok, [{"role": "system", "content": "Be brief. /no_think"}, *msgs])  # the template's own flag
+    assert "Reasoning Mode: /no_think" in flagged and syntax.for_prompt(flagged).reasoning_start == "none"
 
 
 def test_reasoning_switch(tokenizers):
@@ -202,7 +220,7 @@ def _generate(engines, name, mode, *, parallel=True, bias_opener=False, max_toke
     return result, message, fmt
 
 
-@pytest.mark.parametrize("name", ["llama3", "qwen3", "mistral", "mistral-v11", "hermes3", "granite"])
+@pytest.mark.parametrize("name", ["llama3", "qwen3", "mistral", "mistral-v11", "hermes3", "smollm3", "granite"])
 def test_a_forced_call_is_written_in_the_family_syntax_and_parses_back(engines, name):
     result, message, fmt = _generate(engines, name, "forced", parallel=False, allowed=["get_weather"])
     assert not message.invalid_tool_calls, (result.text, message.invalid_tool_calls)
@@ -212,7 +230,8 @@ def test_a_forced_call_is_written_in_the_family_syntax_and_parses_back(engines, 
         assert marker not in message.content
     tagged = ("<tool_call>",)
     openers = {"llama3": ("{", "<|python_tag|>{"), "qwen3": tagged, "mistral": ("[TOOL_CALLS][",), "hermes3": tagged,
-               "mistral-v11": ("[TOOL_CALLS]get_weather",), "granite": ('<|tool_call|>[{"name": "get_weather"',)}
+               "mistral-v11": ("[TOOL_CALLS]get_weather",), "smollm3": tagged,
+               "granite": ('<|tool_call|>[{"name": "get_weather"',)}
     body = result.text.split("</think>")[-1].lstrip()
     assert body.startswith(openers[name]), result.text
 

@@ -31,7 +31,7 @@ def _chat(family_dir, name, **kw):
 
 
 FAMILY_FORMATS = [("qwen3", "qwen3"), ("llama3", "llama3"), ("mistral", "mistral"), ("deepseek-r1", "hermes"),
-                  ("granite", "granite")]
+                  ("smollm3", "hermes"), ("granite", "granite")]
 
 
 @pytest.mark.parametrize(("name", "fmt"), FAMILY_FORMATS)

@@ -99,7 +99,7 @@ def call_format(tokenizer, tool_format: str = "auto", reasoning_format: str | No
 
     "auto": detected from the chat template's text where the template renders tools; where it
     renders none, the package's own Hermes format, reasoning as the template does (a DeepSeek-R1
-    distill's ``<think>``). A name (``formats.names()``) picks that format. ``reasoning_format``
+    distill's or SmolLM3's ``<think>``). A name (``formats.names()``) picks that format. ``reasoning_format``
     ("none", "think" or a format's name) overrides the reasoning syntax.
 
     Raises:
@@ -112,9 +112,10 @@ def call_format(tokenizer, tool_format: str = "auto", reasoning_format: str | No
         fmt = formats.get(tool_format)
     elif template_renders_tools(tokenizer):
         fmt = formats.for_template(source)
-    else:
+    else:  # the template's reasoning: its family's, or <think> where it writes </think> (SmolLM3)
         detected = formats.get(formats.detect(source))
-        fmt = formats.get("hermes", detected.name if detected.reasoning else None)
+        reasoning = detected.name if detected.reasoning else "think" if "</think>" in source else None
+        fmt = formats.get("hermes", reasoning)
     return fmt.with_reasoning(reasoning_format) if reasoning_format is not None else fmt
 
 
