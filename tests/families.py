@@ -37,6 +37,13 @@ FAMILIES: dict[str, Family] = {
         bos="<|begin_of_text|>",
         eos="<|eot_id|>",
     ),
+    "llama3.2": Family(  # the 1B / 3B template: no built-in tools, today's date (strftime_now)
+        "meta-llama-Llama-3.2-3B-Instruct.jinja",
+        "llama",
+        ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>"),
+        bos="<|begin_of_text|>",
+        eos="<|eot_id|>",
+    ),
     "qwen2.5": Family(
         "Qwen-Qwen2.5-7B-Instruct.jinja", "qwen2", ("<|im_start|>", "<|im_end|>"), ("<tool_call>", "</tool_call>"),
         eos="<|im_end|>",

@@ -83,8 +83,9 @@ def test_calls_and_results_reach_every_template_in_order(tokenizers, name):
     assert "get_time" in prompt  # the tools' description (the template's own, or the fallback's)
 
 
-def test_llama3_one_call_per_turn_and_results_in_the_ipython_role(tokenizers):
-    prompt = render(tokenizers["llama3"], CONVERSATION, TOOLS)
+@pytest.mark.parametrize("name", ["llama3", "llama3.2"])
+def test_llama3_one_call_per_turn_and_results_in_the_ipython_role(tokenizers, name):
+    prompt = render(tokenizers[name], CONVERSATION, TOOLS)
     header = "<|start_header_id|>assistant<|end_header_id|>\n\n"
     assert f'{header}{{"name": "get_weather", "parameters": {{"city": "Paris"}}}}<|eot_id|>' in prompt
     assert f'{header}{{"name": "get_weather", "parameters": {{"city": "Rome"}}}}<|eot_id|>' in prompt
@@ -220,7 +221,7 @@ def _generate(engines, name, mode, *, parallel=True, bias_opener=False, max_toke
     return result, message, fmt
 
 
-@pytest.mark.parametrize("name", ["llama3", "qwen3", "mistral", "mistral-v11", "hermes3", "smollm3", "granite"])
+@pytest.mark.parametrize("name", ["llama3", "llama3.2", "qwen3", "mistral", "mistral-v11", "hermes3", "smollm3", "granite"])
 def test_a_forced_call_is_written_in_the_family_syntax_and_parses_back(engines, name):
     result, message, fmt = _generate(engines, name, "forced", parallel=False, allowed=["get_weather"])
     assert not message.invalid_tool_calls, (result.text, message.invalid_tool_calls)
@@ -229,7 +230,8 @@ def test_a_forced_call_is_written_in_the_family_syntax_and_parses_back(engines, 
     for marker in fmt.markers:
         assert marker not in message.content
     tagged = ("<tool_call>",)
-    openers = {"llama3": ("{", "<|python_tag|>{"), "qwen3": tagged, "mistral": ("[TOOL_CALLS][",), "hermes3": tagged,
+    llama = ("{", "<|python_tag|>{")
+    openers = {"llama3": llama, "llama3.2": llama, "qwen3": tagged, "mistral": ("[TOOL_CALLS][",), "hermes3": tagged,
                "mistral-v11": ("[TOOL_CALLS]get_weather",), "smollm3": tagged,
                "granite": ('<|tool_call|>[{"name": "get_weather"',)}
     body = result.text.split("</think>")[-1].lstrip()
