@@ -150,10 +150,16 @@ class ChatAttentionBuckets(_Fields):
         self._defaults = CallOptions.from_fields(self, self.settings_table)  # the checked defaults of every call
         return self
 
-    def __setattr__(self, name: str, value: Any) -> None:
+    def _checked(self, name: str, value: Any) -> tuple[Setting | None, Any]:
+        """The setting row called ``name`` (None: not a setting) and ``value`` through its check,
+        the same check as at construction."""
         row = next((s for s in self.settings_table if s.name == name), None)
-        if row is not None and row.check is not None:  # the same check as at construction
+        if row is not None and row.check is not None:
             value = row.check(value)
+        return row, value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        row, value = self._checked(name, value)
         super().__setattr__(name, value)
         if row is not None and row.call:  # a call setting set after construction: later calls follow it
             self._defaults = CallOptions.from_fields(self, self.settings_table)
@@ -168,11 +174,7 @@ class ChatAttentionBuckets(_Fields):
         if unknown:
             name = unknown[0]
             raise ValueError(f"model_copy: unknown setting {name!r}{did_you_mean(name, known)}")
-        rows = {s.name: s for s in self.settings_table}
-        for name, value in update.items():
-            row = rows.get(name)
-            if row is not None and row.check is not None:
-                update[name] = row.check(value)
+        update = {name: self._checked(name, value)[1] for name, value in update.items()}
         copy = super().model_copy(update=update, deep=deep)
         copy._check_options()  # the cross-setting checks, and the call defaults rebuilt from the copy's fields
         return copy

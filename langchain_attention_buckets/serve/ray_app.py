@@ -225,8 +225,8 @@ class Ingress:
 
 async def _rest(answer) -> AsyncIterator[bytes]:
     """The rest of the replica's answer. Stopped early (the client went away), it cancels the call
-    on the replica: dropping ``answer`` cancels it only once Python collects it, which a reference
-    cycle (a traceback's frames) can put off for as long as the answer runs."""
+    on the replica itself: otherwise only Ray's cascade from the cancelled ingress request would,
+    which Serve does not promise for a call made from its router's own loop."""
     finished = False
     try:
         async for chunk in answer:
